@@ -1,0 +1,240 @@
+"""The lake's contract: which app fields the pipeline reads, under which names.
+
+Each app collection maps to one raw lake table. Only the fields listed here are
+projected from MongoDB, so PII (names, email, phone, street, zip code, IP
+address, password hash) never leaves the app's database. Nested fields are
+flattened to business names; units are normalised here, once (bytes → GB with
+1 GB = 10^9 bytes, as ISPs bill; every date is a UTC timestamp).
+
+This module is declarations and path helpers only: no I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+OBJECT_ID = "objectid"  # marker: read as ObjectId, stored in the lake as 24-char hex text
+TS = pa.timestamp("ms", tz="UTC")
+BYTES_PER_GB = 1e9
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str  # lake column name (business name)
+    source: str  # dotted path in the app's document
+    type: pa.DataType | str  # arrow type, or OBJECT_ID
+    scale: float | None = None  # multiply the source value by this (unit normalisation)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    collection: str  # app collection
+    key: str  # lake column that identifies a row
+    columns: tuple[Column, ...]
+    time_column: str | None = None  # event time, for append-only collections
+    query: dict = field(default_factory=dict)  # server-side filter (e.g. only logins)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+def _c(name: str, source: str, type_: pa.DataType | str, scale: float | None = None) -> Column:
+    return Column(name, source, type_, scale)
+
+
+STR = pa.string()
+F64 = pa.float64()
+BOOL = pa.bool_()
+
+TABLES: dict[str, TableSpec] = {
+    spec.collection: spec
+    for spec in (
+        TableSpec(
+            "users",
+            key="user_id",
+            columns=(
+                _c("user_id", "_id", OBJECT_ID),
+                _c("role", "role", STR),
+                _c("account_status", "status", STR),
+                _c("last_login_at", "lastLogin", TS),
+                _c("customer_since", "customerSince", TS),
+                _c("created_at", "createdAt", TS),
+                _c("updated_at", "updatedAt", TS),
+                _c("nps_score", "npsScore", F64),
+                _c("city", "address.city", STR),
+                _c("state", "address.state", STR),
+                _c("date_of_birth", "dateOfBirth", TS),
+            ),
+        ),
+        TableSpec(
+            "plans",
+            key="plan_id",
+            columns=(
+                _c("plan_id", "_id", OBJECT_ID),
+                _c("plan_name", "name", STR),
+                _c("category", "category", STR),
+                _c("monthly_price", "pricing.monthly", F64),
+                _c("yearly_price", "pricing.yearly", F64),
+                _c("currency", "pricing.currency", STR),
+                _c("download_mbps", "features.speed.download", F64),
+                _c("upload_mbps", "features.speed.upload", F64),
+                _c("data_limit_amount", "features.dataLimit.amount", F64),
+                _c("data_limit_unit", "features.dataLimit.unit", STR),
+                _c("data_unlimited", "features.dataLimit.unlimited", BOOL),
+                _c("plan_status", "status", STR),
+            ),
+        ),
+        TableSpec(
+            "subscriptions",
+            key="subscription_id",
+            columns=(
+                _c("subscription_id", "_id", OBJECT_ID),
+                _c("user_id", "user", OBJECT_ID),
+                _c("plan_id", "plan", OBJECT_ID),
+                _c("subscription_status", "status", STR),
+                _c("start_date", "startDate", TS),
+                _c("end_date", "endDate", TS),
+                _c("billing_cycle", "billingCycle", STR),
+                _c("base_price", "pricing.basePrice", F64),
+                _c("discount_applied", "pricing.discountApplied", F64),
+                _c("final_price", "pricing.finalPrice", F64),
+                _c("total_amount", "pricing.totalAmount", F64),
+                _c("auto_renewal", "autoRenewal.enabled", BOOL),
+                _c("cancel_requested_at", "cancellation.requestDate", TS),
+                _c("cancel_effective_at", "cancellation.effectiveDate", TS),
+                _c("cancellation_reason", "cancellation.reason", STR),
+                _c("created_at", "createdAt", TS),
+                _c("updated_at", "updatedAt", TS),
+            ),
+        ),
+        TableSpec(
+            "usagelogs",
+            key="session_id",
+            time_column="timestamp",
+            columns=(
+                _c("session_id", "_id", OBJECT_ID),
+                _c("user_id", "userId", OBJECT_ID),
+                _c("timestamp", "timestamp", TS),
+                _c("download_gb", "download", F64, 1 / BYTES_PER_GB),
+                _c("upload_gb", "upload", F64, 1 / BYTES_PER_GB),
+                _c("download_mbps", "downloadSpeed", F64),
+                _c("upload_mbps", "uploadSpeed", F64),
+                _c("latency_ms", "latency", F64),
+                _c("packet_loss_pct", "packetLoss", F64),
+                _c("session_minutes", "sessionDuration", F64),
+                _c("device_type", "deviceType", STR),
+            ),
+        ),
+        TableSpec(
+            "payments",
+            key="payment_id",
+            time_column="created_at",
+            columns=(
+                _c("payment_id", "_id", OBJECT_ID),
+                _c("user_id", "user", OBJECT_ID),
+                _c("subscription_id", "subscription", OBJECT_ID),
+                _c("amount", "amount", F64),
+                _c("currency", "currency", STR),
+                _c("payment_status", "status", STR),
+                _c("method", "method", STR),
+                _c("created_at", "createdAt", TS),
+                _c("captured_at", "capturedAt", TS),
+                _c("failed_at", "failedAt", TS),
+                _c("attempt_count", "attemptCount", F64),
+            ),
+        ),
+        TableSpec(
+            "billings",
+            key="invoice_id",
+            time_column="created_at",
+            columns=(
+                _c("invoice_id", "_id", OBJECT_ID),
+                _c("user_id", "user", OBJECT_ID),
+                _c("subscription_id", "subscription", OBJECT_ID),
+                _c("amount", "amount", F64),
+                _c("total", "total", F64),
+                _c("invoice_status", "status", STR),
+                _c("due_date", "dueDate", TS),
+                _c("period_start", "billingPeriod.start", TS),
+                _c("period_end", "billingPeriod.end", TS),
+                _c("paid_at", "paymentDate", TS),
+                _c("created_at", "createdAt", TS),
+            ),
+        ),
+        TableSpec(
+            "supporttickets",
+            key="ticket_id",
+            time_column="created_at",
+            columns=(
+                _c("ticket_id", "_id", OBJECT_ID),
+                _c("user_id", "customer", OBJECT_ID),
+                _c("created_at", "createdAt", TS),
+                _c("updated_at", "updatedAt", TS),
+                _c("ticket_status", "status", STR),
+                _c("priority", "priority", STR),
+                _c("category", "category", STR),
+                _c("satisfaction_rating", "satisfaction.rating", F64),
+            ),
+        ),
+        TableSpec(
+            "auditlogs",
+            key="login_id",
+            time_column="timestamp",
+            query={"action": "login"},  # only logins: the full login history
+            columns=(
+                _c("login_id", "_id", OBJECT_ID),
+                _c("user_id", "userId", OBJECT_ID),
+                _c("timestamp", "timestamp", TS),
+            ),
+        ),
+        TableSpec(
+            "feedbacks",
+            key="feedback_id",
+            time_column="created_at",
+            columns=(
+                _c("feedback_id", "_id", OBJECT_ID),
+                _c("user_id", "user", OBJECT_ID),
+                _c("overall_rating", "rating.overall", F64),
+                _c("sentiment", "sentiment", STR),
+                _c("created_at", "createdAt", TS),
+            ),
+        ),
+    )
+}
+
+# Collections the pipeline owns and writes (the app only reads them).
+SCORES_COLLECTION = "ml_customer_scores"
+
+
+def partition(as_of: dt.date) -> str:
+    return f"dt={as_of.isoformat()}"
+
+
+def raw_path(lake_dir: Path, collection: str, as_of: dt.date) -> Path:
+    return lake_dir / "raw" / collection / partition(as_of) / "part-0.parquet"
+
+
+def quarantine_path(lake_dir: Path, collection: str, as_of: dt.date) -> Path:
+    return lake_dir / "quarantine" / collection / partition(as_of) / "part-0.parquet"
+
+
+def clean_path(lake_dir: Path, collection: str, as_of: dt.date) -> Path:
+    """Validated rows (quarantined ones removed): what features read."""
+    return lake_dir / "clean" / collection / partition(as_of) / "part-0.parquet"
+
+
+def features_path(lake_dir: Path, name: str, as_of: dt.date) -> Path:
+    return lake_dir / "features" / name / partition(as_of) / "part-0.parquet"
+
+
+def scores_path(lake_dir: Path, as_of: dt.date) -> Path:
+    return lake_dir / "scores" / partition(as_of) / "part-0.parquet"
+
+
+def manifest_path(lake_dir: Path, as_of: dt.date) -> Path:
+    return lake_dir / "manifests" / f"{as_of.isoformat()}.json"

@@ -1,0 +1,232 @@
+"""Where the pipeline's MongoDB comes from.
+
+Production sets `MONGODB_URI`. Without it the project runs its own embedded
+SecantusDB server (a real wire-protocol server) as a child process on a free
+loopback port. `bbx mongo start` leaves one running for a Prefect worker or the
+app to share; its address is recorded in `<home>/mongo.json` so later runs find
+it instead of starting a second server on the same data folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+from bbx.settings import Settings
+
+STATE_FILE = "mongo.json"
+
+
+class MongoUnavailableError(RuntimeError):
+    """The configured MongoDB cannot be reached (message names host, never credentials)."""
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    pid: int
+    port: int
+    storage: str
+    log_file: str
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/"
+
+
+def redact(uri: str) -> str:
+    """The URI's host part without user name or password, for messages and logs."""
+    parts = urlsplit(uri)
+    host = parts.hostname or "?"
+    return f"{parts.scheme}://{host}{':' + str(parts.port) if parts.port else ''}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_ping(uri: str, timeout_s: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    client: MongoClient = MongoClient(uri, serverSelectionTimeoutMS=250, connect=False)
+    try:
+        while True:
+            if process is not None and process.poll() is not None:
+                raise MongoUnavailableError(
+                    f"embedded MongoDB server exited with code {process.returncode} "
+                    f"before answering ping on {redact(uri)}"
+                )
+            try:
+                client.admin.command("ping")
+                return
+            except PyMongoError as exc:
+                if time.monotonic() > deadline:
+                    raise MongoUnavailableError(
+                        f"MongoDB at {redact(uri)} did not answer ping within {timeout_s:.0f}s "
+                        f"({type(exc).__name__})"
+                    ) from None
+                time.sleep(0.1)
+    finally:
+        client.close()
+
+
+def _storage_arg(settings: Settings) -> str:
+    storage = settings.mongo.embedded_storage
+    if storage == ":memory:":
+        return storage
+    path = Path(storage)
+    path = path if path.is_absolute() else settings.home / path
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def start_embedded(
+    settings: Settings, port: int | None = None, extra_args: tuple[str, ...] = ()
+) -> tuple[EmbeddedServer, subprocess.Popen]:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    storage = _storage_arg(settings)
+    log_file = settings.home / f"mongo-{port}.log"
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "secantus",
+                "--host", "127.0.0.1", "--port", str(port),
+                "--storage-path", storage, "--log-level", "WARNING", *extra_args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in the shell should not kill it mid-write
+        )
+    server = EmbeddedServer(process.pid, port, storage, str(log_file))
+    try:
+        wait_for_ping(server.uri, timeout_s=60, process=process)
+    except BaseException:
+        stop_process(process)
+        raise
+    return server, process
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 20) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()  # SIGTERM: the server checkpoints WiredTiger and exits
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+# --- the persistent server (`bbx mongo start|stop|status`) ---------------------
+
+
+def _state_path(settings: Settings) -> Path:
+    return settings.home / STATE_FILE
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def persistent_server(settings: Settings) -> EmbeddedServer | None:
+    """The server `bbx mongo start` left running, if it still answers."""
+    path = _state_path(settings)
+    if not path.exists():
+        return None
+    server = EmbeddedServer(**json.loads(path.read_text()))
+    if not _pid_alive(server.pid):
+        path.unlink(missing_ok=True)
+        return None
+    try:
+        wait_for_ping(server.uri, timeout_s=3)
+    except MongoUnavailableError:
+        return None
+    return server
+
+
+def start_persistent(settings: Settings, port: int | None = None) -> EmbeddedServer:
+    running = persistent_server(settings)
+    if running:
+        return running
+    server, _process = start_embedded(settings, port)
+    _state_path(settings).write_text(json.dumps(asdict(server)))
+    return server
+
+
+def stop_persistent(settings: Settings) -> bool:
+    server = persistent_server(settings)
+    _state_path(settings).unlink(missing_ok=True)
+    if server is None:
+        return False
+    os.kill(server.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while _pid_alive(server.pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(server.pid, os.WNOHANG)
+        time.sleep(0.1)
+    if _pid_alive(server.pid):
+        os.kill(server.pid, signal.SIGKILL)
+    return True
+
+
+# --- what a run uses -----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def mongo_uri(settings: Settings) -> Iterator[str]:
+    """Yield the URI a run should use, starting (and later stopping) a server if needed.
+
+    Order: configured URI > the persistent embedded server > a child server for
+    this run only, on the home folder's data.
+    """
+    if settings.mongo.uri:
+        yield settings.mongo.uri
+        return
+    running = persistent_server(settings)
+    if running:
+        yield running.uri
+        return
+    server, process = start_embedded(settings)
+    try:
+        yield server.uri
+    finally:
+        stop_process(process)
+
+
+def connect(uri: str, settings: Settings) -> MongoClient:
+    """A client that fails fast and clearly when the server is unreachable."""
+    client: MongoClient = MongoClient(
+        uri,
+        serverSelectionTimeoutMS=settings.mongo.server_selection_timeout_ms,
+        tz_aware=True,
+        uuidRepresentation="standard",
+    )
+    try:
+        client.admin.command("ping")
+    except PyMongoError as exc:
+        client.close()
+        raise MongoUnavailableError(
+            f"cannot reach MongoDB at {redact(uri)}: {type(exc).__name__}"
+        ) from None
+    return client
