@@ -1,0 +1,226 @@
+"""`bbx`: the command line for data engineers.
+
+Global flags override settings by setting the matching environment variables
+before anything reads them, so the flows (which build their own settings, as a
+Prefect deployment does) see the same values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bbx.settings import load_settings
+
+app = typer.Typer(help="BroadbandX nightly ML pipeline.", no_args_is_help=True)
+mongo_app = typer.Typer(help="The embedded MongoDB (SecantusDB) server.", no_args_is_help=True)
+run_app = typer.Typer(help="Run a pipeline flow in this process.", no_args_is_help=True)
+app.add_typer(mongo_app, name="mongo")
+app.add_typer(run_app, name="run")
+
+
+def _say(message: str) -> None:
+    typer.echo(f"[{time.strftime('%H:%M:%S')}] {message}")
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=1)
+
+
+@app.callback()
+def main(
+    home: Annotated[Path | None, typer.Option(help="Home (lake, MLflow, docs).")] = None,
+    mongodb_uri: Annotated[
+        str | None, typer.Option("--mongodb-uri", help="MongoDB URI; default: embedded server.")
+    ] = None,
+    database: Annotated[str | None, typer.Option(help="Database name.")] = None,
+) -> None:
+    overrides = {"BBX_HOME": home and str(home.resolve()), "MONGODB_URI": mongodb_uri,
+                 "BBX_MONGO__DATABASE": database}
+    for name, value in overrides.items():
+        if value:
+            os.environ[name] = value
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from bbx.mongo import MongoUnavailableError
+    from tasks.gate import DataValidationError
+    from tasks.publish import PublishCheckError
+    from tasks.train import NotEnoughTrainingDataError
+
+    return (MongoUnavailableError, DataValidationError, PublishCheckError,
+            NotEnoughTrainingDataError, LookupError)
+
+
+# --- mongo ---------------------------------------------------------------------
+
+
+@mongo_app.command("start")
+def mongo_start(port: Annotated[int | None, typer.Option(help="Port; default a free one.")] = None):
+    """Start a persistent embedded server for a Prefect worker or the app to share."""
+    from bbx.mongo import start_persistent
+
+    server = start_persistent(load_settings(), port)
+    typer.echo(f"embedded MongoDB running: {server.uri} (pid {server.pid}, data {server.storage})")
+    typer.echo(f"point other processes at it with: export MONGODB_URI={server.uri}")
+
+
+@mongo_app.command("stop")
+def mongo_stop() -> None:
+    """Stop the persistent embedded server."""
+    from bbx.mongo import stop_persistent
+
+    typer.echo("stopped" if stop_persistent(load_settings()) else "no embedded server was running")
+
+
+@mongo_app.command("status")
+def mongo_status() -> None:
+    """Say whether the persistent embedded server is running, and where."""
+    from bbx.mongo import persistent_server
+
+    server = persistent_server(load_settings())
+    if server is None:
+        typer.echo("not running")
+        raise typer.Exit(code=3)
+    typer.echo(f"running: {server.uri} (pid {server.pid}, data {server.storage})")
+
+
+# --- simulate ------------------------------------------------------------------
+
+
+def _yesterday() -> dt.date:
+    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+
+
+def _simulate(customers: int, days: int, seed: int, end: dt.date) -> None:
+    from bbx.mongo import connect, mongo_uri
+    from simulator import simulate
+
+    settings = load_settings()
+    with mongo_uri(settings) as uri:
+        client = connect(uri, settings)
+        try:
+            report = simulate(
+                client[settings.mongo.database], customers=customers, days=days, seed=seed,
+                end=end, sessions_per_day=settings.simulation.sessions_per_day,
+                annual_churn=settings.simulation.annual_churn, progress=_say,
+            )
+        finally:
+            client.close()
+    _say(f"simulated {report.customers} customers over {days} days ending {end} "
+         f"in {report.seconds:.0f}s: {report.active_subscriptions} active, "
+         f"{report.churned} cancelled")
+    for collection, count in report.documents.items():
+        typer.echo(f"  {collection:<16} {count:>10,}")
+
+
+@app.command()
+def simulate(
+    customers: Annotated[int | None, typer.Option(help="Customers to simulate.")] = None,
+    days: Annotated[int | None, typer.Option(help="Days of history.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    end: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"],
+                                                    help="Last day (default yesterday).")] = None,
+) -> None:
+    """Write a simulated BroadbandX population into the app's collections."""
+    sim = load_settings().simulation
+    _simulate(customers or sim.customers, days or sim.days,
+              sim.seed if seed is None else seed, end.date() if end else _yesterday())
+
+
+# --- run -----------------------------------------------------------------------
+
+
+def _run_nightly(as_of: dt.date | None, train: bool, dry_run: bool) -> dict:
+    from flows.nightly import nightly
+
+    try:
+        return nightly(as_of=as_of, train=train, dry_run=dry_run)
+    except _known_errors() as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+
+
+@run_app.command("nightly")
+def run_nightly(
+    as_of: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"],
+                                                      help="Scoring date (default today).")] = None,
+    train: Annotated[bool, typer.Option(help="Retrain both models first.")] = True,
+    dry_run: Annotated[bool, typer.Option(help="Do everything but publish.")] = False,
+) -> None:
+    """Run the nightly flow once, in this process."""
+    summary = _run_nightly(as_of.date() if as_of else None, train, dry_run)
+    scores = summary["scores"]
+    _say(f"scored {scores['customers']} customers for {summary['as_of']}: {scores['band_counts']}")
+
+
+# --- demo ----------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    customers: Annotated[int | None, typer.Option(help="Customers to simulate.")] = None,
+    days: Annotated[int | None, typer.Option(help="Days of history.")] = None,
+) -> None:
+    """Simulate a population, run the nightly flow on it, and summarise what it published."""
+    from bbx.mongo import connect, mongo_uri
+
+    settings = load_settings()
+    started = time.perf_counter()
+    with mongo_uri(settings) as uri:
+        os.environ["MONGODB_URI"] = uri  # the flow and the simulator share this server
+        _say(f"MongoDB: {'configured' if settings.mongo.uri else 'embedded'} server up")
+        _simulate(customers or settings.simulation.customers,
+                  days or settings.simulation.days, settings.simulation.seed, _yesterday())
+        _say("running the nightly flow (Prefect starts a temporary API server first)")
+        summary = _run_nightly(None, train=True, dry_run=False)
+        client = connect(uri, settings)
+        try:
+            _print_demo_summary(client[settings.mongo.database], summary, settings)
+        finally:
+            client.close()
+    _say(f"demo finished in {time.perf_counter() - started:.0f}s")
+
+
+def _print_demo_summary(db, summary: dict, settings) -> None:
+    from bbx.lake import SCORES_COLLECTION
+
+    scores = db[SCORES_COLLECTION]
+    active_users = len(db.subscriptions.distinct("user", {"status": "active"}))
+    typer.echo("")
+    typer.echo(f"customers scored       {scores.count_documents({}):,} "
+               f"(active subscriptions' users: {active_users:,})")
+    bands = {d["_id"]: d["n"] for d in scores.aggregate(
+        [{"$group": {"_id": "$riskBand", "n": {"$sum": 1}}}])}
+    typer.echo("risk bands             " + ", ".join(
+        f"{b} {bands.get(b, 0):,}" for b in ("low", "medium", "high")))
+    segments = scores.aggregate([{"$group": {"_id": "$segment.name", "n": {"$sum": 1}}},
+                                 {"$sort": {"n": -1}}])
+    typer.echo("segments               " + ", ".join(f"{s['_id']} {s['n']:,}" for s in segments))
+    prices = next(scores.aggregate([{"$group": {
+        "_id": None, "static": {"$avg": "$price.base"}, "dynamic": {"$avg": "$price.dynamic"}}}]))
+    typer.echo(f"mean monthly price     static ₹{prices['static']:.0f} → "
+               f"dynamic ₹{prices['dynamic']:.0f}")
+    for name, model in summary["models"].items():
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in model["metrics"].items()
+                            if k in ("roc_auc", "pr_auc", "f1", "brier"))
+        typer.echo(f"model {name:<16} v{model['version']}  {metrics}")
+    typer.echo("")
+    typer.echo("where to look:")
+    typer.echo(f"  MLflow UI   : {sys.executable} -m mlflow ui --backend-store-uri "
+               f"{settings.mlflow_uri}")
+    typer.echo(f"  data docs   : {settings.data_docs_dir}/index.html")
+    typer.echo(f"  lake        : {settings.lake_dir}")
+    typer.echo("  Prefect UI  : .venv/bin/prefect server start  (then http://127.0.0.1:4200)")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,91 @@
+"""Extract against the real embedded server: projection, names, units, ids, bad types."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow.parquet as pq
+import pytest
+from bson import ObjectId
+
+from bbx import lake
+from bbx.mongo import MongoUnavailableError, free_port
+from bbx.settings import Settings
+from tasks.extract import extract_collection
+
+AS_OF = dt.date(2026, 3, 1)
+
+
+def _db(settings: Settings, mongo_client):
+    return mongo_client[settings.mongo.database]
+
+
+def test_usagelogs_are_projected_renamed_and_converted_to_gb(settings, mongo_client) -> None:
+    user = ObjectId()
+    db = _db(settings, mongo_client)
+    db.usagelogs.insert_many([
+        {"userId": user, "timestamp": dt.datetime(2026, 2, 1, 10, tzinfo=dt.UTC),
+         "download": 2_500_000_000, "upload": 500_000_000, "downloadSpeed": 95.5,
+         "uploadSpeed": 40.0, "latency": 12.0, "packetLoss": 0.1, "sessionDuration": 45,
+         "deviceId": "d1", "deviceType": "mobile", "ipAddress": "10.1.2.3"},
+        # A string where a number belongs: kept as a row with a null, for validation.
+        {"userId": user, "timestamp": dt.datetime(2026, 2, 2, tzinfo=dt.UTC), "download": "12"},
+    ])
+    result = extract_collection(settings.mongo.uri, settings, "usagelogs", AS_OF)
+
+    assert result.rows == 2
+    assert result.path == str(lake.raw_path(settings.lake_dir, "usagelogs", AS_OF))
+    table = pq.read_table(result.path).to_pandas()
+    assert list(table.columns) == lake.TABLES["usagelogs"].column_names
+    assert "ipAddress" not in table.columns and "ip_address" not in table.columns
+    first = table.iloc[0]
+    assert first["user_id"] == str(user)
+    assert first["download_gb"] == pytest.approx(2.5)
+    assert first["upload_gb"] == pytest.approx(0.5)
+    assert str(table["timestamp"].dt.tz) == "UTC"
+    assert table.iloc[1]["download_gb"] != table.iloc[1]["download_gb"]  # NaN, not a crash
+
+
+def test_users_extract_drops_pii_and_flattens_address(settings, mongo_client) -> None:
+    db = _db(settings, mongo_client)
+    db.users.insert_one({
+        "firstName": "Asha", "lastName": "Verma", "email": "asha@example.com",
+        "phone": "+91-9800000000", "password": "$2b$10$abcdefghijklmnopqrstuv",
+        "role": "customer", "status": "active", "npsScore": 9,
+        "address": {"street": "1 MG Road", "city": "Pune", "state": "MH", "zipCode": "411001",
+                    "country": "USA"},
+        "createdAt": dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+    })
+    result = extract_collection(settings.mongo.uri, settings, "users", AS_OF)
+    frame = pq.read_table(result.path).to_pandas()
+    assert frame.loc[0, "city"] == "Pune"
+    text = frame.astype(str).to_csv()
+    for pii in ("Asha", "Verma", "asha@example.com", "9800000000", "MG Road", "411001", "$2b$"):
+        assert pii not in text
+
+
+def test_auditlogs_extract_keeps_only_logins(settings, mongo_client) -> None:
+    db = _db(settings, mongo_client)
+    user = ObjectId()
+    when = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+    db.auditlogs.insert_many([
+        {"userId": user, "action": "login", "entity": "User", "timestamp": when},
+        {"userId": user, "action": "update", "entity": "User", "timestamp": when},
+    ])
+    result = extract_collection(settings.mongo.uri, settings, "auditlogs", AS_OF)
+    assert result.rows == 1
+
+
+def test_empty_collection_gives_an_empty_table_with_the_contract_columns(settings) -> None:
+    result = extract_collection(settings.mongo.uri, settings, "feedbacks", AS_OF)
+    table = pq.read_table(result.path)
+    assert table.num_rows == 0
+    assert table.column_names == lake.TABLES["feedbacks"].column_names
+
+
+def test_unreachable_server_names_host_and_is_not_a_raw_traceback(settings) -> None:
+    uri = f"mongodb://127.0.0.1:{free_port()}/"
+    fast = settings.model_copy(update={"mongo": settings.mongo.model_copy(
+        update={"server_selection_timeout_ms": 300})})
+    with pytest.raises(MongoUnavailableError, match="127.0.0.1"):
+        extract_collection(uri, fast, "users", AS_OF)
