@@ -57,3 +57,24 @@ def settings(tmp_path: Path, mongo_server_uri: str) -> Settings:
         home=tmp_path / "home",
         mongo={"uri": mongo_server_uri, "database": f"t_{uuid.uuid4().hex[:10]}"},
     )
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """One temporary Prefect API for the whole session (it takes 10-20 s to start)."""
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture()
+def flow_env(settings: Settings, monkeypatch: pytest.MonkeyPatch, prefect_api: None) -> Settings:
+    """Environment a flow run reads its settings from: this test's home and database."""
+    monkeypatch.setenv("BBX_HOME", str(settings.home))
+    monkeypatch.setenv("MONGODB_URI", settings.mongo.uri or "")
+    monkeypatch.setenv("BBX_MONGO__DATABASE", settings.mongo.database)
+    return settings

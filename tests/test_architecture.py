@@ -1,0 +1,50 @@
+"""The code's rooms: pure features/models, no truth leaking into the pipeline."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+IO_PACKAGES = {"prefect", "pymongo", "bson", "pymongoarrow", "mlflow", "great_expectations",
+               "secantus", "tasks", "flows"}
+PIPELINE_PACKAGES = ("bbx", "flows", "tasks", "features", "models")
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def _imported_roots(path: Path) -> set[str]:
+    roots: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("package", ["features", "models"])
+def test_features_and_models_are_pure(package: str) -> None:
+    modules = _modules(package)
+    assert modules, f"{package}/ has no modules"
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(_imported_roots(path) & IO_PACKAGES)
+        for path in modules
+        if _imported_roots(path) & IO_PACKAGES
+    }
+    assert offenders == {}
+
+
+def test_pipeline_code_never_reads_the_simulators_truth() -> None:
+    readers = [
+        str(path.relative_to(ROOT))
+        for package in PIPELINE_PACKAGES
+        for path in _modules(package)
+        if "sim_truth" in path.read_text() or "simulator" in _imported_roots(path) - {"bbx"}
+        and package != "bbx"
+    ]
+    assert readers == []
