@@ -54,6 +54,12 @@ class ChurnSettings(BaseModel):
     training_cutoffs: int = Field(
         default=4, ge=1, description="Monthly cutoffs (ending one horizon before as-of)."
     )
+    risk_score_horizon_days: int = Field(
+        default=365,
+        ge=1,
+        description="riskScore = chance (0..100) of leaving within this many days at the "
+        "customer's current hazard; churnProbability stays the horizon_days probability.",
+    )
     risk_band_medium: float = Field(default=40.0, ge=0, le=100)
     risk_band_high: float = Field(default=70.0, ge=0, le=100)
     n_estimators: int = Field(default=300, ge=10)

@@ -18,6 +18,7 @@ class ScoringPolicy:
     band_medium: float
     band_high: float
     currency: str
+    risk_score_periods: float = 1.0  # label horizons the risk score looks ahead
 
 
 def assemble_scores(
@@ -41,7 +42,9 @@ def assemble_scores(
         unknown = scores.loc[scores["monthly_price"].isna(), "plan_id"].unique()[:5]
         raise ValueError(f"customers on plans with no monthly price: {list(unknown)}")
     scores["churn_probability"] = np.clip(np.asarray(churn_probability, dtype=float), 0.0, 1.0)
-    scores["risk_score"] = risk_score(scores["churn_probability"].to_numpy())
+    scores["risk_score"] = risk_score(
+        scores["churn_probability"].to_numpy(), policy.risk_score_periods
+    )
     scores["risk_band"] = risk_band(
         scores["risk_score"].to_numpy(), policy.band_medium, policy.band_high
     )

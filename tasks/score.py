@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import pyarrow as pa
 from prefect import task
 
 from bbx import lake
@@ -41,6 +42,7 @@ def scoring_policy(settings: Settings) -> ScoringPolicy:
         band_medium=settings.churn.risk_band_medium,
         band_high=settings.churn.risk_band_high,
         currency=p.currency,
+        risk_score_periods=settings.churn.risk_score_horizon_days / settings.churn.horizon_days,
     )
 
 
@@ -48,8 +50,6 @@ def scoring_policy(settings: Settings) -> ScoringPolicy:
 def score_customers_task(
     settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str]
 ) -> ScoreResult:
-    import pyarrow as pa
-
     tables = read_tables(clean_paths)
     cutoff = as_of_cutoff(as_of)
     registry.configure(settings, "churn")

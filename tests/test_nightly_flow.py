@@ -66,7 +66,7 @@ def test_nightly_scores_every_active_customer_and_registers_champions(
     client = MlflowClient(tracking_uri=simulated.mlflow_uri, registry_uri=simulated.mlflow_uri)
     for name in ("churn", "segmentation"):
         champion = client.get_model_version_by_alias(name, "champion")
-        assert champion.version == summary["models"][name]["version"]
+        assert str(champion.version) == summary["models"][name]["version"]
     assert {s["modelVersions"]["churn"] for s in scores} == {summary["models"]["churn"]["version"]}
 
     # A rerun for the same date replaces the night: same customers, no duplicates.

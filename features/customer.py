@@ -1,0 +1,220 @@
+"""Per-customer churn features as of a cutoff (pure, point in time).
+
+Rules that make a feature row safe for a past cutoff:
+- population: customers whose subscription is live at the cutoff, judged from
+  dates (features/subscriptions.py), not from the current status;
+- events: only rows with event time strictly before the cutoff (usage
+  timestamp, payment failed_at/created_at, ticket and feedback created_at,
+  login timestamp);
+- current-state fields (users.last_login_at, nps_score, account_status,
+  subscription_status as a value, paymentFailures) are never read. Plan fields
+  (price, category, speed) are the one exception: the pipeline never changes
+  them and the app changes them rarely (a known, documented gap).
+
+Everything is vectorised: user ids are mapped to integer positions once per
+table, then counts/sums are `np.bincount` over positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.registry import CHURN_CONTEXT_COLUMNS, CHURN_FEATURE_NAMES
+from features.subscriptions import current_subscription, subscription_lifecycle, to_utc, utc_series
+
+DAY = pd.Timedelta(days=1)
+DAYS_PER_MONTH = 30.4375  # 365.25 / 12
+CATEGORY_CODES = {"residential": 0.0, "business": 1.0, "enterprise": 2.0}
+CLOSED_TICKET_STATUSES = ("resolved", "closed")
+
+
+@dataclass
+class LakeTables:
+    """The validated lake tables (columns as in bbx/lake.py), one field per collection."""
+
+    users: pd.DataFrame
+    plans: pd.DataFrame
+    subscriptions: pd.DataFrame
+    usagelogs: pd.DataFrame
+    payments: pd.DataFrame
+    billings: pd.DataFrame
+    supporttickets: pd.DataFrame
+    auditlogs: pd.DataFrame
+    feedbacks: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Events:
+    """Rows of one event table before the cutoff, aligned to population positions."""
+
+    pos: np.ndarray  # int position of the customer in the population index
+    age_days: np.ndarray  # (cutoff - event time) in days, > 0
+    frame: pd.DataFrame  # the matching rows (same order), for value columns
+    n: int  # population size
+
+    def mask(self, max_age_days: float, min_age_days: float = 0.0) -> np.ndarray:
+        return (self.age_days < max_age_days) & (self.age_days >= min_age_days)
+
+    def count(self, mask: np.ndarray | None = None) -> np.ndarray:
+        pos = self.pos if mask is None else self.pos[mask]
+        return np.bincount(pos, minlength=self.n).astype(float)
+
+    def total(self, values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        if mask is not None:
+            return np.bincount(self.pos[mask], weights=values[mask], minlength=self.n)
+        return np.bincount(self.pos, weights=values, minlength=self.n)
+
+    def mean(self, values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Mean of non-null values per customer; NaN where there is none."""
+        keep = ~np.isnan(values)
+        if mask is not None:
+            keep &= mask
+        n = self.count(keep)
+        s = self.total(np.nan_to_num(values), keep)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, s / np.where(n > 0, n, 1), np.nan)
+
+
+def events_before(
+    frame: pd.DataFrame,
+    time: pd.Series,
+    population: pd.Index,
+    cutoff: pd.Timestamp,
+    max_days: float | None,
+) -> Events:
+    """Rows with `time` in [cutoff - max_days, cutoff) whose user is in `population`."""
+    time = utc_series(time)
+    keep = time < cutoff
+    if max_days is not None:
+        keep &= time >= cutoff - pd.Timedelta(days=max_days)
+    keep = keep.fillna(False).to_numpy(dtype=bool)
+    sub = frame.loc[keep]
+    pos = population.get_indexer(sub["user_id"])
+    known = pos >= 0
+    sub = sub.loc[known]
+    age = ((cutoff - time.loc[keep].loc[known]) / DAY).to_numpy(dtype=float)
+    return Events(pos=pos[known].astype(np.int64), age_days=age, frame=sub, n=len(population))
+
+
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+
+
+def customer_population(tables: LakeTables, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Customers with a subscription live at cutoff: their current subscription rows.
+
+    Index user_id (sorted). Admin users are excluded (role is fixed at signup).
+    """
+    current = current_subscription(subscription_lifecycle(tables.subscriptions), cutoff)
+    admins = tables.users.loc[tables.users["role"].eq("admin"), "user_id"]
+    return current[~current.index.isin(admins)]
+
+
+def customer_since(tables: LakeTables, population: pd.DataFrame) -> pd.Series:
+    """Event-dated customer start: customer_since, else users.created_at, else sub start."""
+    users = tables.users.drop_duplicates("user_id").set_index("user_id")
+    since = utc_series(users["customer_since"]).fillna(utc_series(users["created_at"]))
+    since = since.reindex(population.index)
+    return since.fillna(population["start_date"])
+
+
+def build_churn_features(tables: LakeTables, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """One row per customer live at `cutoff`; index user_id.
+
+    Columns: CHURN_CONTEXT_COLUMNS (subscription_id, plan_id, billing_cycle), then
+    CHURN_FEATURE_NAMES in registry order.
+    """
+    cutoff = to_utc(cutoff)
+    pop = customer_population(tables, cutoff)
+    idx = pd.Index(pop.index, name="user_id")
+    out = pd.DataFrame(index=idx)
+
+    # Usage: one pass over the last 90 days.
+    usage = events_before(tables.usagelogs, tables.usagelogs["timestamp"], idx, cutoff, max_days=90)
+    gb = np.nan_to_num(_column(usage.frame, "download_gb")) + np.nan_to_num(
+        _column(usage.frame, "upload_gb")
+    )
+    last30 = usage.mask(30)
+    gb_30 = usage.total(gb, last30)
+    gb_prev30 = usage.total(gb, usage.mask(60, 30))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        decline = np.where(gb_prev30 > 0, 100.0 * (gb_prev30 - gb_30) / gb_prev30, 0.0)
+    # No baseline but some usage now: growth, floored like any other growth.
+    decline = np.where((gb_prev30 <= 0) & (gb_30 > 0), -100.0, decline)
+    out["usage_decline_30d_pct"] = np.clip(decline, -100.0, 100.0)
+
+    # Last login from the login history only (users.last_login_at is current state).
+    logins = events_before(
+        tables.auditlogs, tables.auditlogs["timestamp"], idx, cutoff, max_days=None
+    )
+    last_login_age = np.full(len(idx), np.inf)
+    np.minimum.at(last_login_age, logins.pos, logins.age_days)
+    since = customer_since(tables, pop)
+    since_age = ((cutoff - since) / DAY).to_numpy(dtype=float)
+    days_since_login = np.where(np.isfinite(last_login_age), last_login_age, since_age)
+    out["days_since_last_login"] = np.clip(np.nan_to_num(days_since_login), 0.0, None)
+
+    # Payment failures are events: failed_at if set, else created_at of a failed row.
+    pay = tables.payments
+    failed_time = utc_series(pay["failed_at"]).fillna(
+        utc_series(pay["created_at"]).where(pay["payment_status"].eq("failed"))
+    )
+    failures = events_before(pay, failed_time, idx, cutoff, max_days=90)
+    out["payment_failures_90d"] = failures.count()
+
+    tickets_all = events_before(
+        tables.supporttickets, tables.supporttickets["created_at"], idx, cutoff, max_days=None
+    )
+    out["support_tickets_90d"] = tickets_all.count(tickets_all.mask(90))
+    # Status is current state: it tells the state at cutoff only if the ticket has not
+    # changed since (updated_at < cutoff); otherwise count it as still open then.
+    tf = tickets_all.frame
+    closed_before = tf["ticket_status"].isin(CLOSED_TICKET_STATUSES).to_numpy() & (
+        (utc_series(tf["updated_at"]) < cutoff).fillna(False).to_numpy(dtype=bool)
+    )
+    out["open_tickets"] = tickets_all.count(~closed_before)
+
+    start_age = ((cutoff - pop["start_date"]) / DAY).to_numpy(dtype=float)
+    out["contract_age_months"] = np.clip(start_age, 0.0, None) / DAYS_PER_MONTH
+
+    out["usage_gb_7d"] = usage.total(gb, usage.mask(7))
+    out["usage_gb_30d"] = gb_30
+    out["usage_gb_90d"] = usage.total(gb)
+    day_key = usage.pos[last30] * 30 + np.floor(usage.age_days[last30]).astype(np.int64)
+    active_pos = np.unique(day_key) // 30
+    out["active_days_30d"] = np.bincount(active_pos, minlength=len(idx)).astype(float)
+    out["sessions_30d"] = usage.count(last30)
+    out["mean_latency_ms_30d"] = usage.mean(_column(usage.frame, "latency_ms"), last30)
+    out["mean_packet_loss_pct_30d"] = usage.mean(_column(usage.frame, "packet_loss_pct"), last30)
+
+    plans = tables.plans.drop_duplicates("plan_id").set_index("plan_id")
+    plan = plans.reindex(pop["plan_id"].to_numpy())
+    out["monthly_price"] = pd.to_numeric(plan["monthly_price"], errors="coerce").to_numpy()
+    out["plan_category_code"] = plan["category"].map(CATEGORY_CODES).to_numpy(dtype=float)
+    out["plan_download_mbps"] = pd.to_numeric(plan["download_mbps"], errors="coerce").to_numpy()
+
+    yearly = pop["billing_cycle"].eq("yearly").to_numpy()
+    out["billing_cycle_yearly"] = yearly.astype(float)
+    base = pd.to_numeric(pop["base_price"], errors="coerce").to_numpy(dtype=float)
+    discount = pd.to_numeric(pop["discount_applied"], errors="coerce").to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(base > 0, np.nan_to_num(discount) / base, 0.0)
+    out["discount_share"] = np.clip(share, 0.0, 1.0)
+    cycle_days = np.where(yearly, 365.25, DAYS_PER_MONTH)
+    out["days_to_renewal"] = cycle_days - np.mod(np.clip(start_age, 0.0, None), cycle_days)
+
+    out["logins_30d"] = logins.count(logins.mask(30))
+    feedback = events_before(
+        tables.feedbacks, tables.feedbacks["created_at"], idx, cutoff, max_days=90
+    )
+    out["feedback_mean_rating_90d"] = feedback.mean(_column(feedback.frame, "overall_rating"))
+    tenure = ((cutoff - since) / DAY).to_numpy(dtype=float)
+    out["customer_tenure_months"] = np.clip(np.nan_to_num(tenure), 0.0, None) / DAYS_PER_MONTH
+
+    context = pop[["subscription_id", "plan_id", "billing_cycle"]]
+    result = pd.concat([context, out[list(CHURN_FEATURE_NAMES)]], axis=1)
+    assert tuple(result.columns[: len(CHURN_CONTEXT_COLUMNS)]) == CHURN_CONTEXT_COLUMNS
+    return result

@@ -1,0 +1,153 @@
+"""The one registry of churn features: model column order and documentation.
+
+`CHURN_FEATURES` is the single source of truth: `build_churn_features` emits the
+columns in this order, the churn model is trained on `CHURN_FEATURE_NAMES`, and
+docs render the table from `feature_table()`.
+
+Every feature is point-in-time: computed only from event-dated rows with time
+strictly before the cutoff (see features/customer.py). `window_days` is the
+look-back window ending at the cutoff (None: no window, e.g. a duration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    description: str
+    source_collection: str
+    window_days: int | None
+
+
+CHURN_FEATURES: tuple[Feature, ...] = (
+    # The seed's five (the paper's claimed top importances).
+    Feature(
+        "usage_decline_30d_pct",
+        "Decline of GB used in the last 30 days vs the 30 days before, in % "
+        "(100 = stopped using; negative = growth, floored at -100; 0 when both are 0).",
+        "usagelogs",
+        60,
+    ),
+    Feature(
+        "days_since_last_login",
+        "Days from the last portal login (auditlogs action=login) to the cutoff; with no "
+        "login yet, days since customer_since (else users.created_at, else subscription start).",
+        "auditlogs",
+        None,
+    ),
+    Feature(
+        "payment_failures_90d",
+        "Failed payment attempts (failed_at, else created_at of status=failed) in the last "
+        "90 days. Not the app's resetting subscriptions.paymentFailures counter.",
+        "payments",
+        90,
+    ),
+    Feature(
+        "support_tickets_90d",
+        "Support tickets created in the last 90 days.",
+        "supporttickets",
+        90,
+    ),
+    Feature(
+        "open_tickets",
+        "Tickets created before the cutoff and open at it: a ticket is counted open unless "
+        "it is resolved/closed now AND was last updated before the cutoff.",
+        "supporttickets",
+        None,
+    ),
+    Feature(
+        "contract_age_months",
+        "Months (30.44 days) since the current subscription's start_date.",
+        "subscriptions",
+        None,
+    ),
+    # Cheap, point-in-time correct additions.
+    Feature("usage_gb_7d", "GB downloaded + uploaded in the last 7 days.", "usagelogs", 7),
+    Feature("usage_gb_30d", "GB downloaded + uploaded in the last 30 days.", "usagelogs", 30),
+    Feature("usage_gb_90d", "GB downloaded + uploaded in the last 90 days.", "usagelogs", 90),
+    Feature(
+        "active_days_30d",
+        "Distinct UTC days with at least one session, last 30 days.",
+        "usagelogs",
+        30,
+    ),
+    Feature("sessions_30d", "Usage sessions in the last 30 days.", "usagelogs", 30),
+    Feature(
+        "mean_latency_ms_30d",
+        "Mean session latency (ms), last 30 days; NaN without sessions.",
+        "usagelogs",
+        30,
+    ),
+    Feature(
+        "mean_packet_loss_pct_30d",
+        "Mean session packet loss (%), last 30 days; NaN without sessions.",
+        "usagelogs",
+        30,
+    ),
+    Feature(
+        "monthly_price",
+        "The plan's list price per month (plans.pricing.monthly, INR).",
+        "plans",
+        None,
+    ),
+    Feature(
+        "plan_category_code",
+        "Plan category: residential 0, business 1, enterprise 2 (else NaN).",
+        "plans",
+        None,
+    ),
+    Feature("plan_download_mbps", "Plan download speed (Mbps): the tier.", "plans", None),
+    Feature(
+        "billing_cycle_yearly",
+        "1 if the subscription is billed yearly, else 0.",
+        "subscriptions",
+        None,
+    ),
+    Feature(
+        "discount_share",
+        "discount_applied / base_price of the subscription (both per cycle, set at signup).",
+        "subscriptions",
+        None,
+    ),
+    Feature(
+        "days_to_renewal",
+        "Days until the next renewal, from start_date + whole cycles (30.44 or 365.25 days); "
+        "never from the current-state end_date.",
+        "subscriptions",
+        None,
+    ),
+    Feature("logins_30d", "Portal logins in the last 30 days.", "auditlogs", 30),
+    Feature(
+        "feedback_mean_rating_90d",
+        "Mean overall feedback rating (1..5), last 90 days; NaN without feedback.",
+        "feedbacks",
+        90,
+    ),
+    Feature(
+        "customer_tenure_months",
+        "Months since users.customer_since (else created_at, else subscription start).",
+        "users",
+        None,
+    ),
+)
+
+CHURN_FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in CHURN_FEATURES)
+
+# Id/context columns build_churn_features adds in front of the features (not model inputs).
+CHURN_CONTEXT_COLUMNS: tuple[str, ...] = ("subscription_id", "plan_id", "billing_cycle")
+
+
+def feature_table() -> list[dict[str, object]]:
+    """Rows for documentation (name, description, source, window)."""
+    return [
+        {
+            "name": f.name,
+            "description": f.description,
+            "source_collection": f.source_collection,
+            "window_days": f.window_days,
+        }
+        for f in CHURN_FEATURES
+    ]

@@ -1,0 +1,345 @@
+"""Churn features, population and labels: point-in-time correctness on hand-made tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.customer import LakeTables, build_churn_features
+from features.labels import churn_labels
+from features.registry import CHURN_CONTEXT_COLUMNS, CHURN_FEATURE_NAMES, CHURN_FEATURES
+from tests.unit.synthetic import empty_tables, make_tables, plans_table, table
+
+CUT = pd.Timestamp("2026-03-01", tz="UTC")
+D = pd.Timedelta(days=1)
+NOW = CUT + 60 * D  # the "today" the lake was extracted at
+
+
+def uid(name: str) -> str:
+    return name.encode().hex().ljust(24, "0")[:24]
+
+
+A, B, C, DD, E, F, G, H, ADMIN = (uid(x) for x in ("A", "B", "C", "D", "E", "F", "G", "H", "admin"))
+
+
+def base_tables() -> LakeTables:
+    """Customers around CUT:
+    A live; B cancelled before; C cancel requested after (in 10 days); D non-renewal
+    (expired) 15 days after; E starts after; F old contract expired + new live one;
+    G unknown status; H active now with a stale cancellation sub-document; admin live.
+    """
+    plans = plans_table()
+    p0, p1 = plans["plan_id"].iloc[0], plans["plan_id"].iloc[3]
+    rows = [
+        # user, sub, plan, status, start, end, req, eff, updated
+        (A, "a1", p0, "active", CUT - 100 * D, NOW + 20 * D, None, None, NOW - D),
+        (B, "b1", p0, "cancelled", CUT - 100 * D, None, CUT - 10 * D, CUT - 5 * D, CUT - 10 * D),
+        (C, "c1", p1, "cancelled", CUT - 200 * D, None, CUT + 10 * D, CUT + 15 * D, CUT + 10 * D),
+        (DD, "d1", p0, "expired", CUT - 50 * D, CUT + 15 * D, None, None, CUT + 20 * D),
+        (E, "e1", p0, "active", CUT + 5 * D, None, None, None, CUT + 5 * D),
+        (F, "f1", p0, "expired", CUT - 300 * D, CUT - 40 * D, None, None, CUT - 38 * D),
+        (F, "f2", p1, "active", CUT - 40 * D, None, None, None, CUT - 40 * D),
+        (G, "g1", p0, "trialing", CUT - 30 * D, None, None, None, CUT - 30 * D),
+        (H, "h1", p0, "active", CUT - 80 * D, None, CUT - 20 * D, None, CUT - 19 * D),
+        (ADMIN, "x1", p0, "active", CUT - 80 * D, None, None, None, CUT - 80 * D),
+    ]
+    cols = list(zip(*rows, strict=True))
+    subs = table(
+        "subscriptions",
+        user_id=cols[0],
+        subscription_id=[uid(s) for s in cols[1]],
+        plan_id=cols[2],
+        subscription_status=cols[3],
+        start_date=cols[4],
+        end_date=cols[5],
+        cancel_requested_at=cols[6],
+        cancel_effective_at=cols[7],
+        updated_at=cols[8],
+        billing_cycle=["monthly"] * 9 + ["yearly"],
+        base_price=500.0,
+        discount_applied=[50.0] + [0.0] * 9,
+    )
+    users = table(
+        "users",
+        user_id=[A, B, C, DD, E, F, G, H, ADMIN],
+        role=["customer"] * 8 + ["admin"],
+        customer_since=[CUT - 400 * D] * 9,
+        created_at=[CUT - 400 * D] * 9,
+        last_login_at=NOW,
+        account_status="active",
+        nps_score=7.0,
+    )
+    usage = table(
+        "usagelogs",
+        session_id=[uid(f"u{i}") for i in range(4)],
+        user_id=[A, A, A, C],
+        timestamp=[CUT - 5 * D, CUT - 20 * D, CUT - 45 * D, CUT - 3 * D],
+        download_gb=[4.0, 5.0, 18.0, 1.0],
+        upload_gb=[1.0, 0.0, 2.0, 0.0],
+        latency_ms=[10.0, 30.0, 99.0, np.nan],
+        packet_loss_pct=[0.0, 1.0, 5.0, 0.5],
+    )
+    payments = table(
+        "payments",
+        payment_id=[uid(f"p{i}") for i in range(3)],
+        user_id=[A, A, A],
+        payment_status=["failed", "failed", "captured"],
+        created_at=[CUT - 10 * D, CUT - 120 * D, CUT - 5 * D],
+        failed_at=[CUT - 10 * D, CUT - 120 * D, None],
+    )
+    tickets = table(
+        "supporttickets",
+        ticket_id=[uid(f"t{i}") for i in range(3)],
+        user_id=[A, A, A],
+        created_at=[CUT - 10 * D, CUT - 20 * D, CUT - 200 * D],
+        updated_at=[CUT + 5 * D, CUT - 15 * D, CUT - 150 * D],
+        ticket_status=["closed", "resolved", "open"],
+    )
+    logins = table(
+        "auditlogs",
+        login_id=[uid(f"l{i}") for i in range(2)],
+        user_id=[A, A],
+        timestamp=[CUT - 3 * D, CUT - 40 * D],
+    )
+    feedbacks = table(
+        "feedbacks",
+        feedback_id=[uid("f0"), uid("f1")],
+        user_id=[A, A],
+        overall_rating=[2.0, 4.0],
+        created_at=[CUT - 10 * D, CUT - 100 * D],
+    )
+    tables = empty_tables()
+    tables.users, tables.plans, tables.subscriptions = users, plans, subs
+    tables.usagelogs, tables.payments, tables.supporttickets = usage, payments, tickets
+    tables.auditlogs, tables.feedbacks = logins, feedbacks
+    return tables
+
+
+def plant_future_events(tables: LakeTables) -> LakeTables:
+    """Everything after CUT, plus changes to current-state fields."""
+    t = LakeTables(**vars(tables))
+    t.usagelogs = pd.concat(
+        [
+            t.usagelogs,
+            table(
+                "usagelogs",
+                session_id=[uid("fu0"), uid("fu1")],
+                user_id=[A, C],
+                timestamp=[CUT, CUT + 2 * D],
+                download_gb=500.0,
+                upload_gb=1.0,
+                latency_ms=1000.0,
+            ),
+        ],
+        ignore_index=True,
+    )
+    t.payments = pd.concat(
+        [
+            t.payments,
+            table(
+                "payments",
+                payment_id=[uid("fp0"), uid("fp1")],
+                user_id=[A, A],
+                payment_status="failed",
+                # fp1 was created before the cutoff but only failed after it.
+                created_at=[CUT + D, CUT - D],
+                failed_at=[CUT + D, CUT + 2 * D],
+            ),
+        ],
+        ignore_index=True,
+    )
+    t.supporttickets = pd.concat(
+        [
+            t.supporttickets,
+            table(
+                "supporttickets",
+                ticket_id=[uid("ft0")],
+                user_id=[A],
+                created_at=[CUT + D],
+                updated_at=[CUT + D],
+                ticket_status="open",
+            ),
+        ],
+        ignore_index=True,
+    )
+    t.auditlogs = pd.concat(
+        [t.auditlogs, table("auditlogs", login_id=[uid("fl0")], user_id=[A], timestamp=[CUT])],
+        ignore_index=True,
+    )
+    t.feedbacks = pd.concat(
+        [
+            t.feedbacks,
+            table(
+                "feedbacks",
+                feedback_id=[uid("ff")],
+                user_id=[A],
+                overall_rating=1.0,
+                created_at=[CUT + D],
+            ),
+        ],
+        ignore_index=True,
+    )
+    users = t.users.copy()
+    users["last_login_at"] = CUT + 30 * D
+    users["nps_score"] = 0.0
+    users["account_status"] = "suspended"
+    t.users = users
+    return t
+
+
+def test_registry_is_the_column_order() -> None:
+    features = build_churn_features(base_tables(), CUT)
+    assert list(features.columns) == list(CHURN_CONTEXT_COLUMNS) + list(CHURN_FEATURE_NAMES)
+    assert len(set(CHURN_FEATURE_NAMES)) == len(CHURN_FEATURES)
+    seed_five = {
+        "usage_decline_30d_pct",
+        "days_since_last_login",
+        "payment_failures_90d",
+        "support_tickets_90d",
+        "contract_age_months",
+    }
+    assert seed_five <= set(CHURN_FEATURE_NAMES)
+    assert features.index.name == "user_id"
+
+
+def test_population_is_judged_from_dates() -> None:
+    features = build_churn_features(base_tables(), CUT)
+    # B cancelled before, E not started, G unknown status, admin: all out.
+    assert sorted(features.index) == sorted([A, C, DD, F, H])
+    # F: the latest live contract, not the expired one.
+    assert features.loc[F, "subscription_id"] == uid("f2")
+
+
+def test_population_today_equals_active_status() -> None:
+    tables = make_tables(n_customers=300, seed=3)
+    as_of = pd.Timestamp("2026-06-01", tz="UTC")
+    features = build_churn_features(tables, as_of)
+    subs = tables.subscriptions
+    active = subs.loc[subs["subscription_status"].eq("active") & (subs["start_date"] < as_of)]
+    assert set(features.index) == set(active["user_id"])
+    assert 0 < len(features) < 300
+
+
+def test_hand_computed_values() -> None:
+    f = build_churn_features(base_tables(), CUT).loc[A]
+    # last 30d: 5 + 5 = 10 GB; previous 30d: 20 GB -> 50 % decline.
+    assert f["usage_gb_30d"] == pytest.approx(10.0)
+    assert f["usage_decline_30d_pct"] == pytest.approx(50.0)
+    assert f["usage_gb_7d"] == pytest.approx(5.0)
+    assert f["usage_gb_90d"] == pytest.approx(30.0)
+    assert f["sessions_30d"] == 2 and f["active_days_30d"] == 2
+    assert f["mean_latency_ms_30d"] == pytest.approx(20.0)
+    assert f["days_since_last_login"] == pytest.approx(3.0)
+    assert f["logins_30d"] == 1
+    assert f["payment_failures_90d"] == 1  # the 120-day-old failure is out of window
+    assert f["support_tickets_90d"] == 2
+    # closed ticket updated after CUT: still open at CUT; old "open" one: open.
+    assert f["open_tickets"] == 2
+    assert f["contract_age_months"] == pytest.approx(100 / 30.4375)
+    assert f["days_to_renewal"] == pytest.approx(30.4375 * 4 - 100)
+    assert f["discount_share"] == pytest.approx(0.1)
+    assert f["feedback_mean_rating_90d"] == pytest.approx(2.0)
+    assert f["monthly_price"] == 399.0 and f["plan_category_code"] == 0.0
+    # No login ever: days since customer_since; no usage: NaN latency, 0 decline.
+    d = build_churn_features(base_tables(), CUT).loc[DD]
+    assert d["days_since_last_login"] == pytest.approx(400.0)
+    assert np.isnan(d["mean_latency_ms_30d"]) and d["usage_decline_30d_pct"] == 0.0
+
+
+def test_events_at_or_after_cutoff_change_nothing() -> None:
+    tables = base_tables()
+    before = build_churn_features(tables, CUT)
+    after = build_churn_features(plant_future_events(tables), CUT)
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_the_same_events_before_cutoff_do_change_features() -> None:
+    # Guard for the test above: the planted rows are read when they are in the past.
+    later = CUT + 3 * D
+    before = build_churn_features(base_tables(), later)
+    after = build_churn_features(plant_future_events(base_tables()), later)
+    for column in (
+        "usage_gb_7d",
+        "payment_failures_90d",
+        "support_tickets_90d",
+        "logins_30d",
+        "feedback_mean_rating_90d",
+    ):
+        assert after.loc[A, column] != before.loc[A, column], column
+
+
+def test_point_in_time_on_synthetic_history() -> None:
+    tables = make_tables(n_customers=200, seed=5)
+    cut = pd.Timestamp("2026-04-01", tz="UTC")
+    truncated = LakeTables(**vars(tables))
+    for name, col in (
+        ("usagelogs", "timestamp"),
+        ("auditlogs", "timestamp"),
+        ("supporttickets", "created_at"),
+        ("feedbacks", "created_at"),
+    ):
+        frame = getattr(tables, name)
+        setattr(truncated, name, frame[frame[col] < cut])
+    pay = tables.payments
+    truncated.payments = pay[pay["created_at"] < cut]
+    pd.testing.assert_frame_equal(
+        build_churn_features(tables, cut), build_churn_features(truncated, cut)
+    )
+
+
+@pytest.mark.parametrize(
+    ("definition", "horizon", "expected"),
+    [
+        ("cancelled", 30, {A: 0, C: 1, DD: 0, F: 0, H: 0}),
+        ("cancelled", 5, {A: 0, C: 0, DD: 0, F: 0, H: 0}),
+        ("cancelled_or_nonrenewal", 30, {A: 0, C: 1, DD: 1, F: 0, H: 0}),
+        ("cancelled_or_nonrenewal", 12, {A: 0, C: 1, DD: 0, F: 0, H: 0}),
+    ],
+)
+def test_labels(definition: str, horizon: int, expected: dict[str, int]) -> None:
+    tables = base_tables()
+    users = build_churn_features(tables, CUT).index
+    labels = churn_labels(tables.subscriptions, users, CUT, horizon, definition)  # type: ignore[arg-type]
+    assert labels.to_dict() == expected
+    assert labels.dtype == np.int64
+
+
+def test_plan_switch_is_not_churn() -> None:
+    tables = base_tables()
+    switch = table(
+        "subscriptions",
+        user_id=[C],
+        subscription_id=[uid("c2")],
+        plan_id=[tables.plans["plan_id"].iloc[1]],
+        subscription_status="active",
+        start_date=[CUT + 10 * D],
+        updated_at=[CUT + 10 * D],
+        billing_cycle="monthly",
+    )
+    subs = pd.concat([tables.subscriptions, switch], ignore_index=True)
+    labels = churn_labels(subs, pd.Index([C]), CUT, 30, "cancelled")
+    assert labels[C] == 0
+
+
+def test_unknown_definition_is_rejected() -> None:
+    with pytest.raises(ValueError, match="definition"):
+        churn_labels(base_tables().subscriptions, pd.Index([A]), CUT, 30, "left")  # type: ignore[arg-type]
+
+
+def test_parquet_round_trip_types(tmp_path) -> None:
+    """Lake files hold ms timestamps and arrow strings: features must not change."""
+    tables = make_tables(n_customers=150, seed=8)
+    loaded = {}
+    for name, frame in vars(tables).items():
+        frame = frame.copy()
+        for column in frame.columns:
+            if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+                frame[column] = frame[column].astype("datetime64[ms, UTC]")
+        frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
+        loaded[name] = pd.read_parquet(tmp_path / f"{name}.parquet")
+        setattr(tables, name, frame)
+    cut = pd.Timestamp("2026-04-15", tz="UTC")
+    pd.testing.assert_frame_equal(
+        build_churn_features(tables, cut), build_churn_features(LakeTables(**loaded), cut)
+    )

@@ -1,0 +1,89 @@
+"""P = P_base × (1 + α·D + β·E + γ·R), its bounds, and the risk bands."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.pricing import PricingWeights, dynamic_price, price_terms, risk_band, risk_score
+
+W = PricingWeights(alpha=0.10, beta=0.05, gamma=-0.15)
+
+
+def test_formula_by_hand() -> None:
+    # 500 × (1 + 0.1·0.5 + 0.05·(-1.2) + (-0.15)·0.2) = 500 × 0.96 = 480
+    price = dynamic_price(
+        np.array([500.0, 1000.0]),
+        0.5,
+        np.array([-1.2, -0.3]),
+        np.array([0.2, 0.0]),
+        W,
+        0.8,
+        1.2,
+        np.array([False, False]),
+    )
+    # 1000 × (1 + 0.05 - 0.015 + 0) = 1035
+    np.testing.assert_allclose(price, [480.0, 1035.0])
+    terms = price_terms(0.5, np.array([-1.2, -0.3]), np.array([0.2, 0.0]), W)
+    np.testing.assert_allclose(terms["demand"], [0.05, 0.05])
+    np.testing.assert_allclose(terms["elasticity"], [-0.06, -0.015])
+    np.testing.assert_allclose(terms["risk"], [-0.03, 0.0])
+
+
+def test_prices_within_bounds_and_high_risk_never_above_base() -> None:
+    rng = np.random.default_rng(0)
+    n = 5000
+    base = rng.choice([399.0, 499.0, 799.0, 3999.0], n)
+    weights = PricingWeights(alpha=1.0, beta=0.3, gamma=-1.0)  # extreme, to hit both bounds
+    high = rng.random(n) < 0.3
+    price = dynamic_price(
+        base, rng.random(n), rng.uniform(-3, 0, n), rng.random(n), weights, 0.8, 1.2, high
+    )
+    assert (price >= 0.8 * base - 1e-9).all() and (price <= 1.2 * base + 1e-9).all()
+    assert (price[high] <= base[high] + 1e-9).all()
+    assert (price[~high] > base[~high]).any() and np.isclose(price, 1.2 * base).any()
+    assert np.isclose(price, 0.8 * base).any()
+
+
+def test_clamps_by_hand() -> None:
+    w = PricingWeights(alpha=1.0, beta=0.0, gamma=-1.0)
+    up = dynamic_price(500.0, 1.0, 0.0, 0.0, w, 0.8, 1.2, np.array(False))
+    assert up == pytest.approx(600.0)
+    assert dynamic_price(500.0, 1.0, 0.0, 0.0, w, 0.8, 1.2, np.array(True)) == pytest.approx(500)
+    down = dynamic_price(500.0, 0.0, 0.0, 1.0, w, 0.8, 1.2, np.array(True))
+    assert down == pytest.approx(400.0)
+
+
+@pytest.mark.parametrize(
+    ("score", "band"),
+    [
+        (0.0, "low"),
+        (39.99, "low"),
+        (40.0, "medium"),
+        (55.0, "medium"),
+        (70.0, "medium"),
+        (70.01, "high"),
+        (100.0, "high"),
+    ],
+)
+def test_risk_band_boundaries(score: float, band: str) -> None:
+    assert risk_band(score, 40.0, 70.0) == band
+    assert list(risk_band(np.array([score]), 40.0, 70.0)) == [band]
+
+
+def test_risk_score() -> None:
+    np.testing.assert_allclose(
+        risk_score(np.array([-0.1, 0.0, 0.4, 1.0, 1.5])), [0.0, 0.0, 40.0, 100.0, 100.0]
+    )
+    with pytest.raises(ValueError):
+        risk_band(50.0, 70.0, 40.0)
+
+
+def test_risk_score_over_several_horizons_compounds_the_hazard() -> None:
+    # 10% a month held for 12 months: 1 - 0.9^12 = 71.8% within the year.
+    np.testing.assert_allclose(risk_score(np.array([0.1]), periods=12), [100 * (1 - 0.9**12)])
+    np.testing.assert_allclose(risk_score(np.array([0.0, 1.0]), periods=12), [0.0, 100.0])
+    scores = risk_score(np.linspace(0, 1, 11), periods=365 / 30)
+    assert np.all(np.diff(scores) >= 0)
+    with pytest.raises(ValueError):
+        risk_score(0.5, periods=0)
