@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
@@ -64,6 +65,7 @@ def configure(settings: Settings, experiment: str) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # the cloudpickle notice
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_registry_uri(settings.mlflow_uri)
     if mlflow.get_experiment_by_name(experiment) is None:
@@ -87,13 +89,17 @@ def log_and_register(
 ) -> RegisteredModel:
     """Log `model` in the active run, register a version and point `alias` at it."""
     wrapper = _PredictProba(model) if kind == "predict_proba" else _Assign(model)
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=wrapper,
-        registered_model_name=registered_name,
-        signature=infer_signature(example_input, example_output),
-        pip_requirements=_requirements(),
-    )
+    with warnings.catch_warnings():
+        # Advice aimed at serving endpoints (input examples, int columns, pickling):
+        # our models are loaded only by our own scoring task.
+        warnings.simplefilter("ignore", UserWarning)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=wrapper,
+            registered_model_name=registered_name,
+            signature=infer_signature(example_input, example_output),
+            pip_requirements=_requirements(),
+        )
     registered_version = str(info.registered_model_version)
     MlflowClient().set_registered_model_alias(registered_name, alias, registered_version)
     return RegisteredModel(registered_name, registered_version, mlflow.active_run().info.run_id)

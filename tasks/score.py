@@ -66,6 +66,7 @@ def score_customers_task(
     scores = assemble_scores(
         customers, probability, segments, tables.plans, demand, scoring_policy(settings)
     )
+    scores["decision_threshold"] = float(churn_model.threshold)  # the model's "will churn" cut
     scores["churn_model_version"] = churn_version
     scores["segment_model_version"] = segment_version
     path = lake.scores_path(settings.lake_dir, as_of)
