@@ -56,7 +56,7 @@ def _seconds_of_day(rng: np.random.Generator, peak_share: np.ndarray) -> np.ndar
 def usage_documents(
     rng: np.random.Generator, pop: Population, tl: Timeline, ident: Identity, days: np.ndarray
 ) -> tuple[list[dict], np.ndarray]:
-    """Usage sessions of the given window days; also returns GB per customer for the truth."""
+    """Usage sessions of the given window days; also returns GB per (day, customer)."""
     activity = tl.activity(pop.start_day, days)
     weekday = (tl.window.start_date + days.astype("m8[D]")).astype("M8[D]").astype(np.int64)
     weekend = np.isin((weekday + 3) % 7, (5, 6))  # 1970-01-01 was a Thursday
@@ -136,8 +136,10 @@ def usage_documents(
             strict=True,
         )
     ]
-    gb = np.bincount(customer, weights=download, minlength=pop.size) / BYTES_PER_GB
-    return docs, gb
+    # GB per (day of the span, customer): the truth's volumes and the app's daily roll-ups.
+    cell = day_pos[kept] * pop.size + customer
+    gb = np.bincount(cell, weights=download, minlength=len(days) * pop.size) / BYTES_PER_GB
+    return docs, gb.reshape(len(days), pop.size)
 
 
 def login_documents(
@@ -187,8 +189,9 @@ def monthly_batches(
     pop: Population,
     tl: Timeline,
     ident: Identity,
-) -> Iterator[tuple[str, list[dict], np.ndarray]]:
-    """Yield ('usagelogs'|'auditlogs', documents, per-customer summary) month by month."""
+) -> Iterator[tuple[str, list[dict], np.ndarray, np.ndarray]]:
+    """Yield ('usagelogs'|'auditlogs', documents, summary, days) month by month: the summary
+    is GB per (day, customer) for usage, the last login second per customer for logins."""
     dates = (tl.window.start_date + np.arange(tl.window.days).astype("m8[D]")).astype("M8[D]")
     first = dates == dates.astype("M8[M]").astype("M8[D]")
     # Big books are cut into spans of a few days so one span's documents fit in memory.
@@ -196,6 +199,6 @@ def monthly_batches(
     max_days = int(np.clip(MAX_SESSIONS_PER_CHUNK // sessions_per_day, 1, 31))
     for chunk, days in enumerate(day_chunks(tl.window.days, first, max_days)):
         usage, gb = usage_documents(seed_rng("usage", chunk), pop, tl, ident, days)
-        yield "usagelogs", usage, gb
+        yield "usagelogs", usage, gb, days
         logins, last = login_documents(seed_rng("logins", chunk), pop, tl, ident, days)
-        yield "auditlogs", logins, last
+        yield "auditlogs", logins, last, days

@@ -5,27 +5,24 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from pymongo.database import Database
 
 from simulator import documents as docs
 from simulator.activity import Identity, monthly_batches
+from simulator.dirty import Dirt
 from simulator.encode import (
-    SECONDS_PER_DAY,
     STREAM_DOCUMENTS,
-    STREAM_IDS,
     STREAM_LOGINS,
-    STREAM_POPULATION,
-    STREAM_TIMELINE,
     STREAM_USAGE,
-    epoch_seconds,
     hex_tokens,
     rng_for,
 )
-from simulator.population import MAX_DEVICES, draw_population
-from simulator.timeline import Window, build_timeline
+from simulator.population import MAX_DEVICES
+from simulator.truth import TRUTH_COLLECTION, truth_documents
+from simulator.world import SimulationSpec, build_world
 from simulator.writer import BatchWriter
 
 APP_COLLECTIONS = (
@@ -39,9 +36,8 @@ APP_COLLECTIONS = (
     "auditlogs",
     "feedbacks",
 )
-TRUTH_COLLECTION = "sim_truth"
+DIRTY_ONLY_COLLECTIONS = ("usageanalytics",)  # written in dirty mode only
 DEFAULT_BATCH_SIZE = 20_000
-CATALOGUE_LEAD_DAYS = 30  # plans and admins exist a month before the first customer
 
 _STREAMS = {"usage": STREAM_USAGE, "logins": STREAM_LOGINS}
 _DOC_PARTS = {
@@ -62,9 +58,11 @@ _DOC_PARTS = {
 class SimulationReport:
     documents: dict[str, int]  # documents written per collection (sim_truth included)
     customers: int
-    active_subscriptions: int  # status "active" at the end of the window
-    churned: int  # status "cancelled"
+    active_subscriptions: int  # status "active" at the end of the written history
+    churned: int  # status "cancelled" at the end of the written history
     seconds: float
+    future_cancellations: int = 0  # cancellations in the hidden future (truth only)
+    dirt: dict[str, int] = field(default_factory=dict)  # injected dirt by kind (dirty mode)
 
 
 def simulate(
@@ -76,52 +74,79 @@ def simulate(
     end: dt.date,
     sessions_per_day: float = 1.5,
     annual_churn: float = 0.25,
+    future_days: int = 60,
+    dirty: bool = False,
     progress: Callable[[str], None] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> SimulationReport:
     """Replace the app collections in `db` with `customers` customers' history over the
-    `days` days ending on `end` (inclusive). Same arguments, same documents."""
-    _check_arguments(customers, days, sessions_per_day, annual_churn, batch_size)
+    `days` days ending on `end` (inclusive), simulate `future_days` more days whose
+    outcomes go only into the truth, and (if `dirty`) inject the app's usual dirt.
+    Same arguments, same documents."""
+    spec = SimulationSpec(
+        customers=customers,
+        days=days,
+        seed=seed,
+        end=end,
+        sessions_per_day=sessions_per_day,
+        annual_churn=annual_churn,
+        future_days=future_days,
+    )
+    spec.check()
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
     began = time.perf_counter()
     say = progress or (lambda _message: None)
-    for name in (*APP_COLLECTIONS, TRUTH_COLLECTION):
+    for name in (*APP_COLLECTIONS, *DIRTY_ONLY_COLLECTIONS, TRUTH_COLLECTION):
         db.drop_collection(name)
 
-    window = Window(epoch_seconds(end - dt.timedelta(days=days - 1)), days)
-    pop = draw_population(
-        rng_for(seed, STREAM_POPULATION), customers, days, window.start_seconds, sessions_per_day
-    )
-    tl = build_timeline(rng_for(seed, STREAM_TIMELINE), pop, window, annual_churn)
-    catalogue_seconds = int(pop.start_seconds.min()) - CATALOGUE_LEAD_DAYS * SECONDS_PER_DAY
-    keys = docs.draw_keys(rng_for(seed, STREAM_IDS), pop, catalogue_seconds)
+    world = build_world(spec)
+    pop, tl, keys = world.pop, world.seen, world.keys
+    window = tl.window
     ident = _identity(rng_for(seed, STREAM_DOCUMENTS, _DOC_PARTS["identity"]), keys, customers)
+    dirt = Dirt(seed, end) if dirty else None
 
     def doc_rng(part: str) -> np.random.Generator:
         return rng_for(seed, STREAM_DOCUMENTS, _DOC_PARTS[part])
 
-    say(f"simulating {customers} customers over {days} days ending {end.isoformat()}")
+    def dirtied(collection: str, documents):
+        return dirt.apply(collection, documents) if dirt else documents
+
+    say(
+        f"simulating {customers} customers over {days} days ending {end.isoformat()}"
+        f" (+{future_days} hidden days){' with dirt' if dirty else ''}"
+    )
     with BatchWriter(db, batch_size) as writer:
         writer.write("plans", docs.plan_documents(keys))
         last_login = np.full(customers, -1, dtype=np.int64)
+        daily_gb = np.zeros((days, customers), dtype=np.float32) if dirty else None
         usage_gb = np.zeros(customers)
-        for collection, batch, summary in monthly_batches(
+        for collection, batch, summary, chunk_days in monthly_batches(
             lambda name, part: rng_for(seed, _STREAMS[name], part), pop, tl, ident
         ):
-            writer.write(collection, batch)
+            writer.write(collection, dirtied(collection, batch))
             if collection == "usagelogs":
-                usage_gb += summary
+                usage_gb += summary.sum(axis=0)
+                if daily_gb is not None:
+                    daily_gb[chunk_days] = summary
             else:
                 last_login = np.maximum(last_login, summary)
                 counts = writer.counts
                 say(f"{counts['usagelogs']} usage sessions, {counts['auditlogs']} logins")
         writer.write("users", docs.admin_documents(doc_rng("admins"), keys, window.end_seconds))
-        writer.write("users", docs.user_documents(doc_rng("users"), pop, tl, keys, last_login))
+        writer.write(
+            "users",
+            dirtied("users", docs.user_documents(doc_rng("users"), pop, tl, keys, last_login)),
+        )
         outcome = docs.payment_outcomes(doc_rng("outcomes"), tl)
         transaction_ids = hex_tokens(doc_rng("transactions"), len(tl.attempts.seconds), 14)
         writer.write(
             "subscriptions",
-            docs.subscription_documents(
-                doc_rng("subscriptions"), pop, tl, keys, outcome, transaction_ids
+            dirtied(
+                "subscriptions",
+                docs.subscription_documents(
+                    doc_rng("subscriptions"), pop, tl, keys, outcome, transaction_ids
+                ),
             ),
         )
         writer.write(
@@ -129,16 +154,33 @@ def simulate(
             docs.payment_documents(doc_rng("payments"), pop, tl, keys, outcome, transaction_ids),
         )
         writer.write("billings", docs.billing_documents(doc_rng("billings"), pop, tl, keys))
-        writer.write("supporttickets", docs.ticket_documents(doc_rng("tickets"), pop, tl, keys))
-        writer.write("feedbacks", docs.feedback_documents(doc_rng("feedbacks"), pop, tl, keys))
-        writer.write(TRUTH_COLLECTION, docs.truth_documents(pop, tl, keys, usage_gb))
+        writer.write(
+            "supporttickets",
+            dirtied("supporttickets", docs.ticket_documents(doc_rng("tickets"), pop, tl, keys)),
+        )
+        writer.write(
+            "feedbacks",
+            dirtied("feedbacks", docs.feedback_documents(doc_rng("feedbacks"), pop, tl, keys)),
+        )
+        if dirt is not None and daily_gb is not None:
+            served = tl.activity(pop.start_day, np.arange(days)) > 0
+            writer.write(
+                "usageanalytics",
+                dirt.usage_rollups(
+                    daily_gb, served, window.start_seconds, keys.user_ids, keys.subscription_ids
+                ),
+            )
+        writer.write(TRUTH_COLLECTION, truth_documents(world, usage_gb))
     status = docs.subscription_status(tl)
+    future = world.full.cancel_day >= days
     report = SimulationReport(
         documents=dict(writer.counts),
         customers=customers,
         active_subscriptions=int(np.sum(status == "active")),
         churned=int(np.sum(status == "cancelled")),
         seconds=time.perf_counter() - began,
+        future_cancellations=int(future.sum()),
+        dirt=dict(sorted(dirt.counts.items())) if dirt else {},
     )
     say(f"done in {report.seconds:.1f}s: {report.documents}")
     return report
@@ -152,16 +194,3 @@ def _identity(rng: np.random.Generator, keys: docs.Keys, customers: int) -> Iden
         device_ids=[[f"dev-{token}-{d}" for d in range(MAX_DEVICES)] for token in device_tokens],
         ip_addresses=[f"49.{a}.{b}.{c}" for a, b, c in octets.tolist()],
     )
-
-
-def _check_arguments(
-    customers: int, days: int, sessions_per_day: float, annual_churn: float, batch_size: int
-) -> None:
-    if customers < 1 or days < 1:
-        raise ValueError("customers and days must be at least 1")
-    if sessions_per_day <= 0:
-        raise ValueError("sessions_per_day must be positive")
-    if not 0 <= annual_churn < 1:
-        raise ValueError("annual_churn must be in [0, 1)")
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")

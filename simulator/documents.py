@@ -24,7 +24,6 @@ from simulator.catalog import (
     PAYMENT_ERROR_CODES,
     PAYMENT_METHODS,
     PLANS,
-    SEGMENTS,
     SENTIMENTS,
     STREET_NAMES,
     TICKET_CATEGORIES,
@@ -565,31 +564,4 @@ def feedback_documents(
             "updatedAt": _dt(seconds[row]),
         }
         for row, c in enumerate(customer.tolist())
-    ]
-
-
-def truth_documents(pop: Population, tl: Timeline, keys: Keys, usage_gb: np.ndarray) -> list[dict]:
-    """Ground truth for evaluating the pipeline: never read by pipeline code."""
-    months = tl.window.days / 30.0
-    return [
-        {
-            "_id": keys.user_ids[i],
-            "userId": keys.user_ids[i],
-            "subscriptionId": keys.subscription_ids[i],
-            "segment": SEGMENTS[pop.segment[i]].name,
-            "elasticity": float(round(pop.elasticity[i], 4)),
-            "churnDate": _dt(tl.cancel_request_seconds[i]) if tl.cancel_day[i] >= 0 else None,
-            "nonRenewalDate": _dt(tl.nonrenewal_seconds[i]) if tl.nonrenewal_day[i] >= 0 else None,
-            "declineStart": (
-                _dt(tl.window.day_seconds(int(tl.decline_start_day[i])))
-                if tl.cancel_day[i] >= 0 or tl.nonrenewal_day[i] >= 0
-                else None
-            ),
-            "monthlyChurnHazard": float(round(tl.monthly_hazard[i], 6)),
-            "satisfaction": float(round(pop.satisfaction[i], 4)),
-            "paymentStress": float(round(pop.payment_stress[i], 4)),
-            "typicalMonthlyGB": float(round(pop.monthly_gb[i], 2)),
-            "simulatedMonthlyGB": float(round(usage_gb[i] / months, 2)),
-        }
-        for i in range(pop.size)
     ]

@@ -21,6 +21,8 @@ STREAM_USAGE = 3
 STREAM_LOGINS = 4
 STREAM_IDS = 5
 STREAM_DOCUMENTS = 6
+STREAM_DIRT = 7
+STREAM_PRICE_RESPONSE = 8
 
 
 def rng_for(seed: int, stream: int, part: int = 0) -> np.random.Generator:

@@ -44,6 +44,8 @@ class Population:
     discount_rate: np.ndarray  # promotional discount on the base price
     static_log_hazard: np.ndarray  # latent churn propensity from lasting traits
     satisfaction: np.ndarray  # standardised latent satisfaction (high = happy)
+    reference_price: np.ndarray  # monthly price the customer compares theirs with
+    price_pressure_spread: float  # std of price pressure, its z-score's denominator
 
     @property
     def size(self) -> int:
@@ -131,7 +133,7 @@ def draw_population(
     payment_method = _choose(rng, np.array(PAYMENT_METHOD_WEIGHTS), n)
     discount_rate = np.where(rng.random(n) < 0.15, rng.choice([0.1, 0.15, 0.2], n), 0.0)
 
-    # Price pressure: paying above what the segment usually pays, felt through elasticity.
+    # Price pressure: paying above what the segment usually pays (the reference price).
     list_price = np.array([p.monthly for p in PLANS])[plan] * (1 - discount_rate)
     segment_typical = np.array(
         [
@@ -139,7 +141,7 @@ def draw_population(
             for s in range(len(SEGMENTS))
         ]
     )[segment]
-    price_pressure = -elasticity * np.log(list_price / segment_typical) + 0.3 * -elasticity
+    price_pressure = price_pressure_of(list_price, segment_typical, elasticity)
 
     w = HAZARD_WEIGHTS
     drivers = (
@@ -171,4 +173,14 @@ def draw_population(
         discount_rate=discount_rate,
         static_log_hazard=drivers,
         satisfaction=-_zscore(drivers),
+        reference_price=segment_typical,
+        price_pressure_spread=float(price_pressure.std()) or 1.0,
     )
+
+
+def price_pressure_of(
+    monthly_price: np.ndarray, reference_price: np.ndarray, elasticity: np.ndarray
+) -> np.ndarray:
+    """How much the price hurts: paying above the reference price, felt through elasticity
+    (the constant term makes price-sensitive customers restless at any price)."""
+    return -elasticity * np.log(monthly_price / reference_price) + 0.3 * -elasticity

@@ -103,6 +103,8 @@ class Timeline:
     decline_days: np.ndarray
     paid_through_seconds: np.ndarray  # endDate of a live contract
     monthly_hazard: np.ndarray  # latent average monthly churn hazard
+    daily_hazard: np.ndarray  # (days, n) float32 scaled cancellation hazard per day
+    hazard_scale: float  # calibration factor already applied to daily_hazard
 
     def activity(self, start_day: np.ndarray, days: np.ndarray) -> np.ndarray:
         """(len(days), n) multiplier of normal behaviour: 1 normally, falling before leaving,
@@ -364,6 +366,48 @@ def build_timeline(
         decline_days=decline_days,
         paid_through_seconds=_paid_through(pop, window),
         monthly_hazard=monthly_hazard,
+        daily_hazard=hazard * np.float32(scale),
+        hazard_scale=scale,
+    )
+
+
+def observed(tl: Timeline, pop: Population, days: int) -> Timeline:
+    """The first `days` days of a timeline simulated further: what the app has written by
+    then. Outcomes after that (cancellations, lapses, bills, tickets) are dropped, but the
+    wind-down of customers who will leave soon has already begun and stays visible."""
+    if days >= tl.window.days:
+        return tl
+    window = Window(tl.window.start_seconds, days)
+    end = window.end_seconds
+    inv = tl.invoices
+    keep_invoice = inv.day < days
+    invoices, attempts = _keep_invoices(inv, tl.attempts, keep_invoice)
+    attempts = _subset_attempts(attempts, attempts.seconds <= end)
+    t = tl.tickets
+    in_window = t.seconds <= end
+    tickets = Tickets(t.customer[in_window], t.seconds[in_window], t.cause[in_window])
+    cancelled = (tl.cancel_day >= 0) & (tl.cancel_day < days)
+    lapsed = (tl.nonrenewal_day >= 0) & (tl.nonrenewal_day < days)
+    return Timeline(
+        window=window,
+        invoices=invoices,
+        attempts=attempts,
+        tickets=tickets,
+        incident=tl.incident[:days],
+        cancel_day=np.where(cancelled, tl.cancel_day, -1),
+        cancel_request_seconds=np.where(cancelled, tl.cancel_request_seconds, -1),
+        cancel_effective_seconds=np.where(
+            cancelled, np.minimum(tl.cancel_effective_seconds, end), -1
+        ),
+        nonrenewal_day=np.where(lapsed, tl.nonrenewal_day, -1),
+        nonrenewal_seconds=np.where(lapsed, tl.nonrenewal_seconds, -1),
+        service_end_day=tl.service_end_day,
+        decline_start_day=tl.decline_start_day,
+        decline_days=tl.decline_days,
+        paid_through_seconds=_paid_through(pop, window),
+        monthly_hazard=tl.monthly_hazard,
+        daily_hazard=tl.daily_hazard[:days],
+        hazard_scale=tl.hazard_scale,
     )
 
 

@@ -12,13 +12,17 @@ import pytest
 from bson import ObjectId
 from pymongo import MongoClient
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 from bbx.lake import OBJECT_ID, TABLES, TS
 from simulator import APP_COLLECTIONS, TRUTH_COLLECTION, SimulationReport, simulate
 from simulator.catalog import SEGMENTS
 from simulator.encode import epoch_seconds, rng_for
 from simulator.population import draw_population
+from simulator.price_response import population_state, simulate_price_response
 from simulator.timeline import Window, build_timeline
+from simulator.truth import churn_probabilities, truth_as_of_dates
+from simulator.world import SimulationSpec, build_world
 
 END = dt.date(2026, 11, 25)
 SMALL = {"customers": 200, "days": 60, "seed": 11, "end": END}
@@ -238,8 +242,9 @@ def test_the_app_ships_eight_plans(small_run) -> None:
 
 
 def test_nothing_happens_after_end(small_run) -> None:
+    """In the app's collections: the hidden future lives only in the truth."""
     db, _ = small_run
-    for collection in (*APP_COLLECTIONS, TRUTH_COLLECTION):
+    for collection in APP_COLLECTIONS:
         scheduled = SCHEDULED_DATE_PATHS.get(collection, set())
         for doc in db[collection].find():
             for path, when in dated_fields(doc):
@@ -292,7 +297,7 @@ def test_subscriptions_follow_the_app_rules(small_run) -> None:
             assert churn_date == c["requestDate"]
         else:
             assert set(sub["cancellation"]) == {"refundEligible"}
-            assert churn_date is None
+            assert churn_date is None or churn_date > END_OF_DAY  # a future cancellation
     assert {"active", "cancelled"} <= statuses
 
 
@@ -371,3 +376,166 @@ def test_churners_wind_down_before_cancelling(mongo_db: Database) -> None:
 
     # The cancel-day login is excluded; per day, leavers log in less in their last two weeks.
     assert logins(1, 15) / 14 < 0.8 * logins(42, 70) / 28
+
+
+# --- segments, truth, dirt, price response ---------------------------------------------
+
+
+def test_segment_shares_match_the_configured_ones() -> None:
+    """Compute-only (no writes): 10k customers' latent segments within 2 points."""
+    pop = draw_population(rng_for(21, 1), 10_000, 365, epoch_seconds(END), 1.5)
+    shares = np.bincount(pop.segment, minlength=len(SEGMENTS)) / pop.size
+    for spec, share in zip(SEGMENTS, shares, strict=True):
+        assert abs(share - spec.share) < 0.02, (spec.name, share)
+
+
+def test_true_churn_probabilities_are_calibrated() -> None:
+    """The truth's 30-day probabilities match what the simulation then does (compute-only)."""
+    world = build_world(SimulationSpec(customers=6000, days=240, seed=8, end=END))
+    cancel_day = world.full.cancel_day
+    expected, happened, live_total = 0.0, 0, 0
+    for as_of in truth_as_of_dates(world):
+        t = world.day_index(as_of)
+        live, p_cancel, p_leave = churn_probabilities(world, t)
+        assert np.all(np.isnan(p_cancel[~live])) and np.all(p_leave[live] >= p_cancel[live])
+        assert np.all((p_cancel[live] >= 0) & (p_cancel[live] <= 1))
+        expected += float(np.sum(p_cancel[live]))
+        happened += int(np.sum(live & (cancel_day >= t) & (cancel_day < t + 30)))
+        live_total += int(live.sum())
+    assert happened > 300
+    assert abs(expected - happened) / live_total < 0.003
+    # Customers already winding down have decided: their probability is 0 or 1.
+    t = world.day_index(END + dt.timedelta(days=1))
+    live, p_cancel, _ = churn_probabilities(world, t)
+    winding_down = live & (world.full.decline_start_day < t) & (cancel_day >= t)
+    assert winding_down.any()
+    assert set(np.unique(p_cancel[winding_down]).tolist()) <= {0.0, 1.0}
+
+
+def test_the_future_is_only_in_the_truth(small_run) -> None:
+    db, report = small_run
+    after = dt.datetime(END.year, END.month, END.day, tzinfo=dt.UTC) + dt.timedelta(days=1)
+    future = list(db[TRUTH_COLLECTION].find({"churnDate": {"$gte": after}}))
+    assert len(future) == report.future_cancellations > 0
+    ids = [t["subscriptionId"] for t in future]
+    assert db.subscriptions.count_documents({"_id": {"$in": ids}, "status": "cancelled"}) == 0
+    assert TRUTH_COLLECTION not in TABLES  # the lake never extracts it
+    as_of_dates = {
+        e["asOf"].date() for t in db[TRUTH_COLLECTION].find() for e in t["churnProbability30d"]
+    }
+    assert as_of_dates == {dt.date(2026, 10, 1), dt.date(2026, 11, 1), END + dt.timedelta(days=1)}
+
+
+def test_dirty_mode_injects_counted_dirt(mongo_db: Database, other_db: Database) -> None:
+    clean = simulate(mongo_db, **{**SMALL, "customers": 400})
+    dirty = simulate(other_db, **{**SMALL, "customers": 400}, dirty=True)
+    dirt = dirty.dirt
+    assert clean.dirt == {}
+    assert dirt["usagelogs.duplicated"] > 0 and dirt["users.lastLogin_removed"] > 0
+    assert dirt["usageanalytics.dataUsed_in_GB"] > 0
+    assert (
+        dirty.documents["usagelogs"] - clean.documents["usagelogs"] == dirt["usagelogs.duplicated"]
+    )
+    off_enum = other_db.subscriptions.count_documents({"status": {"$in": ["trialing", "pending"]}})
+    assert off_enum == dirt["subscriptions.status_outside_enum"] > 0
+    assert other_db.users.count_documents({"npsScore": "n/a"}) == dirt.get("users.malformed", 0)
+    missing = other_db.users.count_documents({"role": "customer", "lastLogin": {"$exists": False}})
+    assert (
+        missing
+        == mongo_db.users.count_documents({"role": "customer", "lastLogin": {"$exists": False}})
+        + dirt["users.lastLogin_removed"]
+    )
+    after = dt.datetime(END.year, END.month, END.day, tzinfo=dt.UTC) + dt.timedelta(days=1)
+    assert other_db.usagelogs.count_documents({"timestamp": {"$gte": after}}) == dirt.get(
+        "usagelogs.future_dated", 0
+    )
+    assert other_db.usagelogs.count_documents({"timestamp": {"$exists": False}}) == dirt.get(
+        "usagelogs.malformed", 0
+    )
+    # The roll-ups mix units: a GB roll-up is about a thousandth of its MB neighbours.
+    rollups = list(other_db.usageanalytics.find({}, {"metrics.dataUsed": 1}))
+    assert len(rollups) == dirty.documents["usageanalytics"] > 0
+    assert "usageanalytics" not in clean.documents
+    # Dirt is as deterministic as the rest.
+    again = simulate(mongo_db, **{**SMALL, "customers": 400}, dirty=True)
+    assert again.dirt == dirt and dump(mongo_db)["users"] == dump(other_db)["users"]
+
+
+def test_price_response_common_random_numbers(tmp_path) -> None:
+    spec = SimulationSpec(customers=3000, days=200, seed=13, end=END)
+    spec.save(tmp_path / "spec.json")
+    assert SimulationSpec.load(tmp_path / "spec.json") == spec
+    state = population_state(spec, END + dt.timedelta(days=1))
+    assert state.size > 2000 and len(state.user_ids[0]) == 24
+    static = simulate_price_response(state, state.monthly_price, months=12, seed=1)
+    again = simulate_price_response(
+        state, dict(zip(state.user_ids, state.monthly_price, strict=True)), months=12, seed=1
+    )
+    np.testing.assert_array_equal(static.months_served, again.months_served)
+    dearer = simulate_price_response(state, state.monthly_price * 1.2, months=12, seed=1)
+    cheaper = simulate_price_response(state, state.monthly_price * 0.8, months=12, seed=1)
+    # Same customers, same luck: a higher price can only make a customer leave earlier.
+    assert np.all(dearer.months_served <= static.months_served)
+    assert np.all(cheaper.months_served >= static.months_served)
+    assert cheaper.churn_rate < static.churn_rate < dearer.churn_rate
+    assert 0.05 < static.churn_rate < 0.5
+    frame = static.to_frame()
+    assert frame["revenue"].sum() == pytest.approx(static.total_revenue)
+    assert (frame["revenue"] == frame["monthly_price"] * frame["months_served"]).all()
+    # Price-sensitive customers react more to the same rise.
+    elastic = state._elasticity < -1.5
+    rise = dearer.churned.astype(float) - static.churned.astype(float)
+    assert rise[elastic].mean() > rise[~elastic].mean()
+    with pytest.raises(ValueError, match="aligned"):
+        simulate_price_response(state, state.monthly_price[:10])
+
+
+def test_only_the_evaluation_reads_the_truth() -> None:
+    """Pipeline code never imports the simulator nor names the truth; in bbx/ only the
+    CLI and the evaluation do (the evaluation through simulator.truth)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def imports_simulator(path: Path) -> bool:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(name.split(".")[0] == "simulator" for name in names):
+                return True
+        return False
+
+    readers = {
+        str(path.relative_to(root))
+        for package in ("bbx", "flows", "tasks", "features", "models")
+        for path in (root / package).rglob("*.py")
+        if imports_simulator(path) or TRUTH_COLLECTION in path.read_text()
+    }
+    assert readers <= {"bbx/cli.py", "bbx/evaluate.py"}
+    assert "bbx/evaluate.py" in readers
+
+
+def test_writer_tolerates_a_batch_the_server_already_stored(mongo_db: Database) -> None:
+    """A driver retry of a stored batch comes back as duplicate _ids: not an error; any
+    other write error still is."""
+    from simulator.writer import BatchWriter
+
+    docs = [{"_id": ObjectId(f"{i:024x}"), "n": i} for i in range(50)]
+    mongo_db.things.insert_many([dict(d) for d in docs[:30]])
+    with BatchWriter(mongo_db, batch_size=20) as writer:
+        writer.write("things", [dict(d) for d in docs])
+    assert mongo_db.things.count_documents({}) == 50
+    assert writer.duplicates_ignored["things"] == 30
+    mongo_db.strict.create_index("n", unique=True)
+    mongo_db.strict.insert_one({"n": 1})
+    with (
+        pytest.raises(BulkWriteError, match="duplicate key"),
+        BatchWriter(mongo_db, batch_size=20) as writer,
+    ):
+        writer.write("strict", [{"_id": ObjectId(), "n": 1}])

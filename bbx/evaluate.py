@@ -1,0 +1,190 @@
+"""`bbx evaluate`: the pipeline's scores against the simulator's ground truth.
+
+For each as-of date, the scores the nightly run wrote to the lake
+(`<home>/lake/scores/dt=<as-of>/part-0.parquet`, kept night after night so several
+dates can be pooled) are joined on user_id with the truth for that date: whether
+the customer actually churned within the next 30 days in the simulation (which ran
+on past the written history, so "today"'s scores are judged on a future the
+pipeline never saw), the true churn probability given the latent state, and the
+latent segment. The truth is read through `simulator.truth` only; pipeline code
+never reads it.
+
+Churn metrics, for the model's churn_probability and for the true probability on
+the same rows (the Bayes-optimal reference, i.e. the ceiling):
+  roc_auc, pr_auc (average precision), brier;
+  precision, recall, f1 of "p >= the pipeline's decision_threshold" (each row uses
+  its own night's threshold; the reference is cut at the same threshold);
+  ece: expected calibration error over 10 equal-width bins of p on [0, 1]
+  (the last bin includes 1): sum over bins of (rows in bin / rows) x
+  |observed churn rate in bin - mean p in bin|.
+Segments: adjusted Rand index of the pipeline's segment_id against the latent
+segment. Undefined figures (e.g. AUC with no churner) are None (null in JSON).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bbx import lake
+from bbx.settings import Settings
+
+ECE_BINS = 10
+TRUTH_HORIZON_DAYS = 30  # the truth's probabilities and outcomes are for 30 days
+METRIC_KEYS = ("roc_auc", "pr_auc", "f1", "precision", "recall", "brier", "ece")
+SCORE_COLUMNS = ["user_id", "churn_probability", "decision_threshold", "segment_id"]
+
+
+class ScoresMissingError(LookupError):
+    """No scores in the lake for an as-of date that was asked for."""
+
+
+def read_scores(lake_dir: Path, as_of_dates: Sequence[dt.date]) -> pd.DataFrame:
+    """The nightly scores for each date, pooled, with an as_of column."""
+    missing = [d for d in as_of_dates if not lake.scores_path(lake_dir, d).exists()]
+    if missing:
+        have = scored_dates(lake_dir)
+        raise ScoresMissingError(
+            f"no scores in the lake for {', '.join(map(str, missing))} (looked in "
+            f"{lake_dir / 'scores'}); run `bbx run nightly --as-of DATE` first. "
+            f"Scored dates: {', '.join(map(str, have)) or 'none'}"
+        )
+    frames = []
+    for as_of in as_of_dates:
+        scores = pd.read_parquet(lake.scores_path(lake_dir, as_of), columns=SCORE_COLUMNS)
+        frames.append(scores.assign(as_of=as_of))
+    return pd.concat(frames, ignore_index=True)
+
+
+def scored_dates(lake_dir: Path) -> list[dt.date]:
+    """Dates with a scores partition in the lake."""
+    dates = []
+    for folder in sorted((lake_dir / "scores").glob("dt=*")):
+        try:
+            day = dt.date.fromisoformat(folder.name.removeprefix("dt="))
+        except ValueError:
+            continue
+        if (folder / "part-0.parquet").exists():
+            dates.append(day)
+    return dates
+
+
+def expand_as_of(values: Sequence[str], lake_dir: Path) -> list[dt.date]:
+    """'YYYY-MM-DD' or a range 'YYYY-MM-DD..YYYY-MM-DD' (every scored date inside it)."""
+    dates: list[dt.date] = []
+    for value in values:
+        if ".." in value:
+            first, last = (dt.date.fromisoformat(v) for v in value.split("..", 1))
+            inside = [d for d in scored_dates(lake_dir) if first <= d <= last]
+            if not inside:
+                raise ScoresMissingError(f"no scored dates in the lake between {first} and {last}")
+            dates.extend(inside)
+        else:
+            dates.append(dt.date.fromisoformat(value))
+    return sorted(set(dates))
+
+
+def expected_calibration_error(outcome: np.ndarray, probability: np.ndarray) -> float:
+    """ECE over ECE_BINS equal-width bins of probability on [0, 1]."""
+    y = np.asarray(outcome, dtype=float)
+    p = np.clip(np.asarray(probability, dtype=float), 0.0, 1.0)
+    bins = np.minimum((p * ECE_BINS).astype(int), ECE_BINS - 1)
+    total = 0.0
+    for b in range(ECE_BINS):
+        members = bins == b
+        if members.any():
+            total += members.mean() * abs(y[members].mean() - p[members].mean())
+    return float(total)
+
+
+def churn_metrics(
+    outcome: np.ndarray, probability: np.ndarray, threshold: np.ndarray | float
+) -> dict[str, float | None]:
+    from sklearn.metrics import (
+        average_precision_score,
+        brier_score_loss,
+        f1_score,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
+
+    y = np.asarray(outcome, dtype=int)
+    p = np.asarray(probability, dtype=float)
+    predicted = (p >= np.asarray(threshold, dtype=float)).astype(int)
+    both_classes = 0 < y.sum() < len(y)
+    return {
+        "roc_auc": float(roc_auc_score(y, p)) if both_classes else None,
+        "pr_auc": float(average_precision_score(y, p)) if y.sum() > 0 else None,
+        "f1": float(f1_score(y, predicted, zero_division=0)),
+        "precision": float(precision_score(y, predicted, zero_division=0)),
+        "recall": float(recall_score(y, predicted, zero_division=0)),
+        "brier": float(brier_score_loss(y, p)) if len(y) else None,
+        "ece": expected_calibration_error(y, p) if len(y) else None,
+    }
+
+
+def compare(scores: pd.DataFrame, truth: pd.DataFrame, definition: str) -> dict:
+    """The figures, from scores (user_id, as_of, churn_probability, decision_threshold,
+    segment_id) and truth (user_id, as_of, latent_segment, p_cancel_30d, p_leave_30d,
+    cancelled_30d, left_30d). Only customers in both are compared."""
+    from sklearn.metrics import adjusted_rand_score
+
+    true_p, outcome = (
+        ("p_cancel_30d", "cancelled_30d")
+        if definition == "cancelled"
+        else ("p_leave_30d", "left_30d")
+    )
+    rows = scores.merge(truth, on=["as_of", "user_id"], how="inner")
+    if rows.empty:
+        raise LookupError(
+            "no scored customer is in the truth: were these scores computed on this simulation?"
+        )
+    y = rows[outcome].to_numpy(dtype=int)
+    threshold = rows["decision_threshold"].to_numpy(dtype=float)
+    return {
+        "churn": {
+            "model": churn_metrics(y, rows["churn_probability"].to_numpy(float), threshold),
+            "bayes": churn_metrics(y, rows[true_p].to_numpy(float), threshold),
+            "n": int(len(rows)),
+            "positives": int(y.sum()),
+        },
+        "segments": {"ari": float(adjusted_rand_score(rows["latent_segment"], rows["segment_id"]))},
+    }
+
+
+def evaluate(settings: Settings, db, as_of_dates: Sequence[dt.date]) -> dict:
+    """Read the scores for `as_of_dates` from the lake and the truth from `db`; compare."""
+    from simulator.truth import read_truth
+
+    if not as_of_dates:
+        raise ValueError("give at least one as-of date")
+    if settings.churn.horizon_days != TRUTH_HORIZON_DAYS:
+        raise ValueError(
+            f"the truth is for {TRUTH_HORIZON_DAYS}-day churn; "
+            f"churn.horizon_days is {settings.churn.horizon_days}"
+        )
+    scores = read_scores(settings.lake_dir, as_of_dates)
+    truth = read_truth(db, as_of_dates)
+    return compare(scores, truth, settings.churn.definition)
+
+
+def format_table(figures: dict, as_of_dates: Sequence[dt.date]) -> str:
+    churn = figures["churn"]
+    dates = ", ".join(map(str, as_of_dates))
+    lines = [
+        f"as-of {dates}: {churn['n']:,} scored customers, "
+        f"{churn['positives']:,} churned within {TRUTH_HORIZON_DAYS} days",
+        f"{'churn':<10} {'model':>8} {'bayes':>8}",
+    ]
+    for key in METRIC_KEYS:
+        cells = [churn[who][key] for who in ("model", "bayes")]
+        lines.append(
+            f"{key:<10} " + " ".join(f"{'n/a' if v is None else f'{v:.3f}':>8}" for v in cells)
+        )
+    lines.append(f"segments   ARI {figures['segments']['ari']:.3f} (vs the latent segments)")
+    return "\n".join(lines)
