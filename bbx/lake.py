@@ -6,6 +6,20 @@ address, password hash) never leaves the app's database. Nested fields are
 flattened to business names; units are normalised here, once (bytes → GB with
 1 GB = 10^9 bytes, as ISPs bill; every date is a UTC timestamp).
 
+Layout under `<home>/lake/` (hive partitions, one file per collection and as-of):
+
+    raw/<c>/dt=<as_of>/part-0.parquet         what this run extracted: a snapshot
+                                              (users, subscriptions, plans) or, for
+                                              append-only collections, the increment
+                                              since the previous watermark (or all)
+    quarantine/<c>/dt=<as_of>/part-0.parquet  rejected rows with quarantine_reason
+    clean/<c>/dt=<as_of>/part-0.parquet       validated rows of this run
+    clean/<c>/_versions/dt=<as_of>.json       the clean parts that are the table's
+                                              full history at as_of (read by
+                                              tasks.lake_io, de-duplicated by key)
+    manifests/<as_of>.json                    rows, watermarks, schema fingerprint,
+                                              durations; `validated` once gated
+
 This module is declarations and path helpers only: no I/O.
 """
 
@@ -35,12 +49,25 @@ class TableSpec:
     collection: str  # app collection
     key: str  # lake column that identifies a row
     columns: tuple[Column, ...]
-    time_column: str | None = None  # event time, for append-only collections
+    time_column: str | None = None  # event time: set = append-only, extracted incrementally
     query: dict = field(default_factory=dict)  # server-side filter (e.g. only logins)
+    # Columns that identify one real-world event when the app wrote it twice under two
+    # _ids (e.g. a session logged twice): later copies are quarantined as duplicates.
+    natural_key: tuple[str, ...] = ()
 
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def incremental(self) -> bool:
+        """Append-only collections are extracted from a watermark; the rest are snapshots."""
+        return self.time_column is not None
+
+    @property
+    def time_source(self) -> str | None:
+        """The app field behind time_column (what the incremental query filters on)."""
+        return next((c.source for c in self.columns if c.name == self.time_column), None)
 
 
 def _c(name: str, source: str, type_: pa.DataType | str, scale: float | None = None) -> Column:
@@ -116,6 +143,7 @@ TABLES: dict[str, TableSpec] = {
             "usagelogs",
             key="session_id",
             time_column="timestamp",
+            natural_key=("user_id", "timestamp"),
             columns=(
                 _c("session_id", "_id", OBJECT_ID),
                 _c("user_id", "userId", OBJECT_ID),
@@ -238,3 +266,15 @@ def scores_path(lake_dir: Path, as_of: dt.date) -> Path:
 
 def manifest_path(lake_dir: Path, as_of: dt.date) -> Path:
     return lake_dir / "manifests" / f"{as_of.isoformat()}.json"
+
+
+def manifests_dir(lake_dir: Path) -> Path:
+    return lake_dir / "manifests"
+
+
+def table_version_path(lake_dir: Path, collection: str, as_of: dt.date) -> Path:
+    """JSON listing the clean partitions that make up a table's full history at as_of.
+
+    Under `_versions/` so hive-partition readers of `clean/<collection>/` skip it.
+    """
+    return lake_dir / "clean" / collection / "_versions" / f"{partition(as_of)}.json"

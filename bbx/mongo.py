@@ -230,3 +230,44 @@ def connect(uri: str, settings: Settings) -> MongoClient:
             f"cannot reach MongoDB at {redact(uri)}: {type(exc).__name__}"
         ) from None
     return client
+
+
+# --- least privilege (docs/security.md) -----------------------------------------
+
+PIPELINE_ROLE = "bbxPipeline"
+# The two app collections the app already displays and the pipeline writes into:
+# insert + update, because reruns upsert the pipeline's own document for the night
+# (MongoDB cannot restrict updates to some documents; no remove is granted).
+APP_COLLECTIONS_WRITTEN = ("churnscanhistories", "pricingproposals")
+# Collections the pipeline owns in the app's database (the app only reads them).
+PIPELINE_COLLECTIONS = (
+    "ml_customer_scores",
+    "ml_customer_scores_staging",
+    "ml_customer_scores_previous",
+    "ml_churn_alerts",
+    "ml_demand_profile",
+    "ml_model_metrics",
+    "ml_pricing_log",
+    "ml_segments",
+)
+_READ = ["find", "listIndexes", "collStats"]
+_OWN = [*_READ, "insert", "update", "remove", "createCollection", "createIndex", "dropIndex",
+        "dropCollection"]
+
+
+def pipeline_role(database: str, app_collections: tuple[str, ...]) -> dict:
+    """The `createRole` command for the pipeline's user: read the app's collections,
+    read/write its own, insert into the two app collections it feeds.
+
+    `renameCollectionSameDB` (the atomic publish swap) can only be granted on the
+    whole database in MongoDB (SERVER-43346); docs/security.md says what that allows.
+    """
+    def on(collection: str, actions: list[str]) -> dict:
+        return {"resource": {"db": database, "collection": collection}, "actions": actions}
+
+    privileges = [on(c, _READ) for c in app_collections if c not in APP_COLLECTIONS_WRITTEN]
+    privileges += [on(c, [*_READ, "insert", "update"]) for c in APP_COLLECTIONS_WRITTEN]
+    privileges += [on(c, _OWN) for c in PIPELINE_COLLECTIONS]
+    privileges.append({"resource": {"db": database, "collection": ""},
+                       "actions": ["listCollections", "renameCollectionSameDB"]})
+    return {"createRole": PIPELINE_ROLE, "privileges": privileges, "roles": []}

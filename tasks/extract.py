@@ -1,27 +1,49 @@
-"""Extract: one app collection → one raw Parquet file in the lake.
+"""Extract: app collections → the raw lake, incrementally where the data allows.
 
 Only the fields declared in `bbx.lake` are projected (so no PII leaves MongoDB),
 with an explicit Arrow schema. A value of the wrong BSON type becomes null here
 (`allow_invalid`) and is caught as a missing required value by validation,
 which quarantines the row with its reason rather than crashing the run.
+
+Two modes, chosen per collection from `bbx.lake`:
+
+- snapshot (users, subscriptions, plans: small and mutable): the whole collection,
+  every run;
+- incremental (append-only collections with a time field): the events since the
+  previous validated run's watermark minus `extract.overlap_hours` (late arrivals),
+  up to the end of the as-of day. The first run, or one whose last full extract is
+  `extract.full_refresh_days` old, reads the collection in full. Events after the
+  end of today (wall clock) are always read: they are impossible and validation
+  quarantines them; events between the as-of day and today belong to later runs
+  (so a backfill sees the lake as it was).
+
+Documents are streamed cursor batch by cursor batch into one Parquet file per
+collection and as-of (`lake/raw/<c>/dt=<as_of>/part-0.parquet`), so memory is one
+batch, not the collection. Rerunning an as-of rewrites its file from the same
+previous watermark: idempotent. The watermark only advances when the gate
+validated the run (`mark_validated`), so a stopped run is re-read next time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from prefect import task
-from pymongo.errors import PyMongoError
+from prefect.cache_policies import NONE
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from bbx import lake
 from bbx.mongo import MongoUnavailableError, connect, redact
@@ -30,10 +52,15 @@ from bbx.settings import Settings
 with warnings.catch_warnings():
     # pymongoarrow's wheel was built against a newer pyarrow header; harmless.
     warnings.simplefilter("ignore", RuntimeWarning)
-    from pymongoarrow.api import Schema, find_arrow_all
+    from pymongoarrow.api import Schema, find_arrow_all  # noqa: F401  (re-exported for bench)
+    from pymongoarrow.context import PyMongoArrowContext
     from pymongoarrow.types import ObjectIdType
 
 _HEX_PAIRS = np.array([f"{i:02x}".encode() for i in range(256)], dtype="S2")
+
+SNAPSHOT = "snapshot"
+FULL = "full"
+INCREMENTAL = "incremental"
 
 
 @dataclass(frozen=True)
@@ -42,10 +69,42 @@ class ExtractResult:
     rows: int
     path: str
     seconds: float
+    mode: str = SNAPSHOT  # snapshot | full | incremental
+    since: str | None = None  # incremental: lower bound of the event time read (ISO)
+    watermark: str | None = None  # newest event time not after the as-of day (ISO)
+    new_rows: int = 0  # rows newer than the previous watermark (the overlap excluded)
+    base_as_of: str | None = None  # as-of of the full extract this history starts from
+    schema_fingerprint: str = ""
+    batches: int = 0
+    max_batch_rows: int = 0  # the memory bound actually seen
+
+
+@dataclass(frozen=True)
+class ExtractPlan:
+    mode: str
+    queries: list[dict[str, Any]]
+    since: dt.datetime | None
+    previous_watermark: dt.datetime | None
+    base_as_of: dt.date
+
+
+# ---------------------------------------------------------------- schema + conversion
 
 
 def _arrow_type(column: lake.Column) -> pa.DataType:
     return ObjectIdType() if column.type == lake.OBJECT_ID else column.type
+
+
+def lake_schema(spec: lake.TableSpec) -> pa.Schema:
+    """The raw lake table's schema: ObjectIds as hex text, everything else as declared."""
+    return pa.schema(
+        [(c.name, pa.string() if c.type == lake.OBJECT_ID else c.type) for c in spec.columns]
+    )
+
+
+def schema_fingerprint(schema: pa.Schema) -> str:
+    text = schema.to_string(show_schema_metadata=False, show_field_metadata=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def mongo_schema(spec: lake.TableSpec) -> Schema:
@@ -95,7 +154,7 @@ def to_lake_table(raw: pa.Table, spec: lake.TableSpec) -> pa.Table:
         elif column.scale is not None:
             values = pc.multiply(values.cast(pa.float64()), column.scale)
         arrays.append(values)
-    return pa.Table.from_arrays(arrays, names=spec.column_names)
+    return pa.Table.from_arrays(arrays, schema=lake_schema(spec))
 
 
 def write_parquet_atomically(table: pa.Table, path: Path) -> None:
@@ -106,54 +165,253 @@ def write_parquet_atomically(table: pa.Table, path: Path) -> None:
     tmp.replace(path)
 
 
+# ---------------------------------------------------------------- manifests + watermarks
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def manifest_entry(manifest: dict[str, Any], collection: str) -> dict[str, Any] | None:
+    return next((t for t in manifest.get("tables", []) if t["collection"] == collection), None)
+
+
+def previous_validated_manifest(lake_dir: Path, as_of: dt.date) -> dict[str, Any] | None:
+    """The newest manifest before `as_of` whose run passed the gate.
+
+    Strictly before: rerunning an as-of starts from the same place (idempotent).
+    """
+    folder = lake.manifests_dir(lake_dir)
+    if not folder.exists():
+        return None
+    for path in sorted(folder.glob("*.json"), reverse=True):
+        try:
+            day = dt.date.fromisoformat(path.stem)
+        except ValueError:
+            continue
+        if day >= as_of:
+            continue
+        manifest = read_manifest(path)
+        if manifest.get("validated"):
+            return manifest
+    return None
+
+
+def day_end(day: dt.date) -> dt.datetime:
+    """First instant after `day` (UTC)."""
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
+
+
+def _within(spec: lake.TableSpec, condition: dict[str, Any]) -> dict[str, Any]:
+    return {"$and": [spec.query, condition]} if spec.query else condition
+
+
+def plan_extract(
+    spec: lake.TableSpec,
+    previous: dict[str, Any] | None,
+    as_of: dt.date,
+    settings: Settings,
+    today: dt.date,
+) -> ExtractPlan:
+    """What to read for one collection: a snapshot, a full read or an increment."""
+    if not spec.incremental:
+        return ExtractPlan(SNAPSHOT, [spec.query], None, None, as_of)
+    field_ = spec.time_source
+    assert field_ is not None
+    as_of_end, wall_end = day_end(as_of), day_end(today)
+    entry = manifest_entry(previous, spec.collection) if previous else None
+    watermark = (
+        dt.datetime.fromisoformat(entry["watermark"]) if entry and entry.get("watermark") else None
+    )
+    base = dt.date.fromisoformat(entry["base_as_of"]) if entry and entry.get("base_as_of") else None
+    refresh = settings.extract.full_refresh_days
+    stale_base = base is None or (refresh > 0 and (as_of - base).days >= refresh)
+    if watermark is None or stale_base or not entry.get("history"):
+        if as_of_end >= wall_end:
+            return ExtractPlan(FULL, [spec.query], None, None, as_of)
+        # Everything except what happened after the as-of day but is not in the future yet.
+        skip_later = {"$nor": [{field_: {"$gte": as_of_end, "$lt": wall_end}}]}
+        return ExtractPlan(FULL, [_within(spec, skip_later)], None, None, as_of)
+    since = watermark - dt.timedelta(hours=settings.extract.overlap_hours)
+    if as_of_end >= wall_end:
+        queries = [_within(spec, {field_: {"$gte": since}})]
+    else:
+        queries = [
+            _within(spec, {field_: {"$gte": since, "$lt": as_of_end}}),
+            _within(spec, {field_: {"$gte": wall_end}}),  # impossible events: to quarantine
+        ]
+    assert base is not None
+    return ExtractPlan(INCREMENTAL, queries, since, watermark, base)
+
+
+# ---------------------------------------------------------------- streaming read
+
+
+def stream_batches(
+    source: Any, spec: lake.TableSpec, query: dict[str, Any], batch_rows: int
+) -> Iterator[pa.Table]:
+    """One lake-shaped Arrow table per cursor batch (pymongoarrow's batch-level API)."""
+    schema = mongo_schema(spec)
+    projection = {c.source: 1 for c in spec.columns} | {"_id": 1}
+    cursor = source.find_raw_batches(query, projection=projection, batch_size=batch_rows)
+    try:
+        for raw in cursor:
+            context = PyMongoArrowContext(
+                schema, codec_options=source.codec_options, allow_invalid=True
+            )
+            context.process_bson_stream(raw)
+            yield to_lake_table(context.finish(), spec)
+    finally:
+        cursor.close()
+
+
+@dataclass
+class _Tally:
+    rows: int = 0
+    new_rows: int = 0
+    batches: int = 0
+    max_batch_rows: int = 0
+    watermark: dt.datetime | None = None
+
+    def add(self, batch: pa.Table, spec: lake.TableSpec, cap: dt.datetime,
+            previous: dt.datetime | None) -> None:
+        self.rows += batch.num_rows
+        self.batches += 1
+        self.max_batch_rows = max(self.max_batch_rows, batch.num_rows)
+        if spec.time_column is None or batch.num_rows == 0:
+            self.new_rows += batch.num_rows
+            return
+        times = batch.column(spec.time_column)
+        # Impossible (future) events must not move the watermark past the as-of day.
+        newest = pc.max(pc.filter(times, pc.less(times, pa.scalar(cap, times.type)))).as_py()
+        if newest is not None and (self.watermark is None or newest > self.watermark):
+            self.watermark = newest
+        if previous is None:
+            self.new_rows += batch.num_rows
+        else:
+            self.new_rows += pc.sum(pc.greater(times, pa.scalar(previous, times.type))).as_py() or 0
+
+
+def _read_into(path: Path, source: Any, spec: lake.TableSpec, plan: ExtractPlan,
+               batch_rows: int, as_of: dt.date) -> _Tally:
+    """Stream every query of the plan into one Parquet file, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".parquet.tmp")
+    tally = _Tally()
+    schema = lake_schema(spec)
+    try:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for query in plan.queries:
+                for batch in stream_batches(source, spec, query, batch_rows):
+                    tally.add(batch, spec, day_end(as_of), plan.previous_watermark)
+                    writer.write_table(batch)
+            if tally.rows == 0:
+                writer.write_table(schema.empty_table())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return tally
+
+
+def _scrub(message: str, uri: str) -> str:
+    """Remove the URI's credentials from a driver message, should it echo them."""
+    parts = urlsplit(uri)
+    for secret in (parts.password, parts.username):
+        if secret:
+            message = message.replace(secret, "***")
+    return message
+
+
 def extract_collection(
-    uri: str, settings: Settings, collection: str, as_of: dt.date
+    uri: str,
+    settings: Settings,
+    collection: str,
+    as_of: dt.date,
+    today: dt.date | None = None,
 ) -> ExtractResult:
+    """Extract one collection for `as_of`; bounded retries on connection failures."""
     spec = lake.TABLES[collection]
     started = time.perf_counter()
-    client = connect(uri, settings)
-    try:
-        source = client[settings.mongo.database][collection]
-        projection = {c.source: 1 for c in spec.columns} | ({"_id": 1})
-        raw = find_arrow_all(
-            source,
-            spec.query,
-            schema=mongo_schema(spec),
-            projection=projection,
-            allow_invalid=True,
-        )
-    except PyMongoError as exc:
-        raise MongoUnavailableError(
-            f"extract of '{collection}' from {redact(uri)} failed: {type(exc).__name__}: {exc}"
-        ) from None
-    finally:
-        client.close()
-    table = to_lake_table(raw, spec)
+    today = today or dt.datetime.now(dt.UTC).date()
+    previous = previous_validated_manifest(settings.lake_dir, as_of)
+    plan = plan_extract(spec, previous, as_of, settings, today)
     path = lake.raw_path(settings.lake_dir, collection, as_of)
-    write_parquet_atomically(table, path)
-    return ExtractResult(collection, table.num_rows, str(path), time.perf_counter() - started)
+    attempts = settings.extract.retries + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            client = connect(uri, settings)
+            try:
+                source = client[settings.mongo.database][collection]
+                tally = _read_into(path, source, spec, plan, settings.extract.batch_rows, as_of)
+            finally:
+                client.close()
+            break
+        except (ConnectionFailure, MongoUnavailableError) as exc:
+            if attempt == attempts:
+                raise MongoUnavailableError(
+                    f"extract of '{collection}' from {redact(uri)} failed after {attempts} "
+                    f"attempt(s): {type(exc).__name__}: {_scrub(str(exc), uri)}"
+                ) from None
+            time.sleep(settings.extract.retry_backoff_seconds * 2 ** (attempt - 1))
+        except PyMongoError as exc:  # not transient (e.g. not authorised): no retry
+            raise MongoUnavailableError(
+                f"extract of '{collection}' from {redact(uri)} failed: "
+                f"{type(exc).__name__}: {_scrub(str(exc), uri)}"
+            ) from None
+    # Never moves backwards (a quiet night reads only the overlap, older than the mark).
+    known = [w for w in (tally.watermark, plan.previous_watermark) if w is not None]
+    watermark = max(known) if known else None
+    return ExtractResult(
+        collection=collection,
+        rows=tally.rows,
+        path=str(path),
+        seconds=time.perf_counter() - started,
+        mode=plan.mode,
+        since=plan.since.isoformat() if plan.since else None,
+        watermark=watermark.isoformat() if watermark else None,
+        new_rows=tally.new_rows,
+        base_as_of=plan.base_as_of.isoformat(),
+        schema_fingerprint=schema_fingerprint(lake_schema(spec)),
+        batches=tally.batches,
+        max_batch_rows=tally.max_batch_rows,
+    )
 
 
-@task(name="extract", task_run_name="extract-{collection}")  # retries: set by the flow
+# Retries live in the function (testable, bounded, redacted message), not in Prefect.
+@task(name="extract", task_run_name="extract-{collection}", cache_policy=NONE)
 def extract_collection_task(
     uri: str, settings: Settings, collection: str, as_of: dt.date
 ) -> ExtractResult:
     return extract_collection(uri, settings, collection, as_of)
 
 
-@task(name="write-manifest")
-def write_manifest_task(settings: Settings, as_of: dt.date, results: list[ExtractResult]) -> str:
-    """Per-run record of what was extracted: counts, schema fingerprint, durations."""
+def write_manifest(settings: Settings, as_of: dt.date, results: list[ExtractResult]) -> Path:
+    """Per-run record: counts, watermarks, schema fingerprint, durations.
+
+    `validated` stays false until the gate passes; only validated runs seed the next
+    run's watermarks.
+    """
     path = lake.manifest_path(settings.lake_dir, as_of)
     path.parent.mkdir(parents=True, exist_ok=True)
     entries = []
     for result in results:
         schema = pq.read_schema(result.path)
         entries.append(asdict(result) | {"schema": schema.to_string(show_schema_metadata=False)})
+    previous = previous_validated_manifest(settings.lake_dir, as_of)
     manifest = {
         "as_of": as_of.isoformat(),
         "written_at": dt.datetime.now(dt.UTC).isoformat(),
+        "previous_as_of": previous["as_of"] if previous else None,
+        "validated": False,
+        "extract_seconds": round(sum(r.seconds for r in results), 3),
         "tables": entries,
     }
-    path.write_text(json.dumps(manifest, indent=2))
-    return str(path)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    tmp.replace(path)
+    return path
+
+
+@task(name="write-manifest", cache_policy=NONE)
+def write_manifest_task(settings: Settings, as_of: dt.date, results: list[ExtractResult]) -> str:
+    return str(write_manifest(settings, as_of, results))

@@ -3,29 +3,131 @@
 Users are validated first so that every other table's `user_id` can be checked
 against the customers that passed. Any stop (critical expectation, too many
 quarantined rows) in any table stops the run, with every table's reason.
+
+What the gate hands on is, per collection, a table version file
+(`lake/clean/<c>/_versions/dt=<as_of>.json`) listing the clean partitions that make
+up the collection's full validated history at the as-of date: this run's partition
+for snapshots and full extracts; for increments, the previous validated run's list
+plus this run's partition. `tasks.lake_io.read_tables` reads and de-duplicates it.
+Only a passed gate marks the run's manifest `validated`, which is what lets the next
+run start from this run's watermarks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
+import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from prefect import task
+from prefect.cache_policies import NONE
 
 from bbx import lake
 from bbx.settings import PROJECT_ROOT, Settings
-from tasks.validate import DataValidationError, TableValidation, validate_table
+from tasks.extract import (
+    FULL,
+    SNAPSHOT,
+    manifest_entry,
+    previous_validated_manifest,
+    read_manifest,
+)
+from tasks.validate import (
+    DataValidationError,
+    TableValidation,
+    validate_table,
+    write_data_docs_index,
+)
 
 SUITE_DIR = PROJECT_ROOT / "expectations"
 
 __all__ = ["DataValidationError", "validate_lake_task", "validate_lake"]
 
+log = logging.getLogger(__name__)
+
+
+def _volume_warning(
+    collection: str,
+    entry: dict[str, Any] | None,
+    previous_entry: dict[str, Any] | None,
+    days: int,
+    tolerance: float,
+) -> str | None:
+    """Volume against the previous validated run: snapshot rows, or new rows per day."""
+    if entry is None or previous_entry is None or days <= 0:
+        return None
+    if entry["mode"] == SNAPSHOT:
+        now, before, what = entry["rows"], previous_entry["rows"], "rows"
+    elif entry["mode"] != FULL and previous_entry["mode"] != FULL:
+        previous_days = previous_entry.get("days_since_previous") or days
+        now, before = entry["new_rows"] / days, previous_entry["new_rows"] / previous_days
+        what = "new rows per day"
+    else:
+        return None  # a full read is not comparable with an increment
+    if before == 0:
+        return None if now == 0 else f"volume: {what} {now:.0f}, previous run had none"
+    change = (now - before) / before
+    if abs(change) <= tolerance:
+        return None
+    return (
+        f"volume: {what} {now:.0f} vs {before:.0f} in the previous run ({change:+.0%}, "
+        f"tolerance ±{tolerance:.0%})"
+    )
+
+
+def _history(
+    collection: str,
+    entry: dict[str, Any] | None,
+    previous: dict[str, Any] | None,
+    clean_file: str,
+) -> list[str]:
+    if entry is None or entry["mode"] in (SNAPSHOT, FULL) or previous is None:
+        return [clean_file]
+    earlier = manifest_entry(previous, collection) or {}
+    return [*earlier.get("history", []), clean_file]
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fingerprints(
+    collection: str, parts: list[str], previous: dict[str, Any] | None, clean_file: str
+) -> dict[str, str]:
+    """sha256 per part, so the version file changes whenever any part's content does
+    (input-keyed caches of later steps fingerprint the version file)."""
+    earlier = (manifest_entry(previous, collection) or {}) if previous else {}
+    known = dict(earlier.get("fingerprints") or {})
+    return {
+        part: known[part] if part != clean_file and part in known else _sha256(part)
+        for part in parts
+    }
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(path)
+
 
 def validate_lake(
     settings: Settings, as_of: dt.date, raw_files: Mapping[str, str]
 ) -> list[TableValidation]:
+    manifest_file = lake.manifest_path(settings.lake_dir, as_of)
+    manifest = read_manifest(manifest_file) if manifest_file.exists() else None
+    previous = previous_validated_manifest(settings.lake_dir, as_of)
+    days = (as_of - dt.date.fromisoformat(previous["as_of"])).days if previous else 0
+
     def run(collection: str, known_user_ids: set[str] | None) -> TableValidation:
         return validate_table(
             collection=collection,
@@ -37,25 +139,108 @@ def validate_lake(
             as_of=as_of,
             max_quarantine_share=settings.validation.max_quarantine_share,
             known_user_ids=known_user_ids,
+            freshness_max_lag_hours=settings.validation.freshness_max_lag_hours,
         )
 
-    users = run("users", None)
-    user_ids = set(pd.read_parquet(users.clean_file, columns=["user_id"])["user_id"])
-    results, failures = [users], []
-    for collection in raw_files:
-        if collection == "users":
-            continue
+    results: list[TableValidation] = []
+    failures: list[str] = []
+    order = ["users", *(c for c in raw_files if c != "users")]
+    user_ids: set[str] | None = None
+    for collection in order:
+        if collection != "users" and user_ids is None:
+            break  # without validated users, no reference can be checked
         try:
-            results.append(run(collection, user_ids))
+            validation = run(collection, user_ids)
         except DataValidationError as exc:
             failures.append(str(exc))
+            if exc.validation is not None:
+                results.append(exc.validation)
+            continue
+        if collection == "users":
+            user_ids = set(pd.read_parquet(validation.clean_file, columns=["user_id"])["user_id"])
+        entry = manifest_entry(manifest, collection) if manifest else None
+        earlier = manifest_entry(previous, collection) if previous else None
+        volume = _volume_warning(
+            collection, entry, earlier, days, settings.validation.volume_tolerance
+        )
+        if volume:
+            log.warning("%s: %s", collection, volume)
+            validation = dataclasses.replace(
+                validation,
+                warnings=[*validation.warnings, volume],
+                failed_expectations=validation.failed_expectations + 1,
+            )
+        results.append(validation)
+
+    write_data_docs_index(settings.data_docs_dir, as_of, results, failures)
     if failures:
         raise DataValidationError("run stopped by data validation:\n  " + "\n  ".join(failures))
-    return results
+
+    versioned = []
+    for validation in results:
+        collection = validation.collection
+        entry = manifest_entry(manifest, collection) if manifest else None
+        parts = _history(collection, entry, previous, validation.clean_file)
+        fingerprints = _fingerprints(collection, parts, previous, validation.clean_file)
+        version = lake.table_version_path(settings.lake_dir, collection, as_of)
+        _write_json(version, {
+            "collection": collection,
+            "as_of": as_of.isoformat(),
+            "key": lake.TABLES[collection].key,
+            "parts": parts,
+            "fingerprints": fingerprints,
+        })
+        if entry is not None:
+            entry["history"] = parts
+            entry["fingerprints"] = fingerprints
+            entry["days_since_previous"] = days or None
+        versioned.append(dataclasses.replace(validation, history_file=str(version)))
+    if manifest is not None:
+        manifest["validated"] = True
+        manifest["validated_at"] = dt.datetime.now(dt.UTC).isoformat()
+        manifest["quarantined"] = {v.collection: v.quarantined for v in versioned}
+        _write_json(manifest_file, manifest)
+    return versioned
 
 
-@task(name="validate-lake")
+def _publish_artifacts(settings: Settings, as_of: dt.date,
+                       validations: list[TableValidation]) -> None:
+    from prefect.artifacts import create_link_artifact, create_table_artifact
+
+    create_table_artifact(
+        [
+            {
+                "collection": v.collection,
+                "rows extracted": v.rows,
+                "rows quarantined": v.quarantined,
+                "failed expectations": v.failed_expectations,
+                "stopped": bool(v.failed_critical),
+            }
+            for v in validations
+        ],
+        key="data-validation",
+        description=f"Data gate for {as_of}",
+    )
+    index = settings.data_docs_dir / f"index-{as_of.isoformat()}.html"
+    create_link_artifact(
+        link=index.as_uri(), link_text=f"Data Docs {as_of}", key="data-docs",
+        description="Great Expectations result pages of this run",
+    )
+
+
+@task(name="validate-lake", cache_policy=NONE)
 def validate_lake_task(
     settings: Settings, as_of: dt.date, raw_files: Mapping[str, str]
 ) -> list[TableValidation]:
-    return validate_lake(settings, as_of, raw_files)
+    try:
+        validations = validate_lake(settings, as_of, raw_files)
+    except DataValidationError:
+        index = settings.data_docs_dir / f"index-{as_of.isoformat()}.html"
+        if index.exists():
+            from prefect.artifacts import create_link_artifact
+
+            create_link_artifact(link=index.as_uri(), link_text=f"Data Docs {as_of} (stopped)",
+                                 key="data-docs")
+        raise
+    _publish_artifacts(settings, as_of, validations)
+    return validations

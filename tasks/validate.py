@@ -12,7 +12,17 @@ expectation carries `meta.severity`:
 GX runs the whole suite once on the pandas frame with result_format COMPLETE, whose
 `unexpected_index_list` gives the failing rows of each row-level expectation
 (measured fast enough for ~1M rows, so no pandas re-implementation of the rules).
-Orphan `user_id`s are checked in Arrow, not GX: a value set of every user is slow there.
+Orphan `user_id`s are checked in Arrow, not GX: a value set of every user is slow there;
+so are duplicates on a table's natural key (`bbx.lake.TableSpec.natural_key`, e.g. a
+session the app logged twice under two _ids): the first copy stays, later ones are
+quarantined.
+
+Suite parameters: `as_of_end` (first instant after the as-of day) and `fresh_since`
+(`as_of_end` minus `validation.freshness_max_lag_hours`), for freshness expectations.
+
+The churn feature table has its own suite (`expectations/churn_features.json`,
+`validate_feature_table`): every feature in `features.registry` must exist (added
+from the registry at run time, so the registry stays the one list), plus ranges.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from bbx.lake import TABLES
+from bbx.settings import ValidationSettings
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult
@@ -48,6 +59,11 @@ SEVERITIES = (CRITICAL, QUARANTINE, WARNING)
 REASON_COLUMN = "quarantine_reason"
 ORPHAN_REASON = "orphan user_id"
 USER_KEY = "user_id"
+FEATURES_SUITE = "churn_features"
+# The settings' default, for callers (tests, tools) that validate without a Settings.
+DEFAULT_FRESHNESS_LAG_HOURS: float = ValidationSettings.model_fields[
+    "freshness_max_lag_hours"
+].default
 # Result lists we consume ourselves; dropped before rendering docs (they can hold 1M items).
 _BULKY_RESULT_KEYS = ("unexpected_index_list", "unexpected_list", "unexpected_index_query")
 
@@ -69,6 +85,9 @@ class TableValidation:
     failed_critical: list[str]
     clean_file: str
     quarantine_file: str | None
+    failed_expectations: int = 0  # critical, warning and row-level expectations that failed
+    docs_page: str | None = None  # this table's GX result page for the run
+    history_file: str | None = None  # set by the gate: the table's full validated history
 
 
 @dataclass(frozen=True)
@@ -106,8 +125,16 @@ def _label(expectation_type: str, kwargs: dict[str, Any]) -> str:
     return f"{expectation_type}({column})" if column else expectation_type
 
 
+def suite_parameters(as_of: dt.date, freshness_max_lag_hours: float) -> dict[str, Any]:
+    end = as_of_end(as_of)
+    return {
+        "as_of_end": end,
+        "fresh_since": end - dt.timedelta(hours=freshness_max_lag_hours),
+    }
+
+
 def _run_suite(
-    frame: Any, suite: dict[str, Any], as_of: dt.date
+    frame: Any, suite: dict[str, Any], parameters: dict[str, Any]
 ) -> ExpectationSuiteValidationResult:
     # GX is imported here only: importing it costs seconds, and most callers never validate.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -125,7 +152,7 @@ def _run_suite(
     return batch.validate(
         gx.ExpectationSuite(**suite),
         result_format={"result_format": "COMPLETE", "partial_unexpected_count": 5},
-        expectation_parameters={"as_of_end": as_of_end(as_of)},
+        expectation_parameters=parameters,
     )
 
 
@@ -217,6 +244,15 @@ def _orphan_rows(table: pa.Table, known_user_ids: set[str]) -> np.ndarray:
     return np.flatnonzero(orphan.to_numpy(zero_copy_only=False))
 
 
+def _duplicate_rows(table: pa.Table, natural_key: tuple[str, ...]) -> np.ndarray:
+    """Rows repeating an earlier row's natural key (first copy kept; nulls never match)."""
+    if not natural_key or table.num_rows == 0:
+        return np.array([], dtype=np.int64)
+    frame = table.select(list(natural_key)).to_pandas()
+    duplicated = frame.duplicated(keep="first") & frame.notna().all(axis=1)
+    return np.flatnonzero(duplicated.to_numpy())
+
+
 def _quarantine_reasons(n_rows: int, row_failures: dict[str, np.ndarray]) -> np.ndarray:
     """Per row: '; '-joined labels of every quarantine rule it broke ('' = clean)."""
     reasons = np.full(n_rows, "", dtype=object)
@@ -293,20 +329,38 @@ def _write_data_docs(
 # ---------------------------------------------------------------- entry points
 
 
-def _check_table(
-    collection: str, table: pa.Table, suite_dir: Path, data_docs_dir: Path, as_of: dt.date
-) -> _SuiteOutcome:
-    """Run the collection's suite on the table and write its data docs page."""
-    suite = load_suite(suite_dir, collection)
+def _check_frame(
+    name: str,
+    frame: Any,
+    suite: dict[str, Any],
+    data_docs_dir: Path,
+    as_of: dt.date,
+    parameters: dict[str, Any],
+) -> tuple[_SuiteOutcome, Path | None]:
+    """Run a suite on a pandas frame and write its data docs page."""
     missing_columns = {
         e["kwargs"]["column"]
         for e in suite["expectations"]
-        if e["type"] == "expect_column_to_exist" and e["kwargs"]["column"] not in table.column_names
+        if e["type"] == "expect_column_to_exist" and e["kwargs"]["column"] not in frame.columns
     }
-    gx_result = _run_suite(table.to_pandas(), suite, as_of)
+    gx_result = _run_suite(frame, suite, parameters)
     outcome = _summarise(gx_result, missing_columns)
-    _write_data_docs(gx_result, data_docs_dir, collection, as_of)
-    return outcome
+    page = _write_data_docs(gx_result, data_docs_dir, name, as_of)
+    return outcome, page
+
+
+def _check_table(
+    collection: str,
+    table: pa.Table,
+    suite_dir: Path,
+    data_docs_dir: Path,
+    as_of: dt.date,
+    parameters: dict[str, Any] | None = None,
+) -> tuple[_SuiteOutcome, Path | None]:
+    """Run the collection's suite on the table and write its data docs page."""
+    suite = load_suite(suite_dir, collection)
+    parameters = parameters or suite_parameters(as_of, DEFAULT_FRESHNESS_LAG_HOURS)
+    return _check_frame(collection, table.to_pandas(), suite, data_docs_dir, as_of, parameters)
 
 
 def _references_users(collection: str, table: pa.Table) -> bool:
@@ -324,6 +378,7 @@ def validate_table(
     as_of: dt.date,
     max_quarantine_share: float,
     known_user_ids: set[str] | None = None,
+    freshness_max_lag_hours: float = DEFAULT_FRESHNESS_LAG_HOURS,
 ) -> TableValidation:
     """Split a raw table into clean and quarantined rows, or stop the run.
 
@@ -334,17 +389,27 @@ def validate_table(
     clean_file, quarantine_file = Path(clean_file), Path(quarantine_file)
     table = pq.read_table(raw_file)
     rows = table.num_rows
-    outcome = _check_table(collection, table, Path(suite_dir), Path(data_docs_dir), as_of)
+    outcome, page = _check_table(
+        collection, table, Path(suite_dir), Path(data_docs_dir), as_of,
+        suite_parameters(as_of, freshness_max_lag_hours),
+    )
+    docs_page = str(page) if page else None
     row_failures = dict(outcome.row_failures)
     if known_user_ids is not None and _references_users(collection, table):
         orphans = _orphan_rows(table, known_user_ids)
         if orphans.size:
             row_failures[ORPHAN_REASON] = orphans
+    natural_key = TABLES[collection].natural_key if collection in TABLES else ()
+    duplicates = _duplicate_rows(table, natural_key) if not outcome.failed_critical else []
+    if len(duplicates):
+        row_failures[f"duplicate of an earlier row on ({', '.join(natural_key)})"] = duplicates
+    failed = len(outcome.failed_critical) + len(outcome.warnings) + len(row_failures)
 
     if outcome.failed_critical:
         _remove_stale([clean_file])
         validation = TableValidation(
-            collection, rows, 0, outcome.warnings, outcome.failed_critical, str(clean_file), None
+            collection, rows, 0, outcome.warnings, outcome.failed_critical, str(clean_file), None,
+            failed, docs_page,
         )
         raise DataValidationError(
             f"{collection}: critical expectation failed — {'; '.join(outcome.failed_critical)}"
@@ -370,6 +435,8 @@ def validate_table(
         [],
         str(clean_file),
         str(quarantine_file) if quarantined else None,
+        failed,
+        docs_page,
     )
 
     if rows and quarantined / rows > max_quarantine_share:
@@ -397,6 +464,7 @@ def validate_collection_task(
     as_of: dt.date,
     max_quarantine_share: float,
     known_user_ids: set[str] | None = None,
+    freshness_max_lag_hours: float = DEFAULT_FRESHNESS_LAG_HOURS,
 ) -> TableValidation:
     return validate_table(
         collection,
@@ -408,4 +476,138 @@ def validate_collection_task(
         as_of,
         max_quarantine_share,
         known_user_ids,
+        freshness_max_lag_hours,
     )
+
+
+# ---------------------------------------------------------------- feature table
+
+
+def feature_suite(suite_dir: Path, feature_names: Iterable[str]) -> dict[str, Any]:
+    """The reviewed feature suite plus, from the registry, one critical
+    expect_column_to_exist per churn feature (the registry is the one list)."""
+    suite = load_suite(suite_dir, FEATURES_SUITE)
+    names = set(feature_names)
+    kept = [
+        e for e in suite["expectations"]
+        if e["kwargs"].get("column") in names | {USER_KEY, None}
+    ]
+    for e in suite["expectations"]:
+        if e not in kept:  # a feature renamed or dropped in the registry
+            log.warning("churn_features: skipping %s on %s (not in the registry)",
+                        e["type"], e["kwargs"].get("column"))
+    suite = suite | {"expectations": kept}
+    listed = {
+        e["kwargs"].get("column")
+        for e in suite["expectations"]
+        if e["type"] == "expect_column_to_exist"
+    }
+    extra = [
+        {
+            "type": "expect_column_to_exist",
+            "kwargs": {"column": name},
+            "meta": {"severity": CRITICAL, "why": "features/registry.py CHURN_FEATURE_NAMES"},
+        }
+        for name in sorted(names)
+        if name not in listed
+    ]
+    return suite | {"expectations": extra + suite["expectations"]}
+
+
+def validate_feature_table(
+    features_file: Path,
+    suite_dir: Path,
+    data_docs_dir: Path,
+    as_of: dt.date,
+    feature_names: Iterable[str],
+) -> TableValidation:
+    """Check the churn feature table (one row per customer, index or column user_id).
+
+    Any critical failure raises DataValidationError naming the feature and counts;
+    warnings are returned. Nothing is quarantined: a feature row is derived data, so a
+    bad one means a bug or bad input upstream, not a row to drop.
+    """
+    import pandas as pd
+
+    frame = pd.read_parquet(features_file)
+    if USER_KEY not in frame.columns:
+        frame = frame.reset_index()
+    suite = feature_suite(Path(suite_dir), feature_names)
+    outcome, page = _check_frame(
+        FEATURES_SUITE, frame, suite, Path(data_docs_dir), as_of,
+        suite_parameters(as_of, DEFAULT_FRESHNESS_LAG_HOURS),
+    )
+    row_level = [f"{label}: {len(rows)} rows" for label, rows in outcome.row_failures.items()]
+    failed_critical = outcome.failed_critical + row_level
+    validation = TableValidation(
+        FEATURES_SUITE, len(frame), 0, outcome.warnings, failed_critical, str(features_file),
+        None, len(failed_critical) + len(outcome.warnings), str(page) if page else None,
+    )
+    if failed_critical:
+        raise DataValidationError(
+            f"{FEATURES_SUITE}: expectation failed — {'; '.join(failed_critical)} "
+            f"({len(frame)} customers); run stopped before training/scoring",
+            validation,
+        )
+    for warning in outcome.warnings:
+        log.warning("%s: %s", FEATURES_SUITE, warning)
+    return validation
+
+
+@task(name="validate-features", cache_policy=NONE)
+def validate_features_task(
+    features_file: str, data_docs_dir: Path, as_of: dt.date
+) -> TableValidation:
+    """Wire after feature building: stops the run if the feature table breaks its suite."""
+    from bbx.settings import PROJECT_ROOT
+    from features.registry import CHURN_FEATURE_NAMES
+
+    return validate_feature_table(
+        Path(features_file), PROJECT_ROOT / "expectations", Path(data_docs_dir), as_of,
+        CHURN_FEATURE_NAMES,
+    )
+
+
+# ---------------------------------------------------------------- data docs index
+
+
+def write_data_docs_index(
+    data_docs_dir: Path, as_of: dt.date, validations: Iterable[TableValidation],
+    stopped: list[str] | None = None,
+) -> Path:
+    """One page per run linking every table's GX page: `<docs>/index-<as_of>.html`, also
+    copied to `<docs>/index.html` (the latest run)."""
+    from html import escape
+
+    data_docs_dir = Path(data_docs_dir)
+    rows = []
+    for v in validations:
+        link = (
+            f'<a href="{escape(Path(v.docs_page).relative_to(data_docs_dir).as_posix())}">'
+            f"{escape(v.collection)}</a>"
+            if v.docs_page and Path(v.docs_page).is_relative_to(data_docs_dir)
+            else escape(v.collection)
+        )
+        status = "stopped" if v.failed_critical else "passed"
+        rows.append(
+            f"<tr><td>{link}</td><td>{v.rows}</td><td>{v.quarantined}</td>"
+            f"<td>{v.failed_expectations}</td><td>{status}</td>"
+            f"<td>{escape('; '.join(v.failed_critical + v.warnings))}</td></tr>"
+        )
+    stop = (
+        "<p><b>Run stopped:</b></p><ul>" + "".join(f"<li>{escape(s)}</li>" for s in stopped)
+        + "</ul>" if stopped else "<p>All tables passed the gate.</p>"
+    )
+    html = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Data docs {as_of}</title>"
+        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px}</style>"
+        f"</head><body><h1>Validation, as of {as_of}</h1>{stop}<table>"
+        "<tr><th>table</th><th>rows checked</th><th>quarantined</th>"
+        "<th>failed expectations</th><th>status</th><th>details</th></tr>"
+        + "".join(rows) + "</table></body></html>"
+    )
+    data_docs_dir.mkdir(parents=True, exist_ok=True)
+    page = data_docs_dir / f"index-{as_of.isoformat()}.html"
+    page.write_text(html, encoding="utf-8")
+    (data_docs_dir / "index.html").write_text(html, encoding="utf-8")
+    return page

@@ -26,7 +26,7 @@ from tasks.validate import (
 
 SUITE_DIR = PROJECT_ROOT / "expectations"
 AS_OF = dt.date(2026, 11, 1)
-PAST = dt.datetime(2026, 10, 15, 12, tzinfo=dt.UTC)
+PAST = dt.datetime(2026, 10, 31, 12, tzinfo=dt.UTC)  # fresh: within the 48 h lag
 FUTURE = dt.datetime(2026, 11, 3, 8, tzinfo=dt.UTC)
 
 # One valid value per column the suites constrain; any other column gets a type default.

@@ -1,0 +1,210 @@
+"""Incremental extract → gate → lake_io on the real embedded server.
+
+A small simulated population, then a new day of events (and a late arrival inside
+the overlap window): the second run reads only the increment, and the table the
+features see is still the full, de-duplicated history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from bson import ObjectId
+
+from bbx import lake
+from bbx.settings import Settings
+from simulator import simulate
+from tasks.extract import FULL, INCREMENTAL, SNAPSHOT, extract_collection, write_manifest
+from tasks.gate import DataValidationError, validate_lake
+from tasks.lake_io import read_table, read_tables
+
+AS_OF = dt.date(2026, 5, 1)
+TODAY = dt.date(2026, 11, 26)
+
+
+def _run(settings: Settings, as_of: dt.date, today: dt.date = TODAY):
+    extracts = [
+        extract_collection(settings.mongo.uri, settings, c, as_of, today=today)
+        for c in lake.TABLES
+    ]
+    write_manifest(settings, as_of, extracts)
+    validations = validate_lake(settings, as_of, {e.collection: e.path for e in extracts})
+    return {e.collection: e for e in extracts}, {v.collection: v for v in validations}
+
+
+def _session(user, when: dt.datetime, gb: float = 1.0) -> dict:
+    return {"userId": user, "timestamp": when, "download": gb * 1e9, "upload": 1e8,
+            "downloadSpeed": 50.0, "uploadSpeed": 20.0, "latency": 20.0, "packetLoss": 0.1,
+            "sessionDuration": 30, "deviceType": "mobile"}
+
+
+@pytest.fixture()
+def simulated(settings: Settings, mongo_client):
+    db = mongo_client[settings.mongo.database]
+    simulate(db, customers=60, days=40, seed=3, end=AS_OF - dt.timedelta(days=1))
+    return db
+
+
+def test_second_run_reads_only_the_increment_and_history_is_complete(
+    settings: Settings, simulated
+) -> None:
+    db = simulated
+    first, _ = _run(settings, AS_OF)
+    assert first["usagelogs"].mode == FULL and first["users"].mode == SNAPSHOT
+    assert first["usagelogs"].rows == db.usagelogs.count_documents({})
+
+    customer = db.subscriptions.find_one({"status": "active"})["user"]
+    next_day = AS_OF + dt.timedelta(days=1)
+    new_time = dt.datetime.combine(next_day, dt.time(9), tzinfo=dt.UTC)
+    late_time = dt.datetime.combine(AS_OF, dt.time(23, 30), tzinfo=dt.UTC)  # late arrival
+    db.usagelogs.insert_many([_session(customer, new_time), _session(customer, late_time)])
+
+    second, validations = _run(settings, next_day)
+    usage = second["usagelogs"]
+    assert usage.mode == INCREMENTAL
+    assert usage.since is not None
+    # Only the overlap window + new day were read, not the collection.
+    assert 2 <= usage.rows < first["usagelogs"].rows / 5
+    assert usage.new_rows == 2
+    assert dt.datetime.fromisoformat(usage.watermark) == new_time
+
+    version = json.loads(Path(validations["usagelogs"].history_file).read_text())
+    assert version["parts"] == [
+        str(lake.clean_path(settings.lake_dir, "usagelogs", AS_OF)),
+        str(lake.clean_path(settings.lake_dir, "usagelogs", next_day)),
+    ]
+    history = read_table("usagelogs", validations["usagelogs"].history_file)
+    assert "dt" not in history.columns
+    assert history["session_id"].is_unique  # the overlap was de-duplicated
+    in_mongo = {str(d["_id"]) for d in db.usagelogs.find({}, {"_id": 1})}
+    assert set(history["session_id"]) == in_mongo
+
+    tables = read_tables({c: v.history_file for c, v in validations.items()})
+    assert len(tables.users) == db.users.count_documents({})
+    assert len(tables.usagelogs) == len(in_mongo)
+
+
+def test_rerunning_an_as_of_is_idempotent(settings: Settings, simulated) -> None:
+    _run(settings, AS_OF)
+    next_day = AS_OF + dt.timedelta(days=1)
+    customer = simulated.subscriptions.find_one({"status": "active"})["user"]
+    simulated.usagelogs.insert_one(
+        _session(customer, dt.datetime.combine(next_day, dt.time(6), tzinfo=dt.UTC)))
+    first, _ = _run(settings, next_day)
+    before = pq.read_table(first["usagelogs"].path)
+    version = lake.table_version_path(settings.lake_dir, "usagelogs", next_day)
+    version_before = version.read_text()
+    again, validations = _run(settings, next_day)
+    assert again["usagelogs"].since == first["usagelogs"].since
+    assert again["usagelogs"].watermark == first["usagelogs"].watermark
+    assert pq.read_table(again["usagelogs"].path).equals(before)
+    history = read_table("usagelogs", validations["usagelogs"].history_file)
+    assert history["session_id"].is_unique
+    assert version.read_text() == version_before
+
+    # A late arrival, then a rerun: same parts, new content, so a new version file
+    # (later steps' caches key on it).
+    simulated.usagelogs.insert_one(
+        _session(customer, dt.datetime.combine(next_day, dt.time(1), tzinfo=dt.UTC)))
+    _run(settings, next_day)
+    assert version.read_text() != version_before
+
+
+def test_a_stopped_run_does_not_advance_the_watermark(settings: Settings, simulated) -> None:
+    db = simulated
+    _run(settings, AS_OF)
+    day2, day3 = AS_OF + dt.timedelta(days=1), AS_OF + dt.timedelta(days=2)
+    customer = db.subscriptions.find_one({"status": "active"})["user"]
+    day2_session = _session(customer, dt.datetime.combine(day2, dt.time(8), tzinfo=dt.UTC))
+    db.usagelogs.insert_one(day2_session)
+    plans = list(db.plans.find())
+    db.plans.update_many({}, {"$unset": {"pricing": ""}})  # every plan loses its price
+    with pytest.raises(DataValidationError, match="plans"):
+        _run(settings, day2)
+    manifest = json.loads(lake.manifest_path(settings.lake_dir, day2).read_text())
+    assert manifest["validated"] is False
+
+    # The app data is repaired; the next run starts from day 1's watermark, so day 2's
+    # session is in the history although day 2's run stopped.
+    db.plans.delete_many({})
+    db.plans.insert_many(plans)
+    db.usagelogs.insert_one(
+        _session(customer, dt.datetime.combine(day3, dt.time(8), tzinfo=dt.UTC)))
+    third, validations = _run(settings, day3)
+    assert third["usagelogs"].mode == INCREMENTAL
+    assert third["usagelogs"].new_rows == 2
+    history = read_table("usagelogs", validations["usagelogs"].history_file)
+    assert str(day2_session["_id"]) in set(history["session_id"])
+
+
+def test_backfill_sees_the_lake_as_it_was_but_impossible_events_are_read(
+    settings: Settings, simulated
+) -> None:
+    db = simulated
+    customer = db.subscriptions.find_one({"status": "active"})["user"]
+    later = dt.datetime.combine(AS_OF + dt.timedelta(days=20), dt.time(8), tzinfo=dt.UTC)
+    impossible = dt.datetime.combine(TODAY + dt.timedelta(days=400), dt.time(8), tzinfo=dt.UTC)
+    db.usagelogs.insert_many([_session(customer, later), _session(customer, impossible)])
+    result = extract_collection(settings.mongo.uri, settings, "usagelogs", AS_OF, today=TODAY)
+    times = pd.read_parquet(result.path)["timestamp"]
+    assert (times == pd.Timestamp(impossible)).sum() == 1  # read, for validation to quarantine
+    assert (times == pd.Timestamp(later)).sum() == 0  # a later day's event: not this as-of's
+    # The impossible event does not drag the watermark into the future.
+    assert dt.datetime.fromisoformat(result.watermark) < dt.datetime.combine(
+        AS_OF + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
+
+
+def test_extract_streams_in_bounded_batches(settings: Settings, simulated) -> None:
+    small = settings.model_copy(update={"extract": settings.extract.model_copy(
+        update={"batch_rows": 500})})
+    result = extract_collection(settings.mongo.uri, small, "usagelogs", AS_OF, today=TODAY)
+    assert result.rows == simulated.usagelogs.count_documents({})
+    assert result.batches >= result.rows // 500
+    assert 0 < result.max_batch_rows <= 500
+    assert pq.ParquetFile(result.path).metadata.num_rows == result.rows
+
+
+def test_full_refresh_after_the_configured_days(settings: Settings, simulated) -> None:
+    _run(settings, AS_OF)
+    weekly = settings.model_copy(update={"extract": settings.extract.model_copy(
+        update={"full_refresh_days": 2})})
+    day1, day2 = AS_OF + dt.timedelta(days=1), AS_OF + dt.timedelta(days=2)
+    customer = simulated.subscriptions.find_one({"status": "active"})["user"]
+    for day in (day1, day2):
+        simulated.usagelogs.insert_one(
+            _session(customer, dt.datetime.combine(day, dt.time(7), tzinfo=dt.UTC)))
+    assert _run(weekly, day1)[0]["usagelogs"].mode == INCREMENTAL
+    extracts, validations = _run(weekly, day2)
+    assert extracts["usagelogs"].mode == FULL
+    version = json.loads(Path(validations["usagelogs"].history_file).read_text())
+    assert version["parts"] == [str(lake.clean_path(settings.lake_dir, "usagelogs", day2))]
+
+
+def test_volume_against_the_previous_run_is_reported(settings: Settings, simulated) -> None:
+    db = simulated
+    _run(settings, AS_OF)
+    day1, day2 = AS_OF + dt.timedelta(days=1), AS_OF + dt.timedelta(days=2)
+    customer = db.subscriptions.find_one({"status": "active"})["user"]
+    db.usagelogs.insert_many([
+        _session(customer, dt.datetime.combine(day1, dt.time(h), tzinfo=dt.UTC))
+        for h in range(10)
+    ])
+    first, validations = _run(settings, day1)
+    assert not any("volume" in w for w in validations["usagelogs"].warnings)
+
+    # Next night: twice the plans (a snapshot) and a tenth of the sessions (new per day).
+    db.plans.insert_many([p | {"_id": ObjectId()} for p in db.plans.find()])
+    db.usagelogs.insert_one(
+        _session(customer, dt.datetime.combine(day2, dt.time(9), tzinfo=dt.UTC)))
+    _, validations = _run(settings, day2)
+    plans = [w for w in validations["plans"].warnings if w.startswith("volume")]
+    usage = [w for w in validations["usagelogs"].warnings if w.startswith("volume")]
+    assert plans == [f"volume: rows {2 * first['plans'].rows} vs {first['plans'].rows} in the "
+                     "previous run (+100%, tolerance ±50%)"]
+    assert usage == ["volume: new rows per day 1 vs 10 in the previous run (-90%, "
+                     "tolerance ±50%)"]
