@@ -29,6 +29,8 @@ DAY = pd.Timedelta(days=1)
 DAYS_PER_MONTH = 30.4375  # 365.25 / 12
 CATEGORY_CODES = {"residential": 0.0, "business": 1.0, "enterprise": 2.0}
 CLOSED_TICKET_STATUSES = ("resolved", "closed")
+NETWORK_TICKET_CATEGORIES = ("network", "technical")
+HIGH_PRIORITIES = ("high", "urgent")
 
 
 @dataclass
@@ -182,7 +184,8 @@ def build_churn_features(tables: LakeTables, cutoff: pd.Timestamp) -> pd.DataFra
 
     out["usage_gb_7d"] = usage.total(gb, usage.mask(7))
     out["usage_gb_30d"] = gb_30
-    out["usage_gb_90d"] = usage.total(gb)
+    gb_90 = usage.total(gb)
+    out["usage_gb_90d"] = gb_90
     day_key = usage.pos[last30] * 30 + np.floor(usage.age_days[last30]).astype(np.int64)
     active_pos = np.unique(day_key) // 30
     out["active_days_30d"] = np.bincount(active_pos, minlength=len(idx)).astype(float)
@@ -213,6 +216,62 @@ def build_churn_features(tables: LakeTables, cutoff: pd.Timestamp) -> pd.DataFra
     out["feedback_mean_rating_90d"] = feedback.mean(_column(feedback.frame, "overall_rating"))
     tenure = ((cutoff - since) / DAY).to_numpy(dtype=float)
     out["customer_tenure_months"] = np.clip(np.nan_to_num(tenure), 0.0, None) / DAYS_PER_MONTH
+
+    # Recent trouble (issue 5): failures, tickets, service quality, feedback, invoices.
+    out["payment_failures_30d"] = failures.count(failures.mask(30))
+    last30_tickets = tickets_all.mask(30)
+    out["support_tickets_30d"] = tickets_all.count(last30_tickets)
+    network = tf["category"].isin(NETWORK_TICKET_CATEGORIES).to_numpy(dtype=bool)
+    out["network_tickets_30d"] = tickets_all.count(last30_tickets & network)
+    last90_tickets = tickets_all.mask(90)
+    urgent = tf["priority"].isin(HIGH_PRIORITIES).to_numpy(dtype=bool)
+    out["high_priority_tickets_90d"] = tickets_all.count(last90_tickets & urgent)
+    resolution = (
+        (utc_series(tf["updated_at"]) - utc_series(tf["created_at"])) / DAY
+    ).to_numpy(dtype=float)
+    resolved_recent = last90_tickets & closed_before
+    out["mean_resolution_days_90d"] = tickets_all.mean(resolution, resolved_recent)
+    out["ticket_satisfaction_90d"] = tickets_all.mean(
+        _column(tf, "satisfaction_rating"), resolved_recent
+    )
+
+    latency = _column(usage.frame, "latency_ms")
+    loss = _column(usage.frame, "packet_loss_pct")
+    usual_latency = usage.mean(latency)  # 90-day mean per customer
+    usual_loss = usage.mean(loss)
+    last7 = usage.mask(7)
+    with np.errstate(invalid="ignore"):
+        degraded = (latency > 2.0 * usual_latency[usage.pos]) | (
+            loss > usual_loss[usage.pos] + 2.0
+        )
+    out["degraded_sessions_7d"] = usage.count(last7 & degraded)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["latency_ratio_7d_90d"] = usage.mean(latency, last7) / np.where(
+            usual_latency > 0, usual_latency, np.nan
+        )
+    out["negative_feedback_90d"] = feedback.count(
+        _column(feedback.frame, "overall_rating") <= 2.0
+    )
+
+    # Against the customer's own baseline (per day, so windows compare).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_day_90 = np.where(gb_90 > 0, gb_90 / 90.0, np.nan)
+        out["usage_ratio_7d_90d"] = (out["usage_gb_7d"].to_numpy() / 7.0) / per_day_90
+        out["usage_ratio_14d_90d"] = (usage.total(gb, usage.mask(14)) / 14.0) / per_day_90
+        sessions_90 = usage.count()
+        out["sessions_ratio_7d_90d"] = (usage.count(last7) / 7.0) / np.where(
+            sessions_90 > 0, sessions_90 / 90.0, np.nan
+        )
+    last_session = np.full(len(idx), 90.0)
+    np.minimum.at(last_session, usage.pos, usage.age_days)
+    out["days_since_last_session"] = last_session
+
+    bills = tables.billings
+    issued = events_before(bills, bills["created_at"], idx, cutoff, max_days=None)
+    due = utc_series(issued.frame["due_date"])
+    paid = utc_series(issued.frame["paid_at"])
+    overdue = ((due < cutoff) & (paid.isna() | (paid >= cutoff))).fillna(False)
+    out["overdue_invoices"] = issued.count(overdue.to_numpy(dtype=bool))
 
     context = pop[["subscription_id", "plan_id", "billing_cycle"]]
     result = pd.concat([context, out[list(CHURN_FEATURE_NAMES)]], axis=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -60,3 +62,63 @@ def split_by_customer(
         valid_users.extend(rng.permutation(group)[:take])
     in_valid = users.isin(valid_users).to_numpy()
     return df.loc[~in_valid].copy(), df.loc[in_valid].copy()
+
+
+@dataclass(frozen=True)
+class ChurnSplits:
+    """Customer-disjoint train/validation/test; the test is also out of time."""
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    test_cutoffs: tuple[pd.Timestamp, ...]
+
+
+def customer_split_draw(user_ids: pd.Series, seed: int) -> np.ndarray:
+    """A stable uniform draw in [0, 1) per customer id (same id, same draw, every run).
+
+    Stable across runs on purpose: a customer held out for testing today stays
+    held out tomorrow, so the champion trained last week has never seen the
+    customers the challenger is compared on.
+    """
+    key = f"churn-split-{seed}".ljust(16, "0")[:16]
+    hashed = pd.util.hash_pandas_object(
+        user_ids.astype(str).reset_index(drop=True), index=False, hash_key=key
+    ).to_numpy(dtype=np.uint64)
+    return (hashed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def split_train_valid_test(
+    df: pd.DataFrame, validation_share: float, test_share: float, test_cutoffs: int, seed: int
+) -> ChurnSplits:
+    """Split training rows by customer and by time.
+
+    Customers are assigned to train/validation/test by `customer_split_draw`
+    (shares 1 - v - t / v / t). Train and validation rows come only from cutoffs
+    before the latest `test_cutoffs`; every row of a test customer is a test row.
+    So the latest cutoffs are seen by the test alone (out of time) and no test
+    customer was trained on (out of customer); rows of train/validation customers
+    at the latest cutoffs are dropped. `test_cutoffs` names the out-of-time
+    cutoffs, for metrics on that slice alone.
+    """
+    if not (0.0 < validation_share < 1.0 and 0.0 < test_share < 1.0):
+        raise ValueError("validation_share and test_share must be in (0, 1)")
+    if validation_share + test_share >= 1.0:
+        raise ValueError("validation_share + test_share must leave customers to train on")
+    cutoffs = sorted(pd.unique(df["cutoff"]))
+    if len(cutoffs) <= test_cutoffs:
+        raise ValueError(
+            f"{len(cutoffs)} training cutoff(s) cannot hold {test_cutoffs} out-of-time test "
+            "cutoff(s) and still leave one to train on"
+        )
+    latest = cutoffs[-test_cutoffs:]
+    draw = customer_split_draw(df["user_id"], seed)
+    is_test_customer = draw < test_share
+    is_valid_customer = (draw >= test_share) & (draw < test_share + validation_share)
+    in_test_period = df["cutoff"].isin(latest).to_numpy()
+    return ChurnSplits(
+        train=df.loc[~in_test_period & ~is_test_customer & ~is_valid_customer].copy(),
+        valid=df.loc[~in_test_period & is_valid_customer].copy(),
+        test=df.loc[is_test_customer].copy(),
+        test_cutoffs=tuple(pd.Timestamp(c) for c in latest),
+    )

@@ -86,8 +86,12 @@ def log_and_register(
     example_input: pd.DataFrame,
     example_output: Any,
     alias: str,
+    tags: dict[str, str] | None = None,
 ) -> RegisteredModel:
-    """Log `model` in the active run, register a version and point `alias` at it."""
+    """Log `model` in the active run, register a version and point `alias` at it.
+
+    `tags` are set on the new model version (e.g. the as-of it was trained for).
+    """
     wrapper = _PredictProba(model) if kind == "predict_proba" else _Assign(model)
     with warnings.catch_warnings():
         # Advice aimed at serving endpoints (input examples, int columns, pickling):
@@ -101,7 +105,10 @@ def log_and_register(
             pip_requirements=_requirements(),
         )
     registered_version = str(info.registered_model_version)
-    MlflowClient().set_registered_model_alias(registered_name, alias, registered_version)
+    client = MlflowClient()
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(registered_name, registered_version, key, value)
+    client.set_registered_model_alias(registered_name, alias, registered_version)
     return RegisteredModel(registered_name, registered_version, mlflow.active_run().info.run_id)
 
 
@@ -117,3 +124,97 @@ def load_by_alias(registered_name: str, alias: str = CHAMPION) -> tuple[Any, str
         ) from None
     pyfunc = mlflow.pyfunc.load_model(f"models:/{registered_name}@{alias}")
     return pyfunc.unwrap_python_model().model, str(version_info.version)
+
+
+# --- champion history ------------------------------------------------------------
+# The alias `champion` points at the serving version. Each promotion tags the new
+# champion with `promoted_from` (the version it replaced, "" for the first) and
+# `promoted_at`/`promotion_reason`; rollback follows `promoted_from` one step back,
+# so the chain of tags is the history.
+PROMOTED_FROM = "promoted_from"
+PROMOTED_AT = "promoted_at"
+PROMOTION_REASON = "promotion_reason"
+TRAINED_AS_OF = "trained_as_of"
+
+
+def alias_version(registered_name: str, alias: str) -> str | None:
+    """The version `alias` points at, or None (no such model or alias)."""
+    try:
+        return str(MlflowClient().get_model_version_by_alias(registered_name, alias).version)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def load_version(registered_name: str, version: str) -> Any:
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{registered_name}/{version}")
+    return pyfunc.unwrap_python_model().model
+
+
+def version_tags(registered_name: str, version: str) -> dict[str, str]:
+    return dict(MlflowClient().get_model_version(registered_name, version).tags)
+
+
+def promote(registered_name: str, version: str, reason: str) -> str | None:
+    """Point `champion` at `version`; returns the previous champion's version (or None)."""
+    import datetime as dt
+
+    client = MlflowClient()
+    try:
+        client.get_model_version(registered_name, version)
+    except mlflow.exceptions.MlflowException:
+        raise LookupError(f"model '{registered_name}' has no version {version}") from None
+    previous = alias_version(registered_name, CHAMPION)
+    if previous == str(version):
+        return previous
+    client.set_model_version_tag(registered_name, version, PROMOTED_FROM, previous or "")
+    client.set_model_version_tag(
+        registered_name, version, PROMOTED_AT, dt.datetime.now(dt.UTC).isoformat()
+    )
+    client.set_model_version_tag(registered_name, version, PROMOTION_REASON, reason[:4000])
+    client.set_registered_model_alias(registered_name, CHAMPION, str(version))
+    return previous
+
+
+def rollback(registered_name: str) -> tuple[str, str]:
+    """Move `champion` back to the version it replaced: returns (from, to)."""
+    client = MlflowClient()
+    current = alias_version(registered_name, CHAMPION)
+    if current is None:
+        raise LookupError(f"model '{registered_name}' has no champion to roll back")
+    previous = version_tags(registered_name, current).get(PROMOTED_FROM, "")
+    if not previous:
+        raise LookupError(
+            f"champion v{current} of '{registered_name}' was the first champion: nothing to "
+            "roll back to"
+        )
+    client.set_registered_model_alias(registered_name, CHAMPION, previous)
+    client.set_model_version_tag(registered_name, current, "rolled_back_to", previous)
+    return current, previous
+
+
+def model_versions(registered_name: str) -> list[dict[str, str]]:
+    """Every version, newest first: version, aliases, trained as-of, promotion tags."""
+    client = MlflowClient()
+    try:
+        aliases = client.get_registered_model(registered_name).aliases
+    except mlflow.exceptions.MlflowException:
+        return []
+    by_version: dict[str, list[str]] = {}
+    for alias, aliased in aliases.items():
+        by_version.setdefault(str(aliased), []).append(alias)
+    rows = []
+    for mv in client.search_model_versions(f"name='{registered_name}'"):
+        rows.append({
+            "version": str(mv.version),
+            "aliases": ",".join(sorted(by_version.get(str(mv.version), []))),
+            TRAINED_AS_OF: mv.tags.get(TRAINED_AS_OF, ""),
+            PROMOTED_FROM: mv.tags.get(PROMOTED_FROM, ""),
+            PROMOTION_REASON: mv.tags.get(PROMOTION_REASON, ""),
+        })
+    return sorted(rows, key=lambda r: -int(r["version"]))
+
+
+def last_trained_as_of(registered_name: str) -> str | None:
+    """The latest `trained_as_of` tag over the model's versions (ISO date), or None."""
+    dates = [r[TRAINED_AS_OF] for r in model_versions(registered_name) if r[TRAINED_AS_OF]]
+    return max(dates) if dates else None

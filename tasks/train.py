@@ -7,15 +7,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import mlflow
+import numpy as np
+import pandas as pd
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 
 from bbx.settings import Settings
 from features.cutoffs import as_of_cutoff, monthly_training_cutoffs
 from features.registry import CHURN_FEATURE_NAMES
 from features.segmentation import build_segmentation_features
-from features.training import build_training_set, split_by_customer
-from models.churn import ChurnParams, evaluate_churn, train_churn_model
-from models.segmentation import fit_segments, segment_profiles
+from features.training import build_training_set, split_train_valid_test
+from models.churn import (
+    ChurnModel,
+    ChurnParams,
+    LogisticBaseline,
+    evaluate_churn,
+    evaluate_ranking,
+    tune_churn_model,
+)
+from models.heuristic import heuristic_churn_score
+from models.promotion import PromotionDecision, PromotionRules, decide_promotion
+from models.segmentation import (
+    ClusteringSpace,
+    fit_segments,
+    segment_profiles,
+    silhouette_by_k,
+)
 from tasks import registry
 from tasks.lake_io import read_tables
 
@@ -30,6 +47,16 @@ class TrainResult:
     version: str
     run_id: str
     metrics: dict[str, float]
+    # Churn only: did this version become champion, and why (or why not).
+    promoted: bool = True
+    promotion_reason: str = ""
+    champion_version: str = ""
+
+
+@dataclass(frozen=True)
+class TrainingDue:
+    due: bool
+    reason: str
 
 
 def churn_params(settings: Settings) -> ChurnParams:
@@ -45,17 +72,102 @@ def churn_params(settings: Settings) -> ChurnParams:
     )
 
 
+def promotion_rules(settings: Settings) -> PromotionRules:
+    c = settings.churn
+    return PromotionRules(c.promotion_metric, c.promotion_brier_tolerance,
+                          c.promotion_ece_tolerance)
+
+
+@task(name="training-due")
+def training_due_task(settings: Settings, as_of: dt.date, force: bool) -> TrainingDue:
+    """Train when forced, when a model has no champion, or when the churn model's last
+    training (its `trained_as_of` tag) is `churn.retrain_every_days` old."""
+    if force:
+        return TrainingDue(True, "forced")
+    registry.configure(settings, "churn")
+    for name in (registry.CHURN_MODEL, registry.SEGMENT_MODEL):
+        if registry.alias_version(name, registry.CHAMPION) is None:
+            return TrainingDue(True, f"no {name} champion yet")
+    last = registry.last_trained_as_of(registry.CHURN_MODEL)
+    if last is None:
+        return TrainingDue(True, "the churn champion has no training date")
+    age = (as_of - dt.date.fromisoformat(last)).days
+    every = settings.churn.retrain_every_days
+    if age >= every:
+        return TrainingDue(True, f"last trained for {last}, {age} days ago (every {every})")
+    return TrainingDue(False, f"last trained for {last}, {age} days ago (every {every})")
+
+
+def _champion_metrics(
+    test: pd.DataFrame,
+) -> tuple[dict[str, float] | None, str | None, str | None]:
+    """(metrics, version, error) of the current churn champion on the test rows."""
+    version = registry.alias_version(registry.CHURN_MODEL, registry.CHAMPION)
+    if version is None:
+        return None, None, None
+    try:
+        champion = registry.load_version(registry.CHURN_MODEL, version)
+        probability = champion.predict_proba(test)
+    except (KeyError, AttributeError, ValueError) as exc:
+        return None, version, f"{type(exc).__name__}: {exc}"
+    return evaluate_churn(test["label"].to_numpy(), probability, champion.threshold), version, None
+
+
+def _decision_markdown(decision: PromotionDecision, version: str) -> str:
+    rows = ["| metric | challenger | champion |", "|---|---|---|"]
+    for key, value in decision.challenger.items():
+        old = decision.champion.get(key) if decision.champion else None
+        rows.append(f"| {key} | {value:.4f} | {'' if old is None else f'{old:.4f}'} |")
+    verdict = "promoted to champion" if decision.promote else "not promoted"
+    return "\n".join([
+        f"# Churn challenger v{version}: {verdict}",
+        "",
+        decision.reason,
+        "",
+        f"Rule: beat the champion on test `{decision.rules.metric}`; Brier may rise by at most "
+        f"{decision.rules.brier_tolerance}, ECE by at most {decision.rules.ece_tolerance}.",
+        "",
+        *rows,
+    ])
+
+
+def _log_figures(
+    model: ChurnModel, test: pd.DataFrame, probability: np.ndarray, baselines: dict[str, np.ndarray]
+) -> None:
+    from tasks import churn_plots
+
+    names = list(model.feature_names)
+    y = test["label"].to_numpy(dtype=int)
+    figures = {"feature_importance.png": churn_plots.importance_figure(model.feature_importance())}
+    sample = test.sample(min(len(test), 5000), random_state=0)
+    figures["contribution_summary.png"] = churn_plots.contribution_summary_figure(
+        sample[names], model.contributions(sample[names]), names
+    )
+    if len(np.unique(y)) == 2:
+        curves = {"xgboost": probability} | baselines
+        figures |= {
+            "roc.png": churn_plots.roc_figure(y, curves),
+            "pr.png": churn_plots.pr_figure(y, curves),
+            "calibration.png": churn_plots.calibration_figure(y, probability),
+            "confusion_matrix.png": churn_plots.confusion_figure(y, probability, model.threshold),
+        }
+    import matplotlib.pyplot as plt
+
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, f"plots/{name}")
+        plt.close(figure)
+
+
 @task(name="train-churn")
 def train_churn_task(
     settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str]
 ) -> TrainResult:
+    """Build point-in-time data, tune, calibrate, evaluate on test, register as challenger,
+    and promote to champion only by the rules in models/promotion.py."""
+    c = settings.churn
     tables = read_tables(clean_paths)
-    cutoffs = monthly_training_cutoffs(
-        as_of, settings.churn.horizon_days, settings.churn.training_cutoffs
-    )
-    data = build_training_set(
-        tables, cutoffs, settings.churn.horizon_days, settings.churn.definition
-    )
+    cutoffs = monthly_training_cutoffs(as_of, c.horizon_days, c.training_cutoffs)
+    data = build_training_set(tables, cutoffs, c.horizon_days, c.definition)
     churners = int(data["label"].sum()) if len(data) else 0
     if churners < 10 or churners == len(data):
         raise NotEnoughTrainingDataError(
@@ -63,31 +175,84 @@ def train_churn_task(
             f"churners over cutoffs {cutoffs[0].date()}..{cutoffs[-1].date()}; need at least 10 "
             "churners and some non-churners (is the history long enough for the horizon?)"
         )
-    train, valid = split_by_customer(data, settings.churn.validation_share, settings.churn.seed)
-    params = churn_params(settings)
-    model = train_churn_model(train, valid, list(CHURN_FEATURE_NAMES), params)
-    probability = model.predict_proba(valid[list(CHURN_FEATURE_NAMES)])
-    metrics = evaluate_churn(valid["label"].to_numpy(), probability, model.threshold)
+    try:
+        splits = split_train_valid_test(data, c.validation_share, c.test_share,
+                                        c.test_cutoffs, c.seed)
+    except ValueError as exc:
+        raise NotEnoughTrainingDataError(f"training data for as-of {as_of}: {exc}") from None
+    train, valid, test = splits.train, splits.valid, splits.test
+    for side, frame in (("train", train), ("validation", valid)):
+        if frame["label"].nunique() < 2:
+            raise NotEnoughTrainingDataError(
+                f"training data for as-of {as_of}: the {side} split ({len(frame)} rows) has no "
+                "churners or no non-churners; simulate/extract more history or customers"
+            )
+    names = list(CHURN_FEATURE_NAMES)
+    model, trials = tune_churn_model(train, valid, names, churn_params(settings), c.tuning_trials)
+    y_test = test["label"].to_numpy()
+    probability = model.predict_proba(test)
+    metrics = evaluate_churn(y_test, probability, model.threshold)
+    valid_metrics = evaluate_churn(valid["label"].to_numpy(), model.predict_proba(valid),
+                                   model.threshold)
+    latest = test["cutoff"].isin(splits.test_cutoffs).to_numpy()
+    oot_metrics = evaluate_churn(y_test[latest], probability[latest], model.threshold)
+    baseline_scores = {
+        "logistic": LogisticBaseline(train, names, c.seed).predict_proba(test),
+        "heuristic": heuristic_churn_score(test),
+    }
+    baselines = {name: evaluate_ranking(y_test, s) for name, s in baseline_scores.items()}
 
     registry.configure(settings, "churn")
+    champion, champion_version, champion_error = _champion_metrics(test)
+    decision = decide_promotion(metrics, champion, promotion_rules(settings),
+                                champion_version, champion_error)
+    best = trials[0].params
     with mlflow.start_run(run_name=f"churn-{as_of.isoformat()}"):
-        mlflow.log_params(vars(params) | {
-            "horizon_days": settings.churn.horizon_days,
-            "churn_definition": settings.churn.definition,
-            "cutoffs": ",".join(str(c.date()) for c in cutoffs),
-            "features": ",".join(CHURN_FEATURE_NAMES),
+        mlflow.log_params(vars(best) | {
+            "horizon_days": c.horizon_days,
+            "churn_definition": c.definition,
+            "cutoffs": ",".join(str(x.date()) for x in cutoffs),
+            "test_cutoffs": ",".join(str(x.date()) for x in splits.test_cutoffs),
+            "tuning_trials": len(trials),
+            "calibration": model.calibrator.method,
+            "features": ",".join(names),
         })
-        mlflow.log_metrics({f"valid_{k}": float(v) for k, v in metrics.items()} | {
-            "train_rows": len(train),
-            "valid_rows": len(valid),
-            "decision_threshold": float(model.threshold),
-        })
-        example = valid[list(CHURN_FEATURE_NAMES)].head(50)
+        logged = (
+            {f"test_{k}": v for k, v in metrics.items()}
+            | {f"valid_{k}": v for k, v in valid_metrics.items()}
+            | {f"test_latest_cutoff_{k}": v for k, v in oot_metrics.items()}
+            | {f"baseline_{b}_test_{k}": v for b, m in baselines.items() for k, v in m.items()}
+            | {f"champion_test_{k}": v for k, v in (champion or {}).items()}
+            | {"train_rows": len(train), "valid_rows": len(valid), "test_rows": len(test),
+               "decision_threshold": float(model.threshold),
+               "best_iteration": float(model.best_iteration),
+               "promoted": float(decision.promote)}
+        )
+        mlflow.log_metrics({k: float(v) for k, v in logged.items() if not np.isnan(v)})
+        mlflow.log_table(
+            pd.DataFrame([vars(t.params) | {"valid_pr_auc": t.valid_pr_auc,
+                                            "best_iteration": t.best_iteration} for t in trials]),
+            artifact_file="tuning_trials.json",
+        )
+        _log_figures(model, test, probability, baseline_scores)
+        example = valid[names].head(50)
         registered = registry.log_and_register(
             model, "predict_proba", registry.CHURN_MODEL, example,
-            model.predict_proba(example), alias=registry.CHAMPION,
+            model.predict_proba(example), alias=registry.CHALLENGER,
+            tags={registry.TRAINED_AS_OF: as_of.isoformat()},
         )
-    return TrainResult(registered.name, registered.version, registered.run_id, metrics)
+        record = decision.to_dict() | {"challenger_version": registered.version}
+        mlflow.log_dict(record, "promotion.json")
+        markdown = _decision_markdown(decision, registered.version)
+        mlflow.log_text(markdown, "promotion.md")
+        if decision.promote:
+            registry.promote(registry.CHURN_MODEL, registered.version, decision.reason)
+    create_markdown_artifact(markdown, key="churn-promotion")
+    return TrainResult(
+        registered.name, registered.version, registered.run_id, metrics,
+        promoted=decision.promote, promotion_reason=decision.reason,
+        champion_version=registered.version if decision.promote else (champion_version or ""),
+    )
 
 
 @task(name="train-segmentation")
@@ -102,15 +267,27 @@ def train_segmentation_task(
             f"segmentation for as-of {as_of}: {len(features)} active customers, need at least "
             f"{seg.k * 10} for k={seg.k}"
         )
-    model = fit_segments(features, seg.k, seg.seed, seg.elasticity_prior)
+    space = ClusteringSpace(dict(seg.clustering_weights), tuple(seg.log_features))
+    registry.configure(settings, "segmentation")
+    try:  # names follow the champion's, so unchanged customers keep their segment
+        previous, previous_version = registry.load_by_alias(registry.SEGMENT_MODEL)
+    except LookupError:
+        previous, previous_version = None, ""
+    model = fit_segments(features, seg.k, seg.seed, seg.elasticity_prior, space, previous)
     assignment = model.assign(features)
     profiles = segment_profiles(features, assignment)
+    silhouettes = silhouette_by_k(features, seg.k_sweep, seg.seed, space, seg.silhouette_sample)
 
-    registry.configure(settings, "segmentation")
     with mlflow.start_run(run_name=f"segmentation-{as_of.isoformat()}"):
-        mlflow.log_params({"k": seg.k, "seed": seg.seed, "customers": len(features)})
+        mlflow.log_params({"k": seg.k, "seed": seg.seed, "customers": len(features),
+                           "clustering_weights": str(seg.clustering_weights),
+                           "log_features": ",".join(seg.log_features),
+                           "naming": model.naming, "previous_version": previous_version})
         mlflow.log_table(profiles.reset_index(), artifact_file="segment_profiles.json")
         metrics = {"inertia": float(getattr(model, "inertia", float("nan")))}
+        metrics |= {f"silhouette_k{k}": v for k, v in silhouettes.items()}
+        metrics |= {f"share_{name.replace(' ', '_').replace('-', '_')}": float(row.share)
+                    for name, row in profiles.iterrows()}
         mlflow.log_metrics(metrics)
         example = features.head(50)
         registered = registry.log_and_register(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cloudpickle
 import numpy as np
 import pandas as pd
@@ -10,7 +12,20 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from features.registry import CHURN_FEATURE_NAMES
 from features.training import build_training_set, split_by_customer
-from models.churn import ChurnParams, evaluate_churn, train_churn_model
+from models.churn import (
+    SEARCH_SPACE,
+    ChurnParams,
+    LogisticBaseline,
+    candidate_params,
+    evaluate_churn,
+    evaluate_ranking,
+    expected_calibration_error,
+    train_churn_model,
+    tune_churn_model,
+)
+from models.heuristic import heuristic_churn_score
+from models.promotion import PromotionRules, decide_promotion
+from models.reasons import REASON_TEMPLATES, churn_reasons, display_value, reasons_to_json
 from tests.unit.synthetic import make_tables
 
 FEATURES = ["usage_decline_30d_pct", "days_since_last_login", "payment_failures_90d", "noise"]
@@ -100,7 +115,12 @@ def test_evaluate_churn_by_hand() -> None:
     assert m["precision"] == 0.5 and m["recall"] == 0.5 and m["f1"] == 0.5
     assert m["roc_auc"] == 0.75 and m["base_rate"] == 0.5
     assert m["brier"] == pytest.approx((0.01 + 0.36 + 0.36 + 0.01) / 4)
-    assert set(m) == {"roc_auc", "pr_auc", "f1", "precision", "recall", "brier", "base_rate"}
+    assert set(m) == {"roc_auc", "pr_auc", "f1", "precision", "recall", "brier", "ece",
+                      "lift_top_decile", "base_rate"}
+    # ECE: bins [0.1), [0.4), [0.6), [0.9) each hold one row: |p - y| averaged.
+    assert m["ece"] == pytest.approx((0.1 + 0.6 + 0.6 + 0.1) / 4)
+    # Top decile of 4 rows = the single highest score (0.9, a churner): 1 / 0.5.
+    assert m["lift_top_decile"] == pytest.approx(2.0)
     assert np.isnan(evaluate_churn(np.array([0, 0]), np.array([0.1, 0.2]), 0.5)["roc_auc"])
 
 
@@ -113,3 +133,116 @@ def test_end_to_end_on_synthetic_lake() -> None:
     model = train_churn_model(train, valid, list(CHURN_FEATURE_NAMES), FAST)
     p = model.predict_proba(valid)
     assert roc_auc_score(valid["label"], p) > 0.8
+
+
+def test_expected_calibration_error() -> None:
+    y = np.array([0] * 90 + [1] * 10)
+    assert expected_calibration_error(y, np.full(100, 0.1)) == pytest.approx(0.0)
+    assert expected_calibration_error(y, np.full(100, 0.3)) == pytest.approx(0.2)
+
+
+def test_tuning_searches_a_bounded_seeded_space(fitted) -> None:
+    base = FAST
+    candidates = candidate_params(base, 6)
+    assert candidates[0] == base and len(candidates) == 6 == len(set(candidates))
+    assert candidates == candidate_params(base, 6)  # seeded
+    for c in candidates[1:]:
+        assert c.max_depth in SEARCH_SPACE["max_depth"]
+        assert c.learning_rate in SEARCH_SPACE["learning_rate"]
+        assert c.min_child_weight in SEARCH_SPACE["min_child_weight"]
+    train, valid = planted(3000, 11), planted(1500, 12)
+    model, trials = tune_churn_model(train, valid, FEATURES, base, trials=4)
+    assert len(trials) == 4
+    scores = [t.valid_pr_auc for t in trials]
+    assert scores == sorted(scores, reverse=True)
+    assert model.info["valid_pr_auc_tuning"] == pytest.approx(scores[0])
+    # Early stopping: the kept iteration is inside each trial's budget.
+    assert all(0 <= t.best_iteration < t.params.n_estimators for t in trials)
+
+
+def test_baselines_rank_the_planted_signal() -> None:
+    train, test = planted(3000, 13), planted(2000, 14)
+    logistic = LogisticBaseline(train, FEATURES, seed=1).predict_proba(test)
+    assert evaluate_ranking(test["label"], logistic)["roc_auc"] > 0.8
+    heuristic = heuristic_churn_score(
+        test.assign(support_tickets_90d=0.0, contract_age_months=24.0)
+    )
+    assert evaluate_ranking(test["label"], heuristic)["roc_auc"] > 0.7
+
+
+RULES = PromotionRules(metric="pr_auc", brier_tolerance=0.002, ece_tolerance=0.01)
+
+
+def test_promotion_rules() -> None:
+    champ = {"pr_auc": 0.30, "brier": 0.020, "ece": 0.010}
+    first = decide_promotion(champ, None, RULES)
+    assert first.promote and "first" in first.reason
+    better = decide_promotion({"pr_auc": 0.35, "brier": 0.021, "ece": 0.015}, champ, RULES, "3")
+    assert better.promote and all(better.checks.values())
+    worse = decide_promotion({"pr_auc": 0.25, "brier": 0.019, "ece": 0.005}, champ, RULES, "3")
+    assert not worse.promote and "does not beat" in worse.reason and "v3 stays" in worse.reason
+    tie = decide_promotion(dict(champ), champ, RULES, "3")
+    assert not tie.promote
+    miscalibrated = decide_promotion({"pr_auc": 0.40, "brier": 0.030, "ece": 0.010}, champ,
+                                     RULES, "3")
+    assert not miscalibrated.promote and "brier" in miscalibrated.reason
+    assert miscalibrated.checks == {"beats_on_pr_auc": True, "brier_not_worse": False,
+                                    "ece_not_worse": True}
+    undecidable = decide_promotion({"pr_auc": float("nan"), "brier": 0.0, "ece": 0.0}, champ,
+                                   RULES, "3")
+    assert not undecidable.promote
+    broken = decide_promotion(champ, None, RULES, "3", champion_error="KeyError: 'x'")
+    assert broken.promote and "cannot be evaluated" in broken.reason
+
+
+def test_reasons_are_top3_by_absolute_contribution_and_state_the_value() -> None:
+    names = ["days_since_last_login", "payment_failures_90d", "usage_gb_30d",
+             "mean_latency_ms_30d", "discount_share"]
+    features = pd.DataFrame({
+        "days_since_last_login": [34.0, 2.0],
+        "payment_failures_90d": [2.0, 0.0],
+        "usage_gb_30d": [12.345, 80.0],
+        "mean_latency_ms_30d": [np.nan, 25.0],
+        "discount_share": [0.1, 0.0],
+    })
+    contributions = np.array([
+        [0.8, 0.3, -0.5, 0.05, 0.0],
+        [-0.2, 0.0, -0.1, 0.6, 0.9],
+    ])
+    reasons = churn_reasons(features, contributions, names, top_k=3)
+    assert [r["feature"] for r in reasons[0]] == [
+        "days_since_last_login", "usage_gb_30d", "payment_failures_90d"]
+    assert [r["feature"] for r in reasons[1]] == [
+        "discount_share", "mean_latency_ms_30d", "days_since_last_login"]
+    top = reasons[0][0]
+    assert top == {"feature": "days_since_last_login", "value": 34, "effect": "+0.80",
+                   "text": "No login for 34 days"}
+    assert reasons[0][1]["effect"] == "-0.50" and reasons[0][1]["value"] == 12.3
+    for row in reasons:
+        for r in row:
+            assert str(r["value"]) in r["text"]
+    # Missing values are said in words, not as NaN.
+    missing = churn_reasons(features.iloc[:1], np.array([[0, 0, 0, 1.0, 0]]), names, 1)[0][0]
+    assert missing["value"] is None and "No sessions" in missing["text"]
+    assert json.loads(reasons_to_json(reasons)[0]) == reasons[0]
+    with pytest.raises(ValueError, match="shape"):
+        churn_reasons(features, contributions[:, :2], names, 3)
+
+
+def test_every_registry_feature_has_words() -> None:
+    assert set(CHURN_FEATURE_NAMES) <= set(REASON_TEMPLATES)
+    for name in CHURN_FEATURE_NAMES:
+        value = display_value(name, 3.0)
+        assert str(value) in REASON_TEMPLATES[name](str(value)) or name in (
+            "billing_cycle_yearly", "plan_category_code")
+
+
+def test_contributions_explain_the_raw_score(fitted) -> None:
+    model, test = fitted
+    sample = test.head(200)
+    contribs = model.contributions(sample)
+    assert contribs.shape == (200, len(FEATURES))
+    # pred_contribs + bias sum to the raw margin: check the ordering matches the margin.
+    margin = contribs.sum(axis=1)
+    raw = model.predict_raw(sample)
+    assert np.corrcoef(margin, np.log(raw / (1 - raw)))[0, 1] > 0.999

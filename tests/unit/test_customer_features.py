@@ -95,6 +95,19 @@ def base_tables() -> LakeTables:
         created_at=[CUT - 10 * D, CUT - 20 * D, CUT - 200 * D],
         updated_at=[CUT + 5 * D, CUT - 15 * D, CUT - 150 * D],
         ticket_status=["closed", "resolved", "open"],
+        priority=["urgent", "low", "high"],
+        category=["network", "billing", "technical"],
+        satisfaction_rating=[1.0, 4.0, np.nan],
+    )
+    billings = table(
+        "billings",
+        invoice_id=[uid(f"i{i}") for i in range(3)],
+        user_id=[A, A, A],
+        created_at=[CUT - 50 * D, CUT - 20 * D, CUT - 3 * D],
+        due_date=[CUT - 43 * D, CUT - 13 * D, CUT + 4 * D],
+        # paid on time; paid only after the cutoff (overdue at it); not yet due.
+        paid_at=[CUT - 45 * D, CUT + 2 * D, None],
+        invoice_status=["paid", "paid", "pending"],
     )
     logins = table(
         "auditlogs",
@@ -113,6 +126,7 @@ def base_tables() -> LakeTables:
     tables.users, tables.plans, tables.subscriptions = users, plans, subs
     tables.usagelogs, tables.payments, tables.supporttickets = usage, payments, tickets
     tables.auditlogs, tables.feedbacks = logins, feedbacks
+    tables.billings = billings
     return tables
 
 
@@ -158,7 +172,10 @@ def plant_future_events(tables: LakeTables) -> LakeTables:
                 user_id=[A],
                 created_at=[CUT + D],
                 updated_at=[CUT + D],
-                ticket_status="open",
+                ticket_status="resolved",
+                priority="urgent",
+                category="network",
+                satisfaction_rating=1.0,
             ),
         ],
         ignore_index=True,
@@ -180,6 +197,22 @@ def plant_future_events(tables: LakeTables) -> LakeTables:
         ],
         ignore_index=True,
     )
+    t.billings = pd.concat(
+        [
+            t.billings,
+            table(
+                "billings",
+                invoice_id=[uid("fi0")],
+                user_id=[A],
+                created_at=[CUT + D],
+                due_date=[CUT + 2 * D],
+                invoice_status="overdue",
+            ),
+        ],
+        ignore_index=True,
+    )
+    # A degraded session (latency spike, packet loss) at the cutoff instant.
+    t.usagelogs.loc[t.usagelogs["session_id"] == uid("fu0"), "packet_loss_pct"] = 20.0
     users = t.users.copy()
     users["last_login_at"] = CUT + 30 * D
     users["nps_score"] = 0.0
@@ -241,6 +274,19 @@ def test_hand_computed_values() -> None:
     assert f["discount_share"] == pytest.approx(0.1)
     assert f["feedback_mean_rating_90d"] == pytest.approx(2.0)
     assert f["monthly_price"] == 399.0 and f["plan_category_code"] == 0.0
+    # issue 5's features
+    assert f["payment_failures_30d"] == 1
+    assert f["support_tickets_30d"] == 2 and f["network_tickets_30d"] == 1
+    assert f["high_priority_tickets_90d"] == 1  # the urgent one; the high one is 200 days old
+    # Only the resolved ticket was closed before CUT: 20 - 15 = 5 days, rated 4.
+    assert f["mean_resolution_days_90d"] == pytest.approx(5.0)
+    assert f["ticket_satisfaction_90d"] == pytest.approx(4.0)
+    # 90-day mean latency (10 + 30 + 99) / 3 = 46.3: no 7-day session is over 2x;
+    # loss 0 vs mean 2: not degraded either.
+    assert f["degraded_sessions_7d"] == 0
+    assert f["latency_ratio_7d_90d"] == pytest.approx(10.0 / (139.0 / 3))
+    assert f["negative_feedback_90d"] == 1
+    assert f["overdue_invoices"] == 1  # due 13 days ago, paid only after the cutoff
     # No login ever: days since customer_since; no usage: NaN latency, 0 decline.
     d = build_churn_features(base_tables(), CUT).loc[DD]
     assert d["days_since_last_login"] == pytest.approx(400.0)
@@ -259,14 +305,27 @@ def test_the_same_events_before_cutoff_do_change_features() -> None:
     later = CUT + 3 * D
     before = build_churn_features(base_tables(), later)
     after = build_churn_features(plant_future_events(base_tables()), later)
-    for column in (
+    moved = [
         "usage_gb_7d",
         "payment_failures_90d",
         "support_tickets_90d",
         "logins_30d",
         "feedback_mean_rating_90d",
-    ):
-        assert after.loc[A, column] != before.loc[A, column], column
+        # issue 5's features
+        "payment_failures_30d",
+        "support_tickets_30d",
+        "network_tickets_30d",
+        "high_priority_tickets_90d",
+        "mean_resolution_days_90d",
+        "ticket_satisfaction_90d",
+        "degraded_sessions_7d",
+        "latency_ratio_7d_90d",
+        "negative_feedback_90d",
+        "overdue_invoices",
+    ]
+    for column in moved:
+        a, b = after.loc[A, column], before.loc[A, column]
+        assert not (a == b or (np.isnan(a) and np.isnan(b))), column
 
 
 def test_point_in_time_on_synthetic_history() -> None:
@@ -278,6 +337,7 @@ def test_point_in_time_on_synthetic_history() -> None:
         ("auditlogs", "timestamp"),
         ("supporttickets", "created_at"),
         ("feedbacks", "created_at"),
+        ("billings", "created_at"),
     ):
         frame = getattr(tables, name)
         setattr(truncated, name, frame[frame[col] < cut])
@@ -343,3 +403,16 @@ def test_parquet_round_trip_types(tmp_path) -> None:
     pd.testing.assert_frame_equal(
         build_churn_features(tables, cut), build_churn_features(LakeTables(**loaded), cut)
     )
+
+
+def test_feature_docs_match_the_registry() -> None:
+    from pathlib import Path
+
+    from features.registry import render_feature_docs
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "features.md"
+    assert docs.read_text() == render_feature_docs(), (
+        "docs/features.md is stale: python -m features.registry > docs/features.md"
+    )
+    for feature in CHURN_FEATURES:
+        assert f"`{feature.name}`" in docs.read_text()

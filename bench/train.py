@@ -1,0 +1,125 @@
+"""Churn training time and scoring overhead: `python -m bench train [--rows N] [--trials T]`.
+
+The training matrix: a synthetic lake (tests/unit/synthetic.py: planted churn
+signal, bbx/lake.py's columns) of --base-customers customers, turned into
+point-in-time training rows at 4 monthly cutoffs by the real feature code, then
+*resampled by customer* (with replacement, each copy a new customer id) up to
+--rows customer-cutoffs. Resampled copies make the data look bigger than its
+information, which is fine for timing, not for judging accuracy.
+
+Figures printed:
+- training: split, tuning with the default budget (churn.tuning_trials) and
+  early stopping, calibration, test evaluation (wall seconds; goal < 300 s on
+  2 cores for 100k rows);
+- scoring: ChurnModel.predict_proba on the feature DataFrame vs a raw
+  Booster.predict on a DMatrix of the same float32 matrix (goal ratio <= 1.3),
+  and the reasons' cost (pred_contribs + words) per 100k customers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+
+
+def _training_matrix(base_customers: int, rows: int, seed: int) -> tuple[pd.DataFrame, float]:
+    from features.training import build_training_set
+    from tests.unit.synthetic import make_tables
+
+    started = time.perf_counter()
+    tables = make_tables(n_customers=base_customers, seed=seed)
+    as_of = pd.Timestamp("2026-06-01", tz="UTC")
+    cutoffs = [as_of - pd.Timedelta(days=30 + 30 * i) for i in range(4)]
+    base = build_training_set(tables, cutoffs, 30, "cancelled")
+    build_seconds = time.perf_counter() - started
+    rng = np.random.default_rng(seed)
+    customers = base["user_id"].unique()
+    per_customer = len(base) / len(customers)
+    picked = rng.choice(customers, size=int(np.ceil(1.2 * rows / per_customer)), replace=True)
+    by_user = base.groupby("user_id").indices
+    index = np.concatenate([by_user[u] for u in picked])
+    copy = np.repeat(np.arange(len(picked)), [len(by_user[u]) for u in picked])
+    data = base.iloc[index].reset_index(drop=True)
+    data["user_id"] = [f"{c:024x}" for c in copy]
+    return data.iloc[:rows].reset_index(drop=True), build_seconds
+
+
+def _load() -> float:
+    import os
+
+    return os.getloadavg()[0]
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench train")
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--base-customers", type=int, default=6000)
+    parser.add_argument("--trials", type=int, default=None,
+                        help="tuning budget (default: churn.tuning_trials from settings)")
+    parser.add_argument("--seed", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    import xgboost as xgb
+
+    from bbx.settings import load_settings
+    from features.registry import CHURN_FEATURE_NAMES
+    from features.training import split_train_valid_test
+    from models.churn import N_THREADS, evaluate_churn, tune_churn_model
+    from models.reasons import churn_reasons, reasons_to_json
+    from tasks.train import churn_params
+
+    settings = load_settings()
+    c = settings.churn
+    trials = args.trials or c.tuning_trials
+    names = list(CHURN_FEATURE_NAMES)
+    data, build_seconds = _training_matrix(args.base_customers, args.rows, args.seed)
+    print(f"matrix: {len(data):,} customer-cutoffs × {len(names)} features "
+          f"(resampled from {args.base_customers:,} synthetic customers × 4 cutoffs; "
+          f"building those took {build_seconds:.1f}s), churn rate {data['label'].mean():.3f}, "
+          f"{N_THREADS} xgboost threads")
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    splits = split_train_valid_test(data, c.validation_share, c.test_share, c.test_cutoffs,
+                                    c.seed)
+    model, history = tune_churn_model(splits.train, splits.valid, names, churn_params(settings),
+                                      trials)
+    metrics = evaluate_churn(splits.test["label"].to_numpy(),
+                             model.predict_proba(splits.test), model.threshold)
+    train_seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
+    print(f"training: {train_seconds:.1f}s wall, {cpu_seconds:.1f}s CPU (both threads; "
+          f"load average now {_load():.1f}) for {trials} trials "
+          f"(train {len(splits.train):,} / valid {len(splits.valid):,} / "
+          f"test {len(splits.test):,} rows; best trees {model.best_iteration + 1}; "
+          f"goal < 300s) {'OK' if train_seconds < 300 else 'OVER'}")
+    print(f"  test roc_auc {metrics['roc_auc']:.3f} pr_auc {metrics['pr_auc']:.3f} "
+          f"(resampled data: not an accuracy figure)")
+
+    features = data[names].reset_index(drop=True)
+    matrix = features.to_numpy(dtype=np.float32)
+
+    def best_of(fn, repeats: int = 5) -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    booster_range = (0, model.best_iteration + 1)
+    raw = best_of(lambda: model.booster.predict(
+        xgb.DMatrix(matrix, feature_names=names, nthread=N_THREADS),
+        iteration_range=booster_range))
+    ours = best_of(lambda: model.predict_proba(features))
+    print(f"scoring {len(features):,} rows: raw Booster.predict {raw * 1000:.0f} ms "
+          f"({len(features) / raw:,.0f} rows/s); ChurnModel.predict_proba {ours * 1000:.0f} ms "
+          f"({len(features) / ours:,.0f} rows/s); ratio {ours / raw:.2f} (goal <= 1.3) "
+          f"{'OK' if ours / raw <= 1.3 else 'OVER'}")
+    t0 = time.perf_counter()
+    reasons_to_json(churn_reasons(features, model.contributions(features), names,
+                                  c.reasons_per_customer))
+    print(f"reasons (pred_contribs + words, top {c.reasons_per_customer}) for "
+          f"{len(features):,} rows: {time.perf_counter() - t0:.1f}s")

@@ -1,0 +1,144 @@
+"""Why a customer got their churn score, in words a support agent understands (pure).
+
+Input: the model's per-feature contributions to the log-odds (XGBoost
+`pred_contribs`) and the feature values. Output per customer: the `top_k`
+features with the largest |contribution|, each as
+{"feature", "value", "effect", "text"}; `effect` is the signed contribution
+("+0.80" raises the churn risk, "-0.35" lowers it) and `text` states the value
+in plain words, e.g. "No login for 34 days".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+CATEGORY_NAMES = {0: "residential", 1: "business", 2: "enterprise"}
+
+# feature → sentence about its value (the formatted value is passed in as `v`).
+# Every registry feature needs one (tests/unit/test_churn_model.py checks).
+REASON_TEMPLATES: dict[str, Callable[[str], str]] = {
+    "usage_decline_30d_pct": lambda v: f"Data use down {v}% on the month before"
+    if not v.startswith("-") else f"Data use change {v}% on the month before (growth)",
+    "days_since_last_login": lambda v: f"No login for {v} days",
+    "payment_failures_90d": lambda v: f"{v} failed payments in the last 90 days",
+    "payment_failures_30d": lambda v: f"{v} failed payments in the last 30 days",
+    "support_tickets_90d": lambda v: f"{v} support tickets in the last 90 days",
+    "support_tickets_30d": lambda v: f"{v} support tickets in the last 30 days",
+    "open_tickets": lambda v: f"{v} support tickets still open",
+    "high_priority_tickets_90d": lambda v: f"{v} high/urgent tickets in the last 90 days",
+    "network_tickets_30d": lambda v: f"{v} network/technical tickets in the last 30 days",
+    "mean_resolution_days_90d": lambda v: f"Tickets took {v} days to resolve on average",
+    "ticket_satisfaction_90d": lambda v: f"Rated support {v}/5 on average",
+    "contract_age_months": lambda v: f"Current plan started {v} months ago",
+    "usage_gb_7d": lambda v: f"Used {v} GB in the last 7 days",
+    "usage_gb_30d": lambda v: f"Used {v} GB in the last 30 days",
+    "usage_gb_90d": lambda v: f"Used {v} GB in the last 90 days",
+    "active_days_30d": lambda v: f"Online on {v} of the last 30 days",
+    "sessions_30d": lambda v: f"{v} sessions in the last 30 days",
+    "mean_latency_ms_30d": lambda v: f"Average latency {v} ms over the last 30 days",
+    "mean_packet_loss_pct_30d": lambda v: f"Average packet loss {v}% over the last 30 days",
+    "degraded_sessions_7d": lambda v: f"{v} sessions with poor connection quality in the "
+    "last 7 days",
+    "latency_ratio_7d_90d": lambda v: f"Latency this week is {v}x the usual",
+    "monthly_price": lambda v: f"Plan costs ₹{v} a month",
+    "plan_category_code": lambda v: f"On a {v} plan",
+    "plan_download_mbps": lambda v: f"Plan speed {v} Mbps",
+    "billing_cycle_yearly": lambda v: "Billed yearly" if v == "1" else "Billed monthly",
+    "discount_share": lambda v: f"Gets a {v}% discount",
+    "days_to_renewal": lambda v: f"Renews in {v} days",
+    "logins_30d": lambda v: f"{v} logins in the last 30 days",
+    "feedback_mean_rating_90d": lambda v: f"Rated the service {v}/5 recently",
+    "negative_feedback_90d": lambda v: f"{v} negative feedback ratings in the last 90 days",
+    "overdue_invoices": lambda v: f"{v} invoices overdue",
+    "usage_ratio_7d_90d": lambda v: f"Data use this week is {v}x their usual",
+    "usage_ratio_14d_90d": lambda v: f"Data use in the last 2 weeks is {v}x their usual",
+    "sessions_ratio_7d_90d": lambda v: f"Sessions this week are {v}x their usual",
+    "days_since_last_session": lambda v: f"Last online {v} days ago",
+    "customer_tenure_months": lambda v: f"Customer for {v} months",
+}
+
+# Value shown for a missing feature, per feature (else "unknown").
+MISSING_TEXT: dict[str, str] = {
+    "mean_latency_ms_30d": "No sessions in the last 30 days to measure latency",
+    "mean_packet_loss_pct_30d": "No sessions in the last 30 days to measure packet loss",
+    "latency_ratio_7d_90d": "Not enough sessions to compare latency",
+    "usage_ratio_7d_90d": "No data use in the last 90 days",
+    "usage_ratio_14d_90d": "No data use in the last 90 days",
+    "sessions_ratio_7d_90d": "No sessions in the last 90 days",
+    "feedback_mean_rating_90d": "No feedback in the last 90 days",
+    "mean_resolution_days_90d": "No resolved tickets in the last 90 days",
+    "ticket_satisfaction_90d": "No support ratings in the last 90 days",
+}
+
+
+def display_value(feature: str, value: float) -> float | int | str | None:
+    """The value as shown to an agent: counts as ints, else one decimal; None if missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if feature == "plan_category_code":
+        return CATEGORY_NAMES.get(int(value), "other")
+    if feature == "discount_share":
+        return round(100.0 * float(value), 1)
+    number = float(value)
+    if number.is_integer() or feature.startswith("days_") or feature.endswith("_months"):
+        return int(round(number))
+    return round(number, 1)
+
+
+def reason_text(feature: str, value: float | int | str | None) -> str:
+    if value is None:
+        return MISSING_TEXT.get(feature, f"{feature.replace('_', ' ')}: unknown")
+    template = REASON_TEMPLATES.get(feature)
+    shown = str(value)
+    if template is None:
+        return f"{feature.replace('_', ' ')}: {shown}"
+    return template(shown)
+
+
+def churn_reasons(
+    features: pd.DataFrame,
+    contributions: np.ndarray,
+    feature_names: Sequence[str],
+    top_k: int,
+) -> list[list[dict[str, object]]]:
+    """Per row of `features`: the top_k features by |contribution|, largest first.
+
+    `contributions` is (rows, len(feature_names)) aligned with `features`' rows.
+    Ties are broken by feature order (stable), so the result is deterministic.
+    """
+    names = list(feature_names)
+    contributions = np.asarray(contributions, dtype=float)
+    if contributions.shape != (len(features), len(names)):
+        raise ValueError(
+            f"contributions shape {contributions.shape} does not match "
+            f"{len(features)} rows × {len(names)} features"
+        )
+    if len(features) == 0:
+        return []
+    k = min(top_k, len(names))
+    order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
+    values = features[names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    reasons: list[list[dict[str, object]]] = []
+    for row in range(len(features)):
+        items = []
+        for col in order[row]:
+            feature = names[col]
+            shown = display_value(feature, values[row, col])
+            items.append({
+                "feature": feature,
+                "value": shown,
+                "effect": f"{contributions[row, col]:+.2f}",
+                "text": reason_text(feature, shown),
+            })
+        reasons.append(items)
+    return reasons
+
+
+def reasons_to_json(reasons: list[list[dict[str, object]]]) -> list[str]:
+    """One JSON string per customer: keeps the scores Parquet flat."""
+    return [json.dumps(r, ensure_ascii=False) for r in reasons]

@@ -1,0 +1,146 @@
+"""Champion/challenger on a real MLflow SQLite registry, the `bbx model` commands,
+training when due, and per-customer reasons through scoring and publishing.
+
+A synthetic lake (tests/unit/synthetic.py) written as Parquet stands in for the
+extract; the tasks run under the session's Prefect test API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from bbx.settings import Settings, load_settings
+from tasks import registry
+from tasks import train as train_tasks
+from tasks.publish import score_documents
+from tasks.score import score_customers_task
+from tasks.train import train_churn_task, train_segmentation_task, training_due_task
+from tests.unit.synthetic import make_tables
+
+AS_OF = dt.date(2026, 6, 1)
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("lake")
+    paths = {}
+    for name, frame in vars(make_tables(n_customers=1500, seed=31)).items():
+        frame = frame.copy()
+        for column in frame.columns:
+            if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+                frame[column] = frame[column].astype("datetime64[ms, UTC]")
+        path = folder / f"{name}.parquet"
+        frame.to_parquet(path, index=False)
+        paths[name] = str(path)
+    return paths
+
+
+@pytest.fixture()
+def home_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: None) -> Settings:
+    monkeypatch.setenv("BBX_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    return load_settings(churn={"tuning_trials": 2})
+
+
+def _alias(settings: Settings, alias: str) -> str:
+    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+    return str(client.get_model_version_by_alias(registry.CHURN_MODEL, alias).version)
+
+
+def _worse_tuning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the next training deliberately worse: it learns from shuffled labels."""
+    real = train_tasks.tune_churn_model
+
+    def shuffled(train, valid, names, params, trials):
+        rng = np.random.default_rng(0)
+        train = train.assign(label=rng.permutation(train["label"].to_numpy()))
+        return real(train, valid, names, params, trials)
+
+    monkeypatch.setattr(train_tasks, "tune_churn_model", shuffled)
+
+
+def test_worse_challenger_is_not_promoted_and_promote_rollback_move_the_alias(
+    home_settings: Settings, lake: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = train_churn_task(home_settings, AS_OF, lake)
+    assert first.promoted and "first model" in first.promotion_reason
+    assert _alias(home_settings, "champion") == first.version
+    assert _alias(home_settings, "challenger") == first.version
+    assert first.metrics["roc_auc"] > 0.8  # honest test metrics, not validation
+
+    _worse_tuning(monkeypatch)
+    worse = train_churn_task(home_settings, AS_OF, lake)
+    assert worse.version != first.version
+    assert not worse.promoted
+    assert "does not beat" in worse.promotion_reason
+    assert f"v{first.version} stays" in worse.promotion_reason
+    assert worse.champion_version == first.version
+    assert _alias(home_settings, "champion") == first.version
+    assert _alias(home_settings, "challenger") == worse.version
+    # The run says why, in its artifact.
+    client = MlflowClient(tracking_uri=home_settings.mlflow_uri)
+    record = json.loads(Path(client.download_artifacts(worse.run_id, "promotion.json"))
+                        .read_text())
+    assert record["promote"] is False and record["champion_version"] == first.version
+    assert record["challenger"]["pr_auc"] < record["champion"]["pr_auc"]
+    artifacts = {a.path for a in client.list_artifacts(first.run_id, "plots")}
+    assert {f"plots/{n}.png" for n in ("roc", "pr", "calibration", "confusion_matrix",
+                                       "feature_importance", "contribution_summary")} <= artifacts
+
+    # By hand: promote the challenger, then roll back to the champion it replaced.
+    from bbx.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["model", "promote", worse.version, "--reason", "test"])
+    assert result.exit_code == 0, result.output
+    assert _alias(home_settings, "champion") == worse.version
+    tags = registry.version_tags(registry.CHURN_MODEL, worse.version)
+    assert tags[registry.PROMOTED_FROM] == first.version
+    listing = runner.invoke(app, ["model", "list"])
+    assert listing.exit_code == 0 and "champion" in listing.output
+
+    result = runner.invoke(app, ["model", "rollback"])
+    assert result.exit_code == 0, result.output
+    assert _alias(home_settings, "champion") == first.version
+    # The first champion replaced nobody: nothing further to roll back to.
+    result = runner.invoke(app, ["model", "rollback"])
+    assert result.exit_code == 1
+    result = runner.invoke(app, ["model", "promote", "99"])
+    assert result.exit_code == 1 and _alias(home_settings, "champion") == first.version
+
+
+def test_training_when_due_and_reasons_reach_the_documents(
+    home_settings: Settings, lake: dict[str, str]
+) -> None:
+    assert training_due_task(home_settings, AS_OF, force=False).due  # no champion yet
+    trained = train_churn_task(home_settings, AS_OF, lake)
+    train_segmentation_task(home_settings, AS_OF, lake)
+    every = home_settings.churn.retrain_every_days
+    soon = training_due_task(home_settings, AS_OF + dt.timedelta(days=every - 1), force=False)
+    assert not soon.due and "days ago" in soon.reason
+    assert training_due_task(home_settings, AS_OF + dt.timedelta(days=every), force=False).due
+    assert training_due_task(home_settings, AS_OF, force=True).due
+
+    scored = score_customers_task(home_settings, AS_OF, lake)
+    scores = pd.read_parquet(scored.path)
+    assert scored.churn_model_version == trained.version
+    assert scores["churn_reasons"].map(type).eq(str).all()  # flat Parquet: JSON text
+    documents = score_documents(scores, AS_OF, "run-1", dt.datetime.now(dt.UTC))
+    k = home_settings.churn.reasons_per_customer
+    for doc in documents[:200]:
+        reasons = doc["churnReasons"]
+        assert len(reasons) == k
+        assert all(set(r) == {"feature", "value", "effect", "text"} for r in reasons)
+        effects = [abs(float(r["effect"])) for r in reasons]
+        assert effects == sorted(effects, reverse=True)
+        for r in reasons:
+            if r["value"] is not None:
+                assert str(r["value"]) in r["text"]
