@@ -20,17 +20,21 @@ def price_terms(
     demand: ArrayLike, elasticity: ArrayLike, churn_probability: ArrayLike, weights: PricingWeights
 ) -> dict[str, np.ndarray]:
     """The three contributions as fractions of the base price: demand α·D,
-    elasticity β·E and risk γ·R (R clipped to [0, 1]), broadcast to one shape."""
+    elasticity β·E and risk γ·R (R clipped to [0, 1]), broadcast to one shape.
+    A missing (NaN) input contributes nothing rather than poisoning the price."""
     d, e, r = np.broadcast_arrays(
         np.asarray(demand, dtype=float),
         np.asarray(elasticity, dtype=float),
         np.clip(np.asarray(churn_probability, dtype=float), 0.0, 1.0),
     )
-    return {
-        "demand": weights.alpha * d,
-        "elasticity": weights.beta * e,
-        "risk": weights.gamma * r,
-    }
+    with np.errstate(invalid="ignore", over="ignore"):
+        terms = {
+            "demand": weights.alpha * d,
+            "elasticity": weights.beta * e,
+            "risk": weights.gamma * r,
+        }
+    return {name: np.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0) for name, t in
+            terms.items()}
 
 
 def dynamic_price(
@@ -51,7 +55,8 @@ def dynamic_price(
     terms = price_terms(demand, elasticity, churn_probability, weights)
     multiplier = 1.0 + terms["demand"] + terms["elasticity"] + terms["risk"]
     base, multiplier, risky = np.broadcast_arrays(base, multiplier, np.asarray(high_risk, bool))
-    price = np.clip(base * multiplier, min_ratio * base, max_ratio * base)
+    with np.errstate(over="ignore"):  # an absurd multiplier just lands on a bound
+        price = np.clip(base * multiplier, min_ratio * base, max_ratio * base)
     return np.where(risky, np.minimum(price, base), price)
 
 

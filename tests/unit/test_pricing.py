@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
+from models.ab import CONTROL, TREATMENT, arm_prices, assign_arms
 from models.pricing import PricingWeights, dynamic_price, price_terms, risk_band, risk_score
 
 W = PricingWeights(alpha=0.10, beta=0.05, gamma=-0.15)
@@ -87,3 +92,78 @@ def test_risk_score_over_several_horizons_compounds_the_hazard() -> None:
     assert np.all(np.diff(scores) >= 0)
     with pytest.raises(ValueError):
         risk_score(0.5, periods=0)
+
+
+# --- properties (hypothesis) ----------------------------------------------------------
+
+finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+weights_st = st.builds(PricingWeights, alpha=finite, beta=finite, gamma=finite)
+bounds_st = st.tuples(st.floats(0.01, 1.0), st.floats(1.0, 5.0))
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    data=st.data(),
+    weights=weights_st,
+    bounds=bounds_st,
+)
+def test_every_price_within_its_bounds_for_any_inputs(n, data, weights, bounds) -> None:
+    base = data.draw(arrays(float, n, elements=st.floats(1.0, 1e5)))
+    # Any floats at all for the model inputs, NaN and infinities included.
+    demand = data.draw(arrays(float, n, elements=st.floats(allow_nan=True)))
+    elasticity = data.draw(arrays(float, n, elements=st.floats(allow_nan=True)))
+    churn = data.draw(arrays(float, n, elements=st.floats(allow_nan=True)))
+    high = data.draw(arrays(bool, n))
+    lo, hi = bounds
+    price = dynamic_price(base, demand, elasticity, churn, weights, lo, hi, high)
+    assert np.all(np.isfinite(price))
+    assert np.all(price >= lo * base * (1 - 1e-12))
+    assert np.all(price <= hi * base * (1 + 1e-12))
+    assert np.all(price[high] <= base[high])
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(
+    ids=st.lists(st.text(min_size=1, max_size=24), min_size=1, max_size=50, unique=True),
+    share=st.floats(0.0, 1.0),
+    experiment=st.text(min_size=1, max_size=20),
+    dynamic=st.floats(1.0, 1e5),
+)
+def test_control_arm_always_pays_the_static_price(ids, share, experiment, dynamic) -> None:
+    arms = assign_arms(ids, experiment, share)
+    static = np.full(len(ids), 499.0)
+    offered = arm_prices(static, np.full(len(ids), dynamic), arms)
+    assert set(arms) <= {CONTROL, TREATMENT}
+    assert np.all(offered[arms == CONTROL] == 499.0)
+    assert np.all(offered[arms == TREATMENT] == dynamic)
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(
+    ids=st.lists(st.text(min_size=1, max_size=24), min_size=1, max_size=50, unique=True),
+    share=st.floats(0.0, 1.0),
+    experiment=st.text(min_size=1, max_size=20),
+)
+def test_assignment_is_stable(ids, share, experiment) -> None:
+    first = assign_arms(ids, experiment, share)
+    # Same customer, same experiment: same arm, whatever else is in the batch or its order.
+    again = assign_arms(list(reversed(ids)), experiment, share)[::-1]
+    alone = np.array([assign_arms([u], experiment, share)[0] for u in ids])
+    assert list(first) == list(again) == list(alone)
+    # A larger treatment share only ever moves customers into treatment.
+    wider = assign_arms(ids, experiment, min(1.0, share + 0.2))
+    assert np.all(wider[first == TREATMENT] == TREATMENT)
+
+
+def test_assignment_share_and_extremes() -> None:
+    ids = [f"{i:024x}" for i in range(20_000)]
+    arms = assign_arms(ids, "exp-a", 0.3)
+    assert abs(np.mean(arms == TREATMENT) - 0.3) < 0.015
+    assert np.all(assign_arms(ids[:100], "exp-a", 0.0) == CONTROL)
+    assert np.all(assign_arms(ids[:100], "exp-a", 1.0) == TREATMENT)
+    # Another experiment reshuffles (independent hash), at the same share.
+    other = assign_arms(ids, "exp-b", 0.3)
+    assert abs(np.mean(other[arms == TREATMENT] == TREATMENT) - 0.3) < 0.03
+    with pytest.raises(ValueError):
+        assign_arms(ids[:3], "exp-a", 1.5)

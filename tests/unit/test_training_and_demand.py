@@ -6,10 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.demand import network_demand_factor
+from features.demand import (
+    coming_period_demand,
+    hourly_demand_profile,
+    network_demand_factor,
+)
 from features.registry import CHURN_FEATURE_NAMES
 from features.segmentation import SEGMENTATION_FEATURE_NAMES, build_segmentation_features
-from features.training import build_training_set, split_by_customer
+from features.training import (
+    build_training_set,
+    customer_split_draw,
+    split_by_customer,
+    split_train_valid_test,
+)
 from tests.unit.synthetic import make_tables, table
 
 AS_OF = pd.Timestamp("2026-06-01", tz="UTC")
@@ -53,6 +62,44 @@ def test_split_has_no_customer_in_both(training) -> None:
     assert set(valid2["user_id"]) == set(valid["user_id"])
     _, valid3 = split_by_customer(training, 0.25, seed=8)
     assert set(valid3["user_id"]) != set(valid["user_id"])
+
+
+def test_train_valid_test_split_by_customer_and_time(training) -> None:
+    splits = split_train_valid_test(training, 0.15, 0.15, test_cutoffs=1, seed=7)
+    latest = training["cutoff"].max()
+    assert splits.test_cutoffs == (latest,)
+    # No customer in two splits.
+    sets = [set(s["user_id"]) for s in (splits.train, splits.valid, splits.test)]
+    assert sets[0].isdisjoint(sets[1]) and sets[0].isdisjoint(sets[2])
+    assert sets[1].isdisjoint(sets[2])
+    # Out of time: only the test sees the latest cutoff.
+    assert (splits.train["cutoff"] < latest).all() and (splits.valid["cutoff"] < latest).all()
+    assert (splits.test["cutoff"] == latest).any()
+    # Roughly 70/15/15 of the customers.
+    customers = training["user_id"].nunique()
+    shares = [len(x) / customers for x in sets]
+    assert 0.6 < shares[0] < 0.8 and 0.08 < shares[1] < 0.22 and 0.08 < shares[2] < 0.22
+    # Every row is used once, except train/valid customers' rows at the latest cutoff.
+    dropped = training[(training["cutoff"] == latest)
+                       & ~training["user_id"].isin(sets[2])]
+    assert len(splits.train) + len(splits.valid) + len(splits.test) + len(dropped) == len(
+        training)
+    # Stable: the same customer lands in the same split on another run / row order.
+    again = split_train_valid_test(training.sample(frac=1.0, random_state=3), 0.15, 0.15, 1, 7)
+    assert set(again.test["user_id"]) == sets[2]
+    with pytest.raises(ValueError, match="cutoff"):
+        split_train_valid_test(training, 0.15, 0.15, test_cutoffs=3, seed=7)
+    with pytest.raises(ValueError):
+        split_train_valid_test(training, 0.6, 0.5, test_cutoffs=1, seed=7)
+
+
+def test_customer_split_draw_is_uniform_and_seeded() -> None:
+    ids = pd.Series([f"{i:024x}" for i in range(20000)])  # sequential, like ObjectIds
+    draw = customer_split_draw(ids, seed=7)
+    assert ((draw >= 0) & (draw < 1)).all()
+    assert abs(draw.mean() - 0.5) < 0.01 and abs((draw < 0.15).mean() - 0.15) < 0.01
+    np.testing.assert_array_equal(draw, customer_split_draw(ids, seed=7))
+    assert not np.array_equal(draw, customer_split_draw(ids, seed=8))
 
 
 def test_segmentation_features_are_finite_and_pit(tables) -> None:
@@ -126,6 +173,42 @@ def test_demand_factor() -> None:
     )
     flooded = pd.concat([quiet_now, future], ignore_index=True)
     assert network_demand_factor(flooded, cut, 7, 90) == pytest.approx(0.0)
+
+
+def test_coming_period_demand_follows_weekday_and_level() -> None:
+    cut = AS_OF  # a Monday
+    days = [cut - (90 - i) * D for i in range(90)]
+    weekly = daily_usage([20.0 if d.dayofweek >= 5 else 10.0 for d in days], cut)
+    week = coming_period_demand(weekly, cut, 7, 90)
+    assert week["forecast_daily_gb"] == pytest.approx((5 * 10 + 2 * 20) / 7, rel=1e-6)
+    assert week["weekday_factor_5"] == pytest.approx(2 * week["weekday_factor_0"])
+    assert week["demand"] == 0.5  # every full week carries the same load
+    # Tomorrow is a Monday: the quietest kind of day in the baseline; a Saturday the busiest.
+    assert coming_period_demand(weekly, cut, 1, 90)["demand"] == pytest.approx(0.0)
+    saturday = cut + 5 * D
+    weekly_to_sat = daily_usage([20.0 if (saturday - (90 - i) * D).dayofweek >= 5 else 10.0
+                                 for i in range(90)], saturday)
+    assert coming_period_demand(weekly_to_sat, saturday, 1, 90)["demand"] == pytest.approx(1.0)
+    # The season moved up in the last four weeks: the coming week is the busiest yet.
+    rising = daily_usage([10.0] * 62 + [30.0] * 28, cut)
+    assert coming_period_demand(rising, cut, 7, 90)["demand"] == pytest.approx(1.0)
+    assert coming_period_demand(rising.iloc[:0], cut, 7, 90)["demand"] == 0.5
+    with pytest.raises(ValueError):
+        coming_period_demand(rising, cut, 0, 90)
+
+
+def test_hourly_demand_profile() -> None:
+    cut = AS_OF
+    usage = daily_usage([10.0] * 30, cut)  # every session at 12:00 UTC = 17:30 IST
+    evening = usage.assign(timestamp=usage["timestamp"] + pd.Timedelta(hours=2),
+                           download_gb=30.0)  # 19:30 IST
+    profile = hourly_demand_profile(pd.concat([usage, evening], ignore_index=True), cut, 30)
+    assert list(profile.index) == list(range(24))
+    assert profile.loc[19, "demand"] == 1.0 and profile.loc[3, "demand"] == 0.0
+    assert profile.loc[17, "demand"] == pytest.approx(1 / 3)
+    assert profile["load_share"].sum() == pytest.approx(1.0)
+    assert profile.loc[19, "mean_daily_gb"] == pytest.approx(30.0)
+    assert (hourly_demand_profile(usage.iloc[:0], cut, 30)["demand"] == 0.5).all()
 
 
 def test_new_customer_rates_use_only_live_days(tables) -> None:

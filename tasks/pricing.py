@@ -1,0 +1,327 @@
+"""Pricing tasks: elasticity from history, learned weights, A/B arms, fairness, audit log.
+
+`price_customers_task` runs between scoring and publishing: it re-prices the
+night's scores file in place (so everything downstream reads the priced night),
+and tracks the fit in MLflow (experiment "pricing"). `record_pricing_task` runs
+after a successful publish and appends the audit trail and the admin views:
+`ml_pricing_log` (one document per priced customer), `ml_segments` (one per
+segment per run, the admin pie chart) and `ml_demand_profile` (24 hours per run).
+Each of those writes first removes the same run's documents, so a retried task
+does not duplicate them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from bson import ObjectId
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+from pymongo.errors import PyMongoError
+
+from bbx.mongo import MongoUnavailableError, connect, redact
+from bbx.settings import Settings
+from features.cutoffs import as_of_cutoff
+from features.demand import hourly_demand_profile
+from features.price_history import price_response_history
+from features.segmentation import build_segmentation_features
+from features.subscriptions import utc_series
+from models.ab import TREATMENT, age_band, arm_prices, assign_arms, fairness_report
+from models.elasticity import estimate_segment_elasticity, estimates_table
+from models.price_optimizer import PricingBook, WeightFit, fit_pricing_weights
+from models.pricing import PricingWeights, dynamic_price, price_terms
+from models.segmentation import segment_profiles
+from tasks import registry
+from tasks.extract import write_parquet_atomically
+from tasks.lake_io import read_tables
+
+PRICING_LOG_COLLECTION = "ml_pricing_log"
+SEGMENTS_COLLECTION = "ml_segments"
+DEMAND_PROFILE_COLLECTION = "ml_demand_profile"
+PRICING_EXPERIMENT = "pricing"
+FEATURE_WINDOW_DAYS = 90  # the longest window of the segmentation features
+MIN_FOLLOWUP_DAYS = 14  # less follow-up than this cannot show a price response
+
+
+@dataclass(frozen=True)
+class PricingResult:
+    path: str  # the scores file, now priced
+    weights: dict[str, float]
+    learned: bool
+    revenue_uplift: float  # expected over the horizon, model-based (not a measurement)
+    churn_static: float
+    churn_dynamic: float
+    treatment_customers: int
+    control_customers: int
+    fairness_flags: int
+    elasticity: dict[str, float]
+    segments: list[dict] = field(default_factory=list)  # ml_segments documents, minus ids
+    demand_profile: list[dict] = field(default_factory=list)  # 24 rows
+    mlflow_run_id: str = ""
+
+
+def _periods(settings: Settings) -> float:
+    """Pricing horizon in label horizons (the churn probability's unit)."""
+    return settings.pricing.horizon_months * 30.4375 / settings.churn.horizon_days
+
+
+def _elasticity_history(
+    settings: Settings, tables, as_of: dt.date, segment_model
+) -> pd.DataFrame:
+    """The cohort live `elasticity_followup_days` before as-of, with its segment then and
+    what followed. Segment features need FEATURE_WINDOW_DAYS of history before the
+    cohort cutoff, so a short lake moves the cutoff later; under MIN_FOLLOWUP_DAYS of
+    follow-up left, the history is empty (every segment keeps its prior)."""
+    end = as_of_cutoff(as_of)
+    cohort_cutoff = end - pd.Timedelta(days=settings.segmentation.elasticity_followup_days)
+    first_seen = utc_series(tables.usagelogs["timestamp"]).min()
+    if pd.notna(first_seen):
+        cohort_cutoff = max(cohort_cutoff, first_seen + pd.Timedelta(days=FEATURE_WINDOW_DAYS))
+    if pd.isna(first_seen) or end - cohort_cutoff < pd.Timedelta(days=MIN_FOLLOWUP_DAYS):
+        return pd.DataFrame(columns=["segment_name", "plan_id", "base_price", "final_price",
+                                     "exposure_months", "churned"])
+    history = price_response_history(tables, cohort_cutoff, end)
+    segments = segment_model.assign(build_segmentation_features(tables, cohort_cutoff))
+    return history.join(segments[["segment_name"]], how="inner")
+
+
+def _segment_documents(features: pd.DataFrame, scores: pd.DataFrame, as_of: dt.date) -> list[dict]:
+    """One `ml_segments` document per segment of tonight's scored customers."""
+    assignment = scores.set_index("user_id")[["segment_id", "segment_name", "elasticity"]]
+    profiles = segment_profiles(features, assignment)
+    return [
+        {"name": str(name), "segmentId": int(p.segment_id), "size": int(p["size"]),
+         "share": float(p.share), "usageGbPerMonth": float(p.mean_monthly_gb),
+         "price": float(p.mean_monthly_price), "elasticity": float(p.elasticity),
+         "asOf": dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)}
+        for name, p in profiles.iterrows()
+    ]
+
+
+def price_scores(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str],
+                 scores_file: str) -> PricingResult:
+    p = settings.pricing
+    tables = read_tables(clean_paths)
+    scores = pd.read_parquet(scores_file)
+    registry.configure(settings, registry.SEGMENT_MODEL)
+    segment_model, _ = registry.load_by_alias(registry.SEGMENT_MODEL)
+
+    # 1. Elasticity per segment: the data where it speaks, the paper's prior where not.
+    history = _elasticity_history(settings, tables, as_of, segment_model)
+    estimates = estimate_segment_elasticity(
+        history, segment_model.elasticity, settings.segmentation.elasticity_prior_sd,
+        p.horizon_months, settings.segmentation.elasticity_min_customers,
+        settings.segmentation.elasticity_ceiling,
+    )
+    posterior = {e.segment: e.posterior for e in estimates}
+    scores["elasticity"] = scores["segment_name"].map(posterior).fillna(scores["elasticity"])
+
+    # 2. Weights: learned to maximise horizon revenue under the bounds and churn ceiling.
+    book = PricingBook(
+        base=scores["base_price"].to_numpy(float), demand=scores["demand"].to_numpy(float),
+        elasticity=scores["elasticity"].to_numpy(float),
+        churn_probability=scores["churn_probability"].to_numpy(float),
+        high_risk=(scores["risk_band"] == "high").to_numpy(),
+    )
+    fit: WeightFit | None = None
+    weights = PricingWeights(p.alpha, p.beta, p.gamma)
+    if p.learn_weights and len(scores):
+        fit = fit_pricing_weights(book, p.min_ratio, p.max_ratio, _periods(settings),
+                                  p.weight_bounds, p.churn_ceiling, p.seed)
+        weights = fit.weights
+
+    # 3. Prices, terms, arms: control always pays the static price.
+    formula = dynamic_price(book.base, book.demand, book.elasticity, book.churn_probability,
+                            weights, p.min_ratio, p.max_ratio, book.high_risk)
+    arms = assign_arms(scores["user_id"].astype(str), p.experiment, p.treatment_share)
+    scores["formula_price"] = formula
+    scores["dynamic_price"] = arm_prices(book.base, formula, arms)
+    scores["pricing_arm"] = arms.astype(str)
+    scores["pricing_experiment"] = p.experiment
+    for name, values in price_terms(book.demand, book.elasticity, book.churn_probability,
+                                    weights).items():
+        scores[f"price_term_{name}"] = values
+    for name, value in asdict(weights).items():
+        scores[f"price_weight_{name}"] = float(value)
+
+    # 4. Fairness: what the dynamic formula does to each city and age band.
+    users = tables.users.drop_duplicates("user_id").set_index("user_id")
+    groups = pd.DataFrame(index=scores["user_id"])
+    groups["city"] = users["city"].reindex(groups.index).fillna("unknown").to_numpy()
+    groups["age_band"] = age_band(users["date_of_birth"].reindex(groups.index), as_of,
+                                  p.age_band_edges).to_numpy()
+    ratio = pd.Series(formula / book.base, index=groups.index)
+    fairness = fairness_report(ratio, groups, p.fairness_max_gap, p.fairness_min_group)
+
+    # 5. Demand by hour and segment profiles for the admin screens.
+    cutoff = as_of_cutoff(as_of)
+    hourly = hourly_demand_profile(tables.usagelogs, cutoff, p.demand_baseline_days)
+    features = build_segmentation_features(tables, cutoff)
+    segment_docs = _segment_documents(features, scores, as_of)
+
+    write_parquet_atomically(pa.Table.from_pandas(scores, preserve_index=False),
+                             Path(scores_file))
+    run_id = _track(settings, as_of, weights, fit, estimates, fairness, hourly, arms)
+    _artifacts(as_of, weights, fit, estimates, fairness, p.fairness_max_gap)
+    return PricingResult(
+        path=scores_file,
+        weights={k: float(v) for k, v in asdict(weights).items()},
+        learned=fit is not None,
+        revenue_uplift=float(fit.revenue_uplift) if fit else 0.0,
+        churn_static=float(fit.churn_static) if fit else float("nan"),
+        churn_dynamic=float(fit.churn_dynamic) if fit else float("nan"),
+        treatment_customers=int((arms == TREATMENT).sum()),
+        control_customers=int((arms != TREATMENT).sum()),
+        fairness_flags=int(fairness["flagged"].sum()),
+        elasticity=posterior,
+        segments=segment_docs,
+        demand_profile=[{"hourIst": int(h), **{k: float(v) for k, v in row.items()}}
+                        for h, row in hourly.iterrows()],
+        mlflow_run_id=run_id,
+    )
+
+
+def _track(settings: Settings, as_of: dt.date, weights: PricingWeights, fit: WeightFit | None,
+           estimates, fairness: pd.DataFrame, hourly: pd.DataFrame, arms: np.ndarray) -> str:
+    p = settings.pricing
+    registry.configure(settings, PRICING_EXPERIMENT)
+    with mlflow.start_run(run_name=f"pricing-{as_of.isoformat()}") as run:
+        mlflow.log_params({
+            "learn_weights": p.learn_weights, "horizon_months": p.horizon_months,
+            "churn_ceiling": p.churn_ceiling, "min_ratio": p.min_ratio,
+            "max_ratio": p.max_ratio, "weight_bounds": json.dumps(p.weight_bounds),
+            "experiment": p.experiment, "treatment_share": p.treatment_share,
+            "elasticity_prior_sd": settings.segmentation.elasticity_prior_sd,
+        })
+        metrics = {f"weight_{k}": float(v) for k, v in asdict(weights).items()}
+        metrics |= {"treatment_customers": float((arms == TREATMENT).sum()),
+                    "fairness_flags": float(fairness["flagged"].sum())}
+        if fit is not None:
+            metrics |= {"objective_revenue_dynamic": fit.revenue_dynamic,
+                        "objective_revenue_static": fit.revenue_static,
+                        "objective_revenue_uplift": fit.revenue_uplift,
+                        "horizon_churn_static": fit.churn_static,
+                        "horizon_churn_dynamic": fit.churn_dynamic,
+                        "churn_ceiling": fit.churn_ceiling, "fit_feasible": float(fit.feasible)}
+        for e in estimates:
+            key = e.segment.replace(" ", "_").replace("-", "_")
+            metrics |= {f"elasticity_{key}": e.posterior, f"elasticity_{key}_low": e.posterior_low,
+                        f"elasticity_{key}_high": e.posterior_high}
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+        mlflow.log_table(estimates_table(estimates).reset_index(), "elasticity_estimates.json")
+        mlflow.log_table(fairness, "fairness_report.json")
+        mlflow.log_table(hourly.reset_index(), "demand_by_hour.json")
+        if fairness["flagged"].any():
+            mlflow.log_text(_fairness_warning(fairness, p.fairness_max_gap), "FAIRNESS_WARNING.md")
+        return run.info.run_id
+
+
+def _fairness_warning(fairness: pd.DataFrame, max_gap: float) -> str:
+    flagged = fairness[fairness["flagged"]]
+    lines = [f"# Fairness warning: {len(flagged)} group(s) priced more than "
+             f"{max_gap:.0%} away from the overall mean dynamic/base ratio "
+             f"({fairness.attrs.get('overall_mean_ratio', float('nan')):.4f})", ""]
+    lines += [f"- {r.dimension} = {r.group}: {r.customers} customers, mean ratio "
+              f"{r.mean_ratio:.4f} (gap {r.gap:+.4f})" for r in flagged.itertuples()]
+    return "\n".join(lines)
+
+
+def _artifacts(as_of: dt.date, weights: PricingWeights, fit: WeightFit | None, estimates,
+               fairness: pd.DataFrame, max_gap: float) -> None:
+    create_table_artifact(
+        [{"segment": e.segment, "prior": e.prior, "data": e.data_estimate, "posterior":
+          e.posterior, "low95": e.posterior_low, "high95": e.posterior_high,
+          "customers": e.customers, "churners": e.churners, "source": e.source}
+         for e in estimates],
+        key="pricing-elasticity", description=f"Elasticity per segment, as-of {as_of}",
+    )
+    fit_text = (f"expected horizon revenue {fit.revenue_uplift:+.2%} vs static, churn "
+                f"{fit.churn_static:.3f} → {fit.churn_dynamic:.3f} (model-based)"
+                if fit else "weights from settings (not learned)")
+    create_markdown_artifact(
+        f"# Pricing {as_of}\n\nα = {weights.alpha:.4f}, β = {weights.beta:.4f}, "
+        f"γ = {weights.gamma:.4f}; {fit_text}\n",
+        key="pricing-weights",
+    )
+    if fairness["flagged"].any():
+        create_markdown_artifact(_fairness_warning(fairness, max_gap),
+                                 key="pricing-fairness-warning")
+
+
+@task(name="price", cache_policy=NONE)  # rewrites the scores file: never cached
+def price_customers_task(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str],
+                         scores_file: str) -> PricingResult:
+    return price_scores(settings, as_of, clean_paths, scores_file)
+
+
+def pricing_log_documents(scores: pd.DataFrame, as_of: dt.date, run_id: str,
+                          logged_at: dt.datetime, pricing_run: str = "") -> list[dict]:
+    """One audit document per priced customer; `pricing_run` the MLflow run of the weights."""
+    as_of_instant = dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
+    return [
+        {"userId": ObjectId(r.user_id), "asOf": as_of_instant, "runId": run_id,
+         "planId": ObjectId(r.plan_id), "plan": str(r.plan_name),
+         "base": float(r.base_price), "dynamic": float(r.dynamic_price),
+         "formulaPrice": float(r.formula_price), "currency": str(r.currency),
+         "D": float(r.demand), "E": float(r.elasticity), "R": float(r.churn_probability),
+         "terms": {"demand": float(r.price_term_demand),
+                   "elasticity": float(r.price_term_elasticity),
+                   "risk": float(r.price_term_risk)},
+         "weights": {"alpha": float(r.price_weight_alpha), "beta": float(r.price_weight_beta),
+                     "gamma": float(r.price_weight_gamma)},
+         "arm": str(r.pricing_arm), "experiment": str(r.pricing_experiment),
+         "riskBand": str(r.risk_band),
+         "modelVersions": {"churn": str(r.churn_model_version),
+                           "segmentation": str(r.segment_model_version),
+                           "pricingRun": pricing_run},
+         "loggedAt": logged_at}
+        for r in scores.itertuples(index=False)
+    ]
+
+
+def record_pricing(uri: str, settings: Settings, as_of: dt.date, run_id: str,
+                   priced: PricingResult) -> dict[str, int]:
+    scores = pd.read_parquet(priced.path)
+    now = dt.datetime.now(dt.UTC)
+    as_of_instant = dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
+    batches = {
+        PRICING_LOG_COLLECTION: pricing_log_documents(scores, as_of, run_id, now,
+                                                      priced.mlflow_run_id),
+        SEGMENTS_COLLECTION: [d | {"runId": run_id, "createdAt": now} for d in priced.segments],
+        DEMAND_PROFILE_COLLECTION: [d | {"asOf": as_of_instant, "runId": run_id,
+                                         "createdAt": now} for d in priced.demand_profile],
+    }
+    client = connect(uri, settings)
+    try:
+        db = client[settings.mongo.database]
+        written = {}
+        for collection, documents in batches.items():
+            db[collection].delete_many({"runId": run_id})  # a retry replaces, never duplicates
+            for start in range(0, len(documents), settings.mongo.batch_size):
+                db[collection].insert_many(documents[start: start + settings.mongo.batch_size],
+                                           ordered=False)
+            written[collection] = len(documents)
+        db[PRICING_LOG_COLLECTION].create_index([("userId", 1), ("asOf", -1)])
+        db[SEGMENTS_COLLECTION].create_index([("asOf", -1)])
+    except PyMongoError as exc:
+        raise MongoUnavailableError(
+            f"pricing records to {redact(uri)} failed: {type(exc).__name__}"
+        ) from None
+    finally:
+        client.close()
+    return written
+
+
+@task(name="record-pricing", cache_policy=NONE)
+def record_pricing_task(uri: str, settings: Settings, as_of: dt.date, run_id: str,
+                        priced: PricingResult) -> dict[str, int]:
+    return record_pricing(uri, settings, as_of, run_id, priced)
