@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from bbx.model_cli import model_app
 from bbx.settings import load_settings
 
 app = typer.Typer(help="BroadbandX nightly ML pipeline.", no_args_is_help=True)
@@ -23,6 +24,9 @@ mongo_app = typer.Typer(help="The embedded MongoDB (SecantusDB) server.", no_arg
 run_app = typer.Typer(help="Run a pipeline flow in this process.", no_args_is_help=True)
 app.add_typer(mongo_app, name="mongo")
 app.add_typer(run_app, name="run")
+publish_app = typer.Typer(help="What the app sees: ml_customer_scores.", no_args_is_help=True)
+app.add_typer(publish_app, name="publish")
+app.add_typer(model_app, name="model")
 
 
 def _say(message: str) -> None:
@@ -93,6 +97,58 @@ def mongo_status() -> None:
     typer.echo(f"running: {server.uri} (pid {server.pid}, data {server.storage})")
 
 
+# --- publish and the local stack (issue 7) ---------------------------------------
+
+
+@publish_app.command("rollback")
+def publish_rollback() -> None:
+    """Swap the previous night back into ml_customer_scores (run again to undo)."""
+    from bbx.mongo import mongo_uri
+    from tasks.publish import rollback_scores
+
+    settings = load_settings()
+    try:
+        with mongo_uri(settings) as uri:
+            result = rollback_scores(uri, settings)
+    except _known_errors() as exc:
+        _fail(str(exc))
+    _say(f"ml_customer_scores now holds the night of {result.restored_as_of} "
+         f"({result.restored_documents:,} customers); the night of {result.replaced_as_of} "
+         "is kept as ml_customer_scores_previous (`bbx publish rollback` again to undo)")
+
+
+@app.command()
+def up(
+    port: Annotated[int, typer.Option(help="Port of the Prefect server (UI and API).")] = 4200,
+) -> None:
+    """Bring the pipeline up locally: MongoDB, Prefect server, work pool, deployments, worker."""
+    from bbx.up import BringUpError, bring_up
+
+    settings = load_settings()
+    _say("starting MongoDB, the Prefect server, the work pool, the deployments and a worker")
+    try:
+        stack = bring_up(settings, port)
+    except (BringUpError, *_known_errors()) as exc:
+        _fail(str(exc))
+    typer.echo(f"Prefect UI     : {stack.ui_url}  (deployments: nightly, train, score, backfill)")
+    typer.echo(f"MongoDB        : {stack.mongodb_uri}")
+    typer.echo(f"worker         : pid {stack.worker_pid}, pool {settings.schedule.work_pool}, "
+               f"log {stack.logs['worker']}")
+    typer.echo(f"use the API    : export PREFECT_API_URL={stack.api_url}")
+    typer.echo("stop it all    : bbx down")
+
+
+@app.command()
+def down(
+    keep_mongo: Annotated[bool, typer.Option(help="Leave the embedded MongoDB running.")] = False,
+) -> None:
+    """Stop what `bbx up` started."""
+    from bbx.up import bring_down
+
+    stopped = bring_down(load_settings(), stop_mongo=not keep_mongo)
+    typer.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
 # --- simulate ------------------------------------------------------------------
 
 
@@ -100,26 +156,39 @@ def _yesterday() -> dt.date:
     return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
 
 
-def _simulate(customers: int, days: int, seed: int, end: dt.date) -> None:
+def _simulate(customers: int, days: int, seed: int, end: dt.date, dirty: bool | None = None,
+              future_days: int | None = None) -> None:
     from bbx.mongo import connect, mongo_uri
-    from simulator import simulate
+    from simulator import SimulationSpec, simulate
 
     settings = load_settings()
+    sim = settings.simulation
+    spec = SimulationSpec(
+        customers=customers, days=days, seed=seed, end=end,
+        sessions_per_day=sim.sessions_per_day, annual_churn=sim.annual_churn,
+        future_days=sim.future_days if future_days is None else future_days,
+    )
     with mongo_uri(settings) as uri:
         client = connect(uri, settings)
         try:
             report = simulate(
                 client[settings.mongo.database], customers=customers, days=days, seed=seed,
-                end=end, sessions_per_day=settings.simulation.sessions_per_day,
-                annual_churn=settings.simulation.annual_churn, progress=_say,
+                end=end, sessions_per_day=spec.sessions_per_day,
+                annual_churn=spec.annual_churn, future_days=spec.future_days,
+                dirty=sim.dirty if dirty is None else dirty, progress=_say,
             )
         finally:
             client.close()
+    # What was simulated, so the price-response API can rebuild the same world.
+    spec.save(settings.home / "simulation" / "spec.json")
     _say(f"simulated {report.customers} customers over {days} days ending {end} "
          f"in {report.seconds:.0f}s: {report.active_subscriptions} active, "
-         f"{report.churned} cancelled")
+         f"{report.churned} cancelled (+{report.future_cancellations} in the hidden "
+         f"{spec.future_days} days after)")
     for collection, count in report.documents.items():
         typer.echo(f"  {collection:<16} {count:>10,}")
+    for kind, count in report.dirt.items():
+        typer.echo(f"  dirt {kind:<40} {count:>8,}")
 
 
 @app.command()
@@ -129,21 +198,60 @@ def simulate(
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     end: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"],
                                                     help="Last day (default yesterday).")] = None,
+    dirty: Annotated[bool | None, typer.Option(
+        "--dirty/--clean", help="Inject the app's usual dirt (default: simulation.dirty).")] = None,
+    future_days: Annotated[int | None, typer.Option(
+        help="Days simulated after `end`, kept only in the truth.")] = None,
 ) -> None:
     """Write a simulated BroadbandX population into the app's collections."""
     sim = load_settings().simulation
     _simulate(customers or sim.customers, days or sim.days,
-              sim.seed if seed is None else seed, end.date() if end else _yesterday())
+              sim.seed if seed is None else seed, end.date() if end else _yesterday(),
+              dirty=dirty, future_days=future_days)
+
+
+# --- evaluate ------------------------------------------------------------------
+
+
+@app.command()
+def evaluate(
+    as_of: Annotated[list[str], typer.Option(
+        "--as-of", help="Scored date YYYY-MM-DD, or a range FROM..TO of scored dates; "
+        "repeat to pool.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Compare the pipeline's scores with the simulation's ground truth."""
+    import json
+
+    from bbx.evaluate import evaluate as evaluate_scores
+    from bbx.evaluate import expand_as_of, format_table
+    from bbx.mongo import connect, mongo_uri
+
+    settings = load_settings()
+    try:
+        dates = expand_as_of(as_of, settings.lake_dir)
+        with mongo_uri(settings) as uri:
+            client = connect(uri, settings)
+            try:
+                figures = evaluate_scores(settings, client[settings.mongo.database], dates)
+            finally:
+                client.close()
+    except (*_known_errors(), ValueError) as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+    typer.echo(json.dumps(figures) if json_output else format_table(figures, dates))
 
 
 # --- run -----------------------------------------------------------------------
 
 
-def _run_nightly(as_of: dt.date | None, train: bool, dry_run: bool) -> dict:
+def _run_nightly(
+    as_of: dt.date | None, train: bool, dry_run: bool, force_train: bool = False
+) -> dict:
     from flows.nightly import nightly
 
     try:
-        return nightly(as_of=as_of, train=train, dry_run=dry_run)
+        return nightly(as_of=as_of, train=train, force_train=force_train, dry_run=dry_run)
     except _known_errors() as exc:
         _fail(str(exc))
         raise  # unreachable: _fail exits
@@ -153,11 +261,13 @@ def _run_nightly(as_of: dt.date | None, train: bool, dry_run: bool) -> dict:
 def run_nightly(
     as_of: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"],
                                                       help="Scoring date (default today).")] = None,
-    train: Annotated[bool, typer.Option(help="Retrain both models first.")] = True,
+    train: Annotated[bool, typer.Option(
+        help="Retrain when due (churn.retrain_every_days); --no-train never retrains.")] = True,
+    force_train: Annotated[bool, typer.Option(help="Retrain now, due or not.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Do everything but publish.")] = False,
 ) -> None:
     """Run the nightly flow once, in this process."""
-    summary = _run_nightly(as_of.date() if as_of else None, train, dry_run)
+    summary = _run_nightly(as_of.date() if as_of else None, train, dry_run, force_train)
     scores = summary["scores"]
     _say(f"scored {scores['customers']} customers for {summary['as_of']}: {scores['band_counts']}")
 

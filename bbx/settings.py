@@ -68,7 +68,42 @@ class ChurnSettings(BaseModel):
     subsample: float = Field(default=0.9, gt=0, le=1)
     colsample_bytree: float = Field(default=0.9, gt=0, le=1)
     early_stopping_rounds: int = Field(default=30, ge=1)
-    validation_share: float = Field(default=0.2, gt=0, lt=0.5)
+    validation_share: float = Field(
+        default=0.15, gt=0, lt=0.5, description="Share of customers held out for validation."
+    )
+    test_share: float = Field(
+        default=0.15, gt=0, lt=0.5,
+        description="Share of customers held out for the test (scored at the latest cutoffs).",
+    )
+    test_cutoffs: int = Field(
+        default=1, ge=1,
+        description="The latest training cutoffs form the out-of-time test (test customers "
+        "only); earlier cutoffs feed train/validation.",
+    )
+    tuning_trials: int = Field(
+        default=12, ge=1,
+        description="Random-search budget: XGBoost configurations tried (early-stopped on "
+        "validation); 1 = only the parameters above.",
+    )
+    promotion_metric: Literal["pr_auc", "roc_auc", "f1"] = Field(
+        default="pr_auc",
+        description="A challenger becomes champion only if it beats the champion on this "
+        "test metric (both scored on the same held-out rows).",
+    )
+    promotion_brier_tolerance: float = Field(
+        default=0.002, ge=0, description="Largest Brier-score increase a promotion may bring."
+    )
+    promotion_ece_tolerance: float = Field(
+        default=0.01, ge=0,
+        description="Largest expected-calibration-error increase a promotion may bring.",
+    )
+    retrain_every_days: int = Field(
+        default=7, ge=1,
+        description="The nightly run retrains when the last training is this old (or forced).",
+    )
+    reasons_per_customer: int = Field(
+        default=3, ge=1, le=10, description="churnReasons published per customer."
+    )
     seed: int = 7
 
     @model_validator(mode="after")
@@ -91,6 +126,45 @@ class SegmentationSettings(BaseModel):
             "Casual Premium": -0.5,
         }
     )
+    clustering_weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "monthly_gb": 2.0,
+            "monthly_price": 1.25,
+            "peak_hour_share": 0.75,
+            "active_day_share_30d": 0.75,
+        },
+        description="Segmentation feature -> weight after robust scaling (0 or absent: kept "
+        "for profiles, not clustered). Usage counts double: it is what tells the paper's "
+        "segments apart; tenure and logins are noise for segments. Chosen by adjusted Rand "
+        "index against the simulator's latent segments on two simulated books (seeds 42, 7).",
+    )
+    log_features: list[str] = Field(
+        default_factory=lambda: ["monthly_gb", "monthly_price"],
+        description="Features taken as log1p before scaling (skewed volumes and prices).",
+    )
+    k_sweep: list[int] = Field(
+        default_factory=lambda: [3, 4, 5, 6, 7],
+        description="k values whose silhouette is logged with each segmentation run.",
+    )
+    silhouette_sample: int = Field(default=2000, ge=100, description="Customers per silhouette.")
+    elasticity_prior_sd: float = Field(
+        default=0.5, gt=0,
+        description="Prior standard deviation around each Table III elasticity: how far the "
+        "data must pull to move an estimate (normal-normal shrinkage).",
+    )
+    elasticity_min_customers: int = Field(
+        default=50, ge=1, description="Below this many customers a segment keeps its prior."
+    )
+    elasticity_ceiling: float = Field(
+        default=-0.05, le=0,
+        description="Highest elasticity an estimate may take: the data cannot make a price "
+        "rise attract customers (a positive estimate is noise or confounding).",
+    )
+    elasticity_followup_days: int = Field(
+        default=90, ge=7,
+        description="Elasticity follows the cohort live this many days before as-of to as-of "
+        "(later if the lake lacks the 90 days of history its segments need).",
+    )
 
 
 class PricingSettings(BaseModel):
@@ -104,6 +178,37 @@ class PricingSettings(BaseModel):
     currency: str = "INR"
     demand_window_days: int = Field(default=7, ge=1, description="Recent load window for D.")
     demand_baseline_days: int = Field(default=90, ge=7, description="Window D is normalised on.")
+    learn_weights: bool = Field(
+        default=True,
+        description="Fit α, β, γ each run (maximise horizon revenue under the bounds and the "
+        "churn ceiling); false: use alpha/beta/gamma above as they are.",
+    )
+    horizon_months: int = Field(default=6, ge=1, description="Revenue horizon of the fit.")
+    churn_ceiling: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Highest expected churn share over the horizon the fit may accept; "
+        "empty: the churn the static prices would give (never lose more customers).",
+    )
+    weight_bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {"alpha": (-0.5, 0.5), "beta": (-0.5, 0.5), "gamma": (-1.0, 0.0)},
+        description="Search box of the fitted weights. γ ≤ 0 is a policy, not a fit: a "
+        "customer is never charged more for being likely to leave (unbounded, the fit did "
+        "that on a simulated book when its elasticities said churn barely responds).",
+    )
+    experiment: str = Field(default="dynamic-pricing-v1", description="A/B experiment name.")
+    treatment_share: float = Field(
+        default=0.5, ge=0, le=1, description="Share of customers in the dynamic-price arm."
+    )
+    fairness_max_gap: float = Field(
+        default=0.05, ge=0,
+        description="Warn when a city's or age band's mean dynamic/base ratio differs from "
+        "the overall by more than this.",
+    )
+    fairness_min_group: int = Field(default=30, ge=1, description="Smaller groups not judged.")
+    age_band_edges: list[int] = Field(
+        default_factory=lambda: [25, 35, 45, 55, 65], description="Age band boundaries, years."
+    )
+    seed: int = 7
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> PricingSettings:
@@ -112,8 +217,92 @@ class PricingSettings(BaseModel):
         return self
 
 
+class ExtractSettings(BaseModel):
+    """How the app's collections are copied into the lake (tasks/extract.py)."""
+
+    overlap_hours: float = Field(
+        default=48.0,
+        ge=0,
+        description="Incremental extracts re-read this far before the stored watermark, so "
+        "late-arriving events are caught; the overlap is de-duplicated by key.",
+    )
+    full_refresh_days: int = Field(
+        default=7,
+        ge=0,
+        description="Re-extract an append-only collection in full when its last full extract "
+        "is this many days old (0: only the first run). Bounds the partitions a read spans "
+        "and catches documents whose time field was missing or malformed.",
+    )
+    batch_rows: int = Field(
+        default=50_000,
+        ge=100,
+        description="Documents per cursor batch; memory is bounded by one batch, not the "
+        "collection.",
+    )
+    retries: int = Field(default=3, ge=0, description="Retries of a failed collection read.")
+    retry_backoff_seconds: float = Field(
+        default=2.0, ge=0, description="First retry delay; doubles each retry."
+    )
+
+
 class ValidationSettings(BaseModel):
     max_quarantine_share: float = Field(default=0.01, ge=0, le=1)
+    freshness_max_lag_hours: float = Field(
+        default=48.0,
+        gt=0,
+        description="The newest event of a time-critical collection (suite expectations with "
+        "$PARAMETER fresh_since) must be at most this old at the end of the as-of day.",
+    )
+    volume_tolerance: float = Field(
+        default=0.5,
+        ge=0,
+        description="Warn when rows (snapshots) or new rows per day (append-only) differ from "
+        "the previous validated run by more than this share.",
+    )
+
+
+class PublishSettings(BaseModel):
+    """What the nightly run writes for the app besides the per-customer scores."""
+
+    proposal_expiry_days: int = Field(
+        default=7, ge=1,
+        description="pricingproposals.expiresAt = publish time + this many days (the app's "
+        "TTL index deletes the proposal then).",
+    )
+    proposal_min_change_percent: float = Field(
+        default=1.0, ge=0,
+        description="A plan enters a pricing proposal only if its proposed price moves at "
+        "least this much (percent of the plan's monthly price).",
+    )
+    proposal_admin_email: str | None = Field(
+        default=None,
+        description="Email of the admin user named as pricingproposals.createdBy; empty: the "
+        "earliest admin (role admin) in users.",
+    )
+    top_at_risk: int = Field(
+        default=10, ge=1, le=100,
+        description="churnscanhistories.topAtRiskCustomers length (the app shows ten).",
+    )
+    alert_event_max_users: int = Field(
+        default=200, ge=0,
+        description="userIds listed in one high-risk-crossing Prefect event's payload.",
+    )
+    swap_method: Literal["auto", "rename", "transaction"] = Field(
+        default="auto",
+        description="How tonight's scores replace ml_customer_scores. rename: staging "
+        "collection + renameCollection(dropTarget) (MongoDB). transaction: one multi-"
+        "document transaction (the embedded SecantusDB, whose rename is a copy that a "
+        "crash can interrupt). auto: transaction on SecantusDB, rename elsewhere.",
+    )
+
+
+class ScheduleSettings(BaseModel):
+    """When the deployments run (read by `bbx up` when it deploys prefect.yaml)."""
+
+    timezone: str = Field(default="Asia/Kolkata", description="Timezone of every cron below.")
+    nightly_cron: str = Field(default="0 2 * * *", description="The nightly run: 02:00.")
+    train_cron: str = Field(default="0 1 * * 0", description="Weekly retrain: Sunday 01:00.")
+    work_pool: str = Field(default="bbx-process", description="The process work pool.")
 
 
 class SimulationSettings(BaseModel):
@@ -122,6 +311,16 @@ class SimulationSettings(BaseModel):
     seed: int = 42
     sessions_per_day: float = Field(default=1.5, gt=0, description="Mean usage sessions/day.")
     annual_churn: float = Field(default=0.25, ge=0, lt=1)
+    future_days: int = Field(
+        default=60,
+        ge=0,
+        description="Days simulated after the written history; their outcomes go only to "
+        "the truth, so `bbx evaluate` can judge today's scores (>= 42 for the as-of "
+        "after the history: 30-day horizon plus the longest wind-down).",
+    )
+    dirty: bool = Field(
+        default=False, description="Inject the app's usual dirt (counted in the report)."
+    )
 
 
 class Settings(BaseSettings):
@@ -141,8 +340,11 @@ class Settings(BaseSettings):
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     segmentation: SegmentationSettings = Field(default_factory=SegmentationSettings)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
+    extract: ExtractSettings = Field(default_factory=ExtractSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
+    publish: PublishSettings = Field(default_factory=PublishSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
 
     mongodb_uri: str | None = Field(
         default=None,

@@ -1,18 +1,25 @@
-"""What a data engineer sees in the Prefect UI after a run: summary and tables."""
+"""What a data engineer sees in the Prefect UI after a run: summary, tables, links,
+and, when a run fails, a clear message and a Prefect event."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import asdict
 from typing import Any
 
+import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from bbx.settings import Settings
+from tasks.app_views import AppViewsResult, plan_price_changes, segment_profiles
 from tasks.extract import ExtractResult
 from tasks.publish import PublishResult
 from tasks.score import ScoreResult
 from tasks.train import TrainResult
+
+FAILURE_EVENT = "bbx.flow-run.failed"
 
 
 def run_summary(
@@ -23,6 +30,7 @@ def run_summary(
     trained: list[TrainResult],
     scores: ScoreResult,
     published: PublishResult | None,
+    app_views: AppViewsResult | None = None,
 ) -> dict[str, Any]:
     return {
         "as_of": as_of.isoformat(),
@@ -34,10 +42,27 @@ def run_summary(
                    for t in trained},
         "scores": asdict(scores),
         "published": asdict(published) if published else None,
+        "app_views": asdict(app_views) if app_views else None,
     }
 
 
-def _markdown(summary: dict[str, Any]) -> str:
+def _links(settings: Settings | None, summary: dict[str, Any]) -> list[str]:
+    if settings is None:
+        return []
+    lines = ["", "## Where to look", ""]
+    run_ids = [m["run_id"] for m in summary["models"].values()]
+    lines.append(
+        f"- MLflow: `mlflow ui --backend-store-uri {settings.mlflow_uri}` "
+        "(then http://127.0.0.1:5000)"
+        + (f"; runs {', '.join(f'`{r}`' for r in run_ids)}" if run_ids else "")
+    )
+    docs = settings.data_docs_dir / "index.html"
+    lines.append(f"- Data Docs: [{docs}]({docs.as_uri()})")
+    lines.append(f"- Lake: `{settings.lake_dir}`")
+    return lines
+
+
+def _markdown(summary: dict[str, Any], settings: Settings | None = None) -> str:
     scores = summary["scores"]
     lines = [
         f"# Nightly run for {summary['as_of']}",
@@ -47,8 +72,18 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"segmentation v{scores['segment_model_version']}; demand factor {scores['demand']:.3f}",
     ]
     published = summary["published"]
-    lines.append(f"- published: {published['documents']} documents" if published
-                 else "- published: no (dry run)")
+    if published is None:
+        lines.append("- published: no (dry run)")
+    elif published.get("swapped", True):
+        lines.append(f"- published: {published['documents']} documents to "
+                     f"`{published['collection']}`")
+    else:
+        lines.append(f"- published: no; {published.get('note')}")
+    views = summary.get("app_views")
+    if views:
+        lines.append(f"- app screens: scan `{views['scan_history_id']}` in churnscanhistories; "
+                     f"{views['proposal_note']} ({views['proposal_plans']} plans); "
+                     f"{views['alerts']} high-risk alerts")
     for name, model in summary["models"].items():
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in model["metrics"].items())
         lines.append(
@@ -57,6 +92,7 @@ def _markdown(summary: dict[str, Any]) -> str:
     if summary["warnings"]:
         lines += ["", "## Data warnings", ""]
         lines += [f"- {c}: {w}" for c, ws in summary["warnings"].items() for w in ws]
+    lines += _links(settings, summary)
     return "\n".join(lines)
 
 
@@ -69,9 +105,12 @@ def report_run_task(
     trained: list[TrainResult],
     scores: ScoreResult,
     published: PublishResult | None,
+    app_views: AppViewsResult | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
-    summary = run_summary(as_of, run_id, extracts, validations, trained, scores, published)
-    create_markdown_artifact(_markdown(summary), key="nightly-summary")
+    summary = run_summary(as_of, run_id, extracts, validations, trained, scores, published,
+                          app_views)
+    create_markdown_artifact(_markdown(summary, settings), key="nightly-summary")
     create_table_artifact(
         [
             {"collection": e.collection, "extracted": e.rows,
@@ -84,4 +123,44 @@ def report_run_task(
         [{"band": band, "customers": n} for band, n in scores.band_counts.items()],
         key="nightly-risk-bands",
     )
+    frame = pd.read_parquet(scores.path)
+    create_table_artifact(segment_profiles(frame), key="nightly-segments")
+    min_change = settings.publish.proposal_min_change_percent if settings else 0.0
+    changes = [{k: (str(v) if k == "plan" else v) for k, v in c.items()}
+               for c in plan_price_changes(frame, min_change)]
+    create_table_artifact(
+        changes or [{"planName": "-", "reason": "no plan price moved enough to propose"}],
+        key="nightly-price-changes",
+    )
     return summary
+
+
+def failure_message(flow_name: str, parameters: dict[str, Any], state_message: str | None) -> str:
+    as_of = parameters.get("as_of") or "today"
+    return (
+        f"{flow_name} for as-of {as_of} failed: {state_message or 'no message'}. "
+        "The app still sees the last complete night (ml_customer_scores is swapped in only "
+        "as the publish step's last action). Fix the cause and rerun the same as_of: "
+        "training and scoring finished by this run are reused from the cache "
+        "(docs/runbook.md, 'Recover from a failed night')."
+    )
+
+
+def on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    """Flow on_failure hook: a clear log line, a markdown artifact and a Prefect event."""
+    from prefect.events import emit_event
+    from prefect.logging.loggers import flow_run_logger
+
+    message = failure_message(flow.name, dict(flow_run.parameters or {}), state.message)
+    flow_run_logger(flow_run, flow).error(message)
+    # Outside a run context the artifact may not be creatable; the event still carries it.
+    with contextlib.suppress(Exception):
+        create_markdown_artifact(f"# Run failed\n\n{message}\n", key=f"{flow.name}-failure")
+    emit_event(
+        event=FAILURE_EVENT,
+        resource={"prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
+                  "prefect.resource.name": flow_run.name},
+        payload={"flow": flow.name, "parameters": {k: str(v) for k, v in
+                                                   (flow_run.parameters or {}).items()},
+                 "message": message},
+    )

@@ -13,10 +13,11 @@ from bbx import lake
 from bbx.settings import Settings
 from features.customer import build_churn_features
 from features.cutoffs import as_of_cutoff
-from features.demand import network_demand_factor
+from features.demand import coming_period_demand
 from features.registry import CHURN_FEATURE_NAMES
 from features.segmentation import build_segmentation_features
 from models.pricing import PricingWeights
+from models.reasons import churn_reasons, reasons_to_json
 from models.scoring import ScoringPolicy, assemble_scores
 from tasks import registry
 from tasks.extract import write_parquet_atomically
@@ -59,14 +60,20 @@ def score_customers_task(
     customers = build_churn_features(tables, cutoff)
     probability = churn_model.predict_proba(customers[list(CHURN_FEATURE_NAMES)])
     segments = segment_model.assign(build_segmentation_features(tables, cutoff))
-    demand = network_demand_factor(
+    demand = coming_period_demand(  # D forecast for the coming pricing period
         tables.usagelogs, cutoff, settings.pricing.demand_window_days,
         settings.pricing.demand_baseline_days,
-    )
+    )["demand"]
     scores = assemble_scores(
         customers, probability, segments, tables.plans, demand, scoring_policy(settings)
     )
     scores["decision_threshold"] = float(churn_model.threshold)  # the model's "will churn" cut
+    # Top reasons per customer, as one JSON string each (keeps the Parquet flat).
+    churn_inputs = customers[list(churn_model.feature_names)]
+    scores["churn_reasons"] = reasons_to_json(churn_reasons(
+        churn_inputs, churn_model.contributions(churn_inputs), churn_model.feature_names,
+        settings.churn.reasons_per_customer,
+    ))
     scores["churn_model_version"] = churn_version
     scores["segment_model_version"] = segment_version
     path = lake.scores_path(settings.lake_dir, as_of)

@@ -1,0 +1,217 @@
+"""`bbx up` / `bbx down`: the whole pipeline on one machine, operated from the Prefect UI.
+
+Up: the embedded MongoDB (`bbx mongo start`'s server, unless MONGODB_URI is set),
+a Prefect server, the process work pool, the deployments of prefect.yaml (schedules
+from the `schedule:` settings) and a worker whose flow runs use that MongoDB.
+What was started is recorded in `<home>/up.json` so `bbx down` stops exactly those
+processes. The integration test (tests/test_deployment.py) drives these functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from bbx.mongo import free_port, start_persistent, stop_persistent
+from bbx.settings import PROJECT_ROOT, Settings
+
+STATE_FILE = "up.json"
+PREFECT_FILE = PROJECT_ROOT / "prefect.yaml"
+SCHEDULED = {"nightly": "nightly_cron", "train": "train_cron"}
+
+
+class BringUpError(RuntimeError):
+    """A piece of the local stack did not come up; the message says which and where to look."""
+
+
+@dataclass(frozen=True)
+class Stack:
+    api_url: str
+    server_pid: int | None  # None: a Prefect server that was already running was used
+    worker_pid: int
+    mongodb_uri: str
+    started_mongo: bool
+    logs: dict[str, str]
+
+    @property
+    def ui_url(self) -> str:
+        return self.api_url.removesuffix("/api")
+
+
+def _prefect() -> list[str]:
+    return [sys.executable, "-m", "prefect"]
+
+
+def api_healthy(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_detached(args: list[str], env: dict[str, str], log_file: Path,
+                   cwd: Path = PROJECT_ROOT) -> subprocess.Popen:
+    """A child in its own session (Ctrl-C in the shell does not reach it), logging to a file."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        return subprocess.Popen(args, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def start_prefect_server(port: int, env: dict[str, str], log_file: Path) -> subprocess.Popen:
+    return start_detached(
+        [*_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env, log_file,
+    )
+
+
+def wait_for_api(api_url: str, timeout_s: float, process: subprocess.Popen | None = None,
+                 log_file: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not api_healthy(api_url):
+        if process is not None and process.poll() is not None:
+            raise BringUpError(f"the Prefect server exited with code {process.returncode}; "
+                               f"see {log_file}")
+        if time.monotonic() > deadline:
+            raise BringUpError(f"the Prefect API at {api_url} did not answer within "
+                               f"{timeout_s:.0f}s; see {log_file}")
+        time.sleep(0.5)
+
+
+def run_prefect(args: list[str], env: dict[str, str], what: str,
+                cwd: Path = PROJECT_ROOT, timeout_s: float = 300) -> str:
+    result = subprocess.run([*_prefect(), *args], env=env, cwd=cwd, capture_output=True,
+                            text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        tail = (result.stdout + result.stderr)[-2000:]
+        raise BringUpError(f"{what} failed (prefect {' '.join(args)}):\n{tail}")
+    return result.stdout
+
+
+def create_work_pool(pool: str, env: dict[str, str]) -> None:
+    run_prefect(["work-pool", "create", pool, "--type", "process", "--overwrite"], env,
+                f"creating work pool {pool}")
+
+
+def render_prefect_file(settings: Settings, target: Path, source: Path = PREFECT_FILE) -> Path:
+    """prefect.yaml with the `schedule:` settings applied (cron, timezone, work pool)."""
+    config = yaml.safe_load(source.read_text())
+    schedule = settings.schedule
+    for deployment in config["deployments"]:
+        deployment["work_pool"]["name"] = schedule.work_pool
+        cron_field = SCHEDULED.get(deployment["name"])
+        for entry in deployment.get("schedules") or []:
+            entry["timezone"] = schedule.timezone
+            if cron_field:
+                entry["cron"] = getattr(schedule, cron_field)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump(config, sort_keys=False))
+    return target
+
+
+def deploy_all(prefect_file: Path, env: dict[str, str], cwd: Path = PROJECT_ROOT) -> str:
+    # {{ $PWD }} in the pull step must be the checkout, whatever the caller's shell says.
+    env = env | {"PWD": str(cwd)}
+    return run_prefect(["--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)],
+                       env, "deploying prefect.yaml", cwd=cwd)
+
+
+def start_worker(pool: str, env: dict[str, str], log_file: Path,
+                 cwd: Path = PROJECT_ROOT) -> subprocess.Popen:
+    return start_detached([*_prefect(), "worker", "start", "--pool", pool, "--type", "process"],
+                          env, log_file, cwd)
+
+
+def stop_group(pid: int, timeout_s: float = 20) -> None:
+    """Stop a process started here and its children (its own session/process group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def stack_env(settings: Settings, api_url: str, mongodb_uri: str) -> dict[str, str]:
+    return os.environ | {
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "BBX_HOME": str(settings.home),
+        "MONGODB_URI": mongodb_uri,
+        "BBX_MONGO__DATABASE": settings.mongo.database,
+    }
+
+
+def bring_up(settings: Settings, port: int = 4200) -> Stack:
+    """Start (or reuse) every piece; idempotent: a second call reuses what runs."""
+    home = settings.home
+    state = home / STATE_FILE
+    if state.exists():
+        bring_down(settings, stop_mongo=False)  # a stale or running stack: start afresh
+    started_mongo = False
+    if settings.mongo.uri:
+        mongodb_uri = settings.mongo.uri
+    else:
+        mongodb_uri, started_mongo = start_persistent(settings).uri, True
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = stack_env(settings, api_url, mongodb_uri)
+    logs = {"server": str(home / "prefect-server.log"), "worker": str(home / "prefect-worker.log")}
+    server = None
+    if not api_healthy(api_url):
+        server = start_prefect_server(port, env, Path(logs["server"]))
+    stack_pids = {"server_pid": server.pid if server else None}
+    state.write_text(json.dumps(stack_pids))  # so `bbx down` can stop a half-started stack
+    try:
+        wait_for_api(api_url, 120, server, Path(logs["server"]))
+        create_work_pool(settings.schedule.work_pool, env)
+        deploy_all(render_prefect_file(settings, home / "prefect.rendered.yaml"), env)
+        worker = start_worker(settings.schedule.work_pool, env, Path(logs["worker"]))
+    except BaseException:
+        if server:
+            stop_group(server.pid)
+        state.unlink(missing_ok=True)
+        raise
+    stack = Stack(api_url, server.pid if server else None, worker.pid, mongodb_uri,
+                  started_mongo, logs)
+    state.write_text(json.dumps(asdict(stack)))
+    return stack
+
+
+def bring_down(settings: Settings, stop_mongo: bool = True) -> list[str]:
+    """Stop what `bring_up` started (worker first, then the server); say what was stopped."""
+    state = settings.home / STATE_FILE
+    stopped: list[str] = []
+    if state.exists():
+        recorded = json.loads(state.read_text())
+        for name in ("worker_pid", "server_pid"):
+            pid = recorded.get(name)
+            if pid:
+                stop_group(pid)
+                stopped.append(f"{name.removesuffix('_pid')} (pid {pid})")
+        state.unlink(missing_ok=True)
+    if stop_mongo and stop_persistent(settings):
+        stopped.append("embedded MongoDB")
+    return stopped
+
+
+def free_api_port() -> int:
+    return free_port()

@@ -1,0 +1,325 @@
+"""Operating from the Prefect UI: prefect.yaml, and the whole stack for real.
+
+The integration test starts a real `prefect server start` on a free port with its
+own PREFECT_HOME (database in tmp), creates the process work pool, deploys from
+prefect.yaml (rendered with the schedule settings, as `bbx up` does), starts a
+worker, triggers the `nightly` deployment with parameters through the API as the
+UI's "Custom run" does, and waits for the run to complete with scores published
+and artifacts attached. Every process it starts is stopped at the end, also on
+failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import inspect
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from pymongo import MongoClient
+
+from bbx.lake import SCORES_COLLECTION
+from bbx.mongo import free_port
+from bbx.settings import PROJECT_ROOT, load_settings
+from bbx.up import (
+    PREFECT_FILE,
+    create_work_pool,
+    deploy_all,
+    render_prefect_file,
+    start_prefect_server,
+    start_worker,
+    stop_group,
+    wait_for_api,
+)
+from tasks.app_views import MODEL_METRICS_COLLECTION, SCAN_HISTORY_COLLECTION
+
+AS_OF = dt.date(2026, 6, 1)
+CUSTOMERS = 300
+DAYS = 120
+DEPLOYMENTS = {"nightly", "train", "score", "backfill"}
+FLAT = (bool, int, float, str, dt.date, type(None))
+
+
+def _deployments() -> dict[str, dict]:
+    config = yaml.safe_load(PREFECT_FILE.read_text())
+    return {d["name"]: d for d in config["deployments"]}
+
+
+def _flow_of(entrypoint: str):
+    module, name = entrypoint.split(":")
+    return getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), name)
+
+
+def test_prefect_yaml_declares_the_four_deployments_with_flat_parameters() -> None:
+    deployments = _deployments()
+    assert set(deployments) == DEPLOYMENTS
+    for name, deployment in deployments.items():
+        assert deployment["work_pool"]["name"] == "bbx-process"
+        flow = _flow_of(deployment["entrypoint"])
+        signature = inspect.signature(flow.fn)
+        for parameter in deployment.get("parameters") or {}:
+            assert parameter in signature.parameters, f"{name}: unknown parameter {parameter}"
+        for parameter in signature.parameters.values():
+            hint = str(parameter.annotation)
+            assert "dict" not in hint and "list" not in hint, f"{name}.{parameter.name}: {hint}"
+    assert {"as_of", "force_train", "dry_run"} <= set(
+        inspect.signature(_flow_of(deployments["nightly"]["entrypoint"]).fn).parameters)
+    assert {"start_date", "end_date"} <= set(
+        inspect.signature(_flow_of(deployments["backfill"]["entrypoint"]).fn).parameters)
+    # The literals in prefect.yaml are the settings' defaults (bbx up applies the settings).
+    schedule = load_settings().schedule.model_fields
+    nightly = deployments["nightly"]["schedules"][0]
+    assert nightly["cron"] == schedule["nightly_cron"].default == "0 2 * * *"
+    assert nightly["timezone"] == schedule["timezone"].default == "Asia/Kolkata"
+    assert deployments["train"]["schedules"][0]["cron"] == schedule["train_cron"].default
+    assert not deployments["score"].get("schedules")
+    assert not deployments["backfill"].get("schedules")
+
+
+def test_bbx_up_renders_the_schedule_settings_into_the_deployments(tmp_path) -> None:
+    settings = load_settings(home=tmp_path, schedule={
+        "timezone": "Europe/London", "nightly_cron": "30 3 * * *", "work_pool": "other-pool"})
+    rendered = yaml.safe_load(render_prefect_file(settings, tmp_path / "p.yaml").read_text())
+    by_name = {d["name"]: d for d in rendered["deployments"]}
+    assert by_name["nightly"]["schedules"][0] == {
+        "cron": "30 3 * * *", "timezone": "Europe/London", "active": True}
+    assert by_name["train"]["schedules"][0]["timezone"] == "Europe/London"
+    assert {d["work_pool"]["name"] for d in rendered["deployments"]} == {"other-pool"}
+
+
+# --- the real stack ----------------------------------------------------------------
+
+
+@pytest.fixture()
+def population(mongo_server_uri: str, mongo_client: MongoClient) -> Iterator[str]:
+    from simulator import simulate
+
+    database = f"t_deploy_{uuid.uuid4().hex[:8]}"
+    simulate(mongo_client[database], customers=CUSTOMERS, days=DAYS, seed=5,
+             end=AS_OF - dt.timedelta(days=1))
+    try:
+        yield database
+    finally:
+        mongo_client.drop_database(database)
+
+
+def _clean_env() -> dict[str, str]:
+    # The test session's own Prefect/BBX settings must not leak into the stack.
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("PREFECT_", "BBX_", "MONGODB_URI"))}
+
+
+def _stack_env(tmp_path: Path, api_url: str, mongo_uri: str, database: str) -> dict[str, str]:
+    return _clean_env() | {
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "GX_ANALYTICS_ENABLED": "false",
+        "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
+        "BBX_HOME": str(tmp_path / "bbx-home"),
+        "MONGODB_URI": mongo_uri,
+        "BBX_MONGO__DATABASE": database,
+    }
+
+
+@pytest.mark.slow
+def test_nightly_deployment_runs_from_the_api_on_a_real_server_and_worker(
+    tmp_path, mongo_server_uri: str, mongo_client: MongoClient, population: str
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Cancelling
+
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = _stack_env(tmp_path, api_url, mongo_server_uri, population)
+    settings = load_settings(home=tmp_path / "bbx-home")
+    started: list[int] = []
+    flow_run_id = None
+    try:
+        server = start_prefect_server(port, env, tmp_path / "server.log")
+        started.append(server.pid)
+        wait_for_api(api_url, 180, server, tmp_path / "server.log")
+        create_work_pool(settings.schedule.work_pool, env)
+        output = deploy_all(render_prefect_file(settings, tmp_path / "prefect.yaml"), env,
+                            cwd=PROJECT_ROOT)
+        assert "nightly" in output
+        worker = start_worker(settings.schedule.work_pool, env, tmp_path / "worker.log")
+        started.append(worker.pid)
+
+        with temporary_settings({PREFECT_API_URL: api_url}), \
+                get_client(sync_client=True) as client:
+            names = {d.name for d in client.read_deployments()}
+            assert names == DEPLOYMENTS
+            nightly = client.read_deployment_by_name("nightly/nightly")
+            assert nightly.schedules and nightly.schedules[0].schedule.timezone == "Asia/Kolkata"
+            # What the UI's "Custom run" sends: flat, JSON-typed parameters.
+            flow_run = client.create_flow_run_from_deployment(
+                nightly.id, parameters={"as_of": AS_OF.isoformat(), "force_train": True})
+            flow_run_id = flow_run.id
+            deadline = time.monotonic() + 900
+            while True:
+                flow_run = client.read_flow_run(flow_run_id)
+                if flow_run.state and flow_run.state.is_final():
+                    break
+                assert time.monotonic() < deadline, f"run still {flow_run.state}"
+                time.sleep(3)
+            worker_log = (tmp_path / "worker.log").read_text()[-3000:]
+            assert flow_run.state.is_completed(), (flow_run.state, worker_log)
+            assert flow_run.parameters["as_of"] == AS_OF.isoformat()
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+                    any_=[flow_run_id])))
+            keys = {a.key for a in artifacts}
+            assert {"nightly-summary", "nightly-rows", "nightly-risk-bands",
+                    "nightly-segments", "nightly-price-changes"} <= keys, keys
+            summary = next(a for a in artifacts if a.key == "nightly-summary")
+            assert "customers scored" in summary.data and "MLflow" in summary.data
+            flow_run_id = None  # finished: nothing to cancel
+
+        db = mongo_client[population]
+        active = set(db.subscriptions.distinct("user", {"status": "active"}))
+        scores = db[SCORES_COLLECTION]
+        assert scores.count_documents({}) == len(active) > 0
+        assert scores.distinct("asOf") == [dt.datetime(2026, 6, 1, tzinfo=dt.UTC)]
+        assert db[SCAN_HISTORY_COLLECTION].count_documents({"scanType": "scheduled"}) == 1
+        assert db[MODEL_METRICS_COLLECTION].count_documents({}) == 1
+    finally:
+        if flow_run_id is not None:  # a run still going: let the worker stop it first
+            try:
+                with temporary_settings({PREFECT_API_URL: api_url}), \
+                        get_client(sync_client=True) as client:
+                    client.set_flow_run_state(flow_run_id, Cancelling(), force=True)
+                time.sleep(5)
+            except Exception:  # noqa: BLE001 - the server may be the thing that failed
+                pass
+        for pid in reversed(started):  # worker first, then the server
+            stop_group(pid)
+    for pid in started:  # nothing this test started is left running
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)
+
+
+# --- resuming a failed night and the failure hook -------------------------------------
+
+step_calls: list[str] = []
+
+
+def _expensive_step_flow():
+    from prefect import flow, task
+
+    from tasks.resume import resumable_options
+
+    @task(name="expensive-step")
+    def expensive_step(settings, as_of: dt.date, clean_paths: dict[str, str]) -> str:
+        step_calls.append(as_of.isoformat())
+        return f"model for {as_of}"
+
+    @flow(name="resume-probe")
+    def probe(settings, as_of: dt.date, clean_paths: dict[str, str], force: bool = False):
+        step = expensive_step.with_options(
+            **resumable_options("training", settings, as_of, force))
+        return step(settings, as_of, clean_paths)
+
+    return probe
+
+
+def test_a_rerun_reuses_an_expensive_step_until_its_inputs_change(
+    tmp_path, prefect_api, monkeypatch
+) -> None:
+    settings = load_settings(home=tmp_path / "home")
+    (settings.home).mkdir(parents=True)
+    (settings.home / "mlflow.db").write_bytes(b"")  # the registry a cached model lives in
+    lake_file = tmp_path / "users.parquet"
+    lake_file.write_bytes(b"first extract")
+    paths = {"users": str(lake_file)}
+    probe = _expensive_step_flow()
+    step_calls.clear()
+
+    assert probe(settings, AS_OF, paths) == f"model for {AS_OF}"
+    lake_file.write_bytes(b"first extract")  # re-extracted, same content, new mtime
+    probe(settings, AS_OF, paths)
+    assert step_calls == [AS_OF.isoformat()]  # the rerun resumed after the step
+
+    probe(settings, AS_OF, paths, force=True)  # force_train
+    lake_file.write_bytes(b"new rows arrived")
+    probe(settings, AS_OF, paths)
+    probe(settings, AS_OF + dt.timedelta(days=1), paths)
+    (settings.home / "mlflow.db").unlink()  # what the cache points at is gone
+    probe(settings, AS_OF + dt.timedelta(days=1), paths)
+    assert len(step_calls) == 5
+
+
+def test_a_failed_flow_leaves_a_clear_message_and_a_prefect_event(
+    prefect_api, monkeypatch
+) -> None:
+    from prefect import flow
+
+    from tasks.report import FAILURE_EVENT, on_flow_failure
+
+    events: list[dict] = []
+    monkeypatch.setattr("prefect.events.emit_event", lambda **kw: events.append(kw))
+
+    @flow(name="failing-night", on_failure=[on_flow_failure])
+    def failing_night(as_of: dt.date | None = None) -> None:
+        raise RuntimeError("cannot reach MongoDB at mongodb://db:27017")
+
+    with pytest.raises(RuntimeError):
+        failing_night(as_of=AS_OF)
+    assert len(events) == 1
+    event = events[0]
+    assert event["event"] == FAILURE_EVENT
+    message = event["payload"]["message"]
+    assert "failing-night for as-of 2026-06-01 failed" in message
+    assert "cannot reach MongoDB" in message
+    assert "last complete night" in message and "rerun the same as_of" in message
+    assert event["resource"]["prefect.resource.id"].startswith("prefect.flow-run.")
+
+
+# --- backfill --------------------------------------------------------------------------
+
+
+def test_backfill_dates_are_inclusive_and_a_reversed_range_is_refused() -> None:
+    from flows.backfill import BackfillRangeError, nights
+
+    assert nights(AS_OF, AS_OF + dt.timedelta(days=2)) == [
+        AS_OF, AS_OF + dt.timedelta(days=1), AS_OF + dt.timedelta(days=2)]
+    with pytest.raises(BackfillRangeError, match="reversed"):
+        nights(AS_OF, AS_OF - dt.timedelta(days=1))
+
+
+@pytest.mark.slow
+def test_backfill_runs_each_night_once_and_never_replaces_a_newer_night(
+    flow_env, mongo_client: MongoClient
+) -> None:
+    from flows.backfill import backfill
+    from simulator import simulate
+
+    db = mongo_client[flow_env.mongo.database]
+    simulate(db, customers=CUSTOMERS, days=DAYS, seed=5, end=AS_OF - dt.timedelta(days=1))
+    first, last = AS_OF - dt.timedelta(days=1), AS_OF
+
+    result = backfill(start_date=first, end_date=last)
+    assert result == {"ran": [first.isoformat(), last.isoformat()], "skipped": []}
+    assert db[SCORES_COLLECTION].distinct("asOf") == [dt.datetime(2026, 6, 1, tzinfo=dt.UTC)]
+    assert db[SCAN_HISTORY_COLLECTION].count_documents({}) == 2
+    assert db[MODEL_METRICS_COLLECTION].count_documents({}) == 2
+
+    again = backfill(start_date=first, end_date=last)  # idempotent: nothing to redo
+    assert again == {"ran": [], "skipped": [first.isoformat(), last.isoformat()]}
+
+    # Forcing the older night again records it but the app keeps the newer one.
+    backfill(start_date=first, end_date=first, skip_done=False, train=False)
+    assert db[SCORES_COLLECTION].distinct("asOf") == [dt.datetime(2026, 6, 1, tzinfo=dt.UTC)]
+    assert db[SCAN_HISTORY_COLLECTION].count_documents({}) == 2
+    assert db[MODEL_METRICS_COLLECTION].count_documents({}) == 2
