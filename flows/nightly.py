@@ -24,6 +24,7 @@ from tasks.report import on_flow_failure, report_run_task
 from tasks.resume import resumable_options
 from tasks.score import score_customers_task
 from tasks.train import train_churn_task, train_segmentation_task, training_due_task
+from tasks.validate import validate_features_task
 
 
 @flow(name="nightly", log_prints=True, on_failure=[on_flow_failure])
@@ -73,6 +74,8 @@ def nightly(
         # Cached by as-of + lake content + champions: a failed night's rerun resumes here.
         score = score_customers_task.with_options(**resumable_options("scoring", settings, as_of))
         scores = score(settings, as_of, clean)
+        # The scored feature table has its own suite: a broken feature stops the night here.
+        validate_features_task(scores.features_path, settings.data_docs_dir, as_of)
         # Learned weights, elasticity, A/B arms: re-prices the scores file in place.
         priced = price_customers_task(settings, as_of, clean, scores.path)
         published = views = None
@@ -81,7 +84,8 @@ def nightly(
             published = publish(uri, settings, as_of, run_id, scores.path, keep_newer)
             write_views = write_app_views_task.with_options(**mongo_retries)
             views = write_views(uri, settings, as_of, run_id, scores.path, started_at,
-                                propose_prices=published.swapped)
+                                propose_prices=published.swapped,
+                                projected_impact=priced.projected_impact)
             if published.swapped:  # the audit trail holds the prices the app was given
                 record = record_pricing_task.with_options(**mongo_retries)
                 record(uri, settings, as_of, run_id, priced)

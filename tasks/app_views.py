@@ -482,9 +482,10 @@ def write_app_views_task(
     scores_file: str,
     run_started_at: dt.datetime,
     propose_prices: bool = True,
+    projected_impact: dict[str, float | None] | None = None,
 ) -> AppViewsResult:
     return write_app_views(uri, settings, as_of, run_id, scores_file, run_started_at,
-                           propose_prices=propose_prices)
+                           projected_impact=projected_impact, propose_prices=propose_prices)
 
 
 def finished_nights(uri: str, settings: Settings, dates: list[dt.date]) -> set[dt.date]:

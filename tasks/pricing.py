@@ -68,6 +68,21 @@ class PricingResult:
     demand_profile: list[dict] = field(default_factory=list)  # 24 rows
     mlflow_run_id: str = ""
 
+    @property
+    def projected_impact(self) -> dict[str, float | None] | None:
+        """`pricingproposals.projectedImpact` from the fitted pricing model: expected over
+        the pricing horizon, model-based (elasticity × calibrated churn), not a measurement.
+        revenueChange in % of static revenue; churnReduction in percentage points;
+        customersSaved among the treated customers. None when weights were not learned."""
+        if not self.learned:
+            return None
+        saved_share = self.churn_static - self.churn_dynamic
+        return {
+            "revenueChange": round(100.0 * self.revenue_uplift, 2),
+            "churnReduction": round(100.0 * saved_share, 2),
+            "customersSaved": round(saved_share * self.treatment_customers),
+        }
+
 
 def _periods(settings: Settings) -> float:
     """Pricing horizon in label horizons (the churn probability's unit)."""

@@ -32,6 +32,7 @@ class ScoreResult:
     churn_model_version: str
     segment_model_version: str
     demand: float
+    features_path: str  # the churn feature table scored tonight, for its own validation
 
 
 def scoring_policy(settings: Settings) -> ScoringPolicy:
@@ -58,6 +59,8 @@ def score_customers_task(
     segment_model, segment_version = registry.load_by_alias(registry.SEGMENT_MODEL)
 
     customers = build_churn_features(tables, cutoff)
+    features_path = lake.features_path(settings.lake_dir, "churn", as_of)
+    write_parquet_atomically(pa.Table.from_pandas(customers.reset_index()), features_path)
     probability = churn_model.predict_proba(customers[list(CHURN_FEATURE_NAMES)])
     segments = segment_model.assign(build_segmentation_features(tables, cutoff))
     demand = coming_period_demand(  # D forecast for the coming pricing period
@@ -86,4 +89,5 @@ def score_customers_task(
         churn_model_version=churn_version,
         segment_model_version=segment_version,
         demand=float(demand),
+        features_path=str(features_path),
     )

@@ -452,34 +452,6 @@ def validate_table(
     return validation
 
 
-# No result caching: the task's job is its files, which a cache hit would not rewrite.
-@task(name="validate-collection", task_run_name="validate-{collection}", cache_policy=NONE)
-def validate_collection_task(
-    collection: str,
-    raw_file: Path,
-    clean_file: Path,
-    quarantine_file: Path,
-    suite_dir: Path,
-    data_docs_dir: Path,
-    as_of: dt.date,
-    max_quarantine_share: float,
-    known_user_ids: set[str] | None = None,
-    freshness_max_lag_hours: float = DEFAULT_FRESHNESS_LAG_HOURS,
-) -> TableValidation:
-    return validate_table(
-        collection,
-        raw_file,
-        clean_file,
-        quarantine_file,
-        suite_dir,
-        data_docs_dir,
-        as_of,
-        max_quarantine_share,
-        known_user_ids,
-        freshness_max_lag_hours,
-    )
-
-
 # ---------------------------------------------------------------- feature table
 
 
