@@ -215,7 +215,12 @@ def plan_extract(
 ) -> ExtractPlan:
     """What to read for one collection: a snapshot, a full read or an increment."""
     if not spec.incremental:
-        return ExtractPlan(SNAPSHOT, [spec.query], None, None, as_of)
+        as_of_end, wall_end = day_end(as_of), day_end(today)
+        if as_of_end >= wall_end:
+            return ExtractPlan(SNAPSHOT, [spec.query], None, None, as_of)
+        # A past as-of (backfill, evaluation): what was created after it did not exist yet.
+        not_yet = {"$nor": [{"createdAt": {"$gte": as_of_end, "$lt": wall_end}}]}
+        return ExtractPlan(SNAPSHOT, [_within(spec, not_yet)], None, None, as_of)
     field_ = spec.time_source
     assert field_ is not None
     as_of_end, wall_end = day_end(as_of), day_end(today)

@@ -92,3 +92,29 @@ def test_unreachable_server_names_host_and_is_not_a_raw_traceback(settings) -> N
     })
     with pytest.raises(MongoUnavailableError, match=r"127\.0\.0\.1.*after 2 attempt"):
         extract_collection(uri, fast, "users", AS_OF)
+
+
+def test_a_past_as_of_snapshot_leaves_out_customers_created_after_it(
+    settings, mongo_client
+) -> None:
+    """Backfilling a past night must see the customer base as it was, not quarantine
+    everyone who joined since (their createdAt is after that as-of)."""
+    db = _db(settings, mongo_client)
+    before = dt.datetime(2026, 2, 20, tzinfo=dt.UTC)
+    after = dt.datetime(2026, 3, 10, tzinfo=dt.UTC)
+    impossible = dt.datetime(2031, 1, 1, tzinfo=dt.UTC)
+    db.users.insert_many([
+        {"role": "customer", "status": "active", "createdAt": before},
+        {"role": "customer", "status": "active", "createdAt": after},
+        {"role": "customer", "status": "active", "createdAt": impossible},
+        {"role": "customer", "status": "active"},  # no createdAt: kept, validation judges it
+    ])
+    today = dt.date(2026, 3, 20)
+    past = pq.read_table(
+        extract_collection(settings.mongo.uri, settings, "users", AS_OF, today=today).path
+    ).to_pandas()
+    created = sorted(past["created_at"].dropna().tolist())
+    assert created == [before, impossible]  # the impossible one stays, for quarantine
+    assert len(past) == 3
+    now = extract_collection(settings.mongo.uri, settings, "users", today, today=today)
+    assert pq.read_table(now.path).num_rows == 4
