@@ -26,20 +26,7 @@ def network_demand_factor(
     """
     if window_days < 1 or baseline_days < window_days:
         raise ValueError("need 1 <= window_days <= baseline_days")
-    cutoff = to_utc(cutoff)
-    ts = utc_series(usagelogs["timestamp"])
-    keep = ((ts < cutoff) & (ts >= cutoff - pd.Timedelta(days=baseline_days))).fillna(False)
-    keep = keep.to_numpy(dtype=bool)
-    if not keep.any():
-        return 0.5
-    gb = np.nan_to_num(
-        pd.to_numeric(usagelogs["download_gb"], errors="coerce").to_numpy(dtype=float)[keep]
-    ) + np.nan_to_num(
-        pd.to_numeric(usagelogs["upload_gb"], errors="coerce").to_numpy(dtype=float)[keep]
-    )
-    days_back = np.floor(((cutoff - ts[keep]) / pd.Timedelta(days=1)).to_numpy(dtype=float))
-    daily = np.bincount(days_back.astype(np.int64), weights=gb, minlength=baseline_days)
-    chronological = daily[:baseline_days][::-1]  # oldest first; last = day before cutoff
+    chronological, _, _ = _daily_load(usagelogs, to_utc(cutoff), baseline_days)
     window = np.ones(window_days) / window_days
     trailing = np.convolve(chronological, window, mode="valid")
     lo, hi, now = trailing.min(), trailing.max(), trailing[-1]

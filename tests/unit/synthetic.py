@@ -6,6 +6,8 @@ the 60 days before their cancellation request, log in less and fail more payment
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 import pandas as pd
 
@@ -72,22 +74,7 @@ def plans_table() -> pd.DataFrame:
 
 
 def empty_tables() -> LakeTables:
-    return LakeTables(
-        **{
-            name: empty(name)
-            for name in (
-                "users",
-                "plans",
-                "subscriptions",
-                "usagelogs",
-                "payments",
-                "billings",
-                "supporttickets",
-                "auditlogs",
-                "feedbacks",
-            )
-        }
-    )
+    return LakeTables(**{f.name: empty(f.name) for f in fields(LakeTables)})
 
 
 def make_tables(
