@@ -9,7 +9,9 @@ flattened to business names; units are normalised here, once (bytes → GB with
 Layout under `<home>/lake/` (hive partitions, one file per collection and as-of):
 
     raw/<c>/dt=<as_of>/part-0.parquet         what this run extracted: a snapshot
-                                              (users, subscriptions, plans) or, for
+                                              (users, subscriptions, plans; the first
+                                              two refreshed from the previous one by
+                                              updatedAt between full reads) or, for
                                               append-only collections, the increment
                                               since the previous watermark (or all)
     quarantine/<c>/dt=<as_of>/part-0.parquet  rejected rows with quarantine_reason
@@ -54,6 +56,10 @@ class TableSpec:
     # Columns that identify one real-world event when the app wrote it twice under two
     # _ids (e.g. a session logged twice): later copies are quarantined as duplicates.
     natural_key: tuple[str, ...] = ()
+    # Snapshots only: the column the app stamps on every change (Mongoose timestamps'
+    # updatedAt). Set = the snapshot is refreshed from the documents changed since the
+    # previous one (tasks/extract.py); unset = read in full every run.
+    updated_column: str | None = None
 
     @property
     def column_names(self) -> list[str]:
@@ -68,6 +74,11 @@ class TableSpec:
     def time_source(self) -> str | None:
         """The app field behind time_column (what the incremental query filters on)."""
         return next((c.source for c in self.columns if c.name == self.time_column), None)
+
+    @property
+    def updated_source(self) -> str | None:
+        """The app field behind updated_column (what an incremental snapshot filters on)."""
+        return next((c.source for c in self.columns if c.name == self.updated_column), None)
 
 
 def _c(name: str, source: str, type_: pa.DataType | str, scale: float | None = None) -> Column:
@@ -84,6 +95,7 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             "users",
             key="user_id",
+            updated_column="updated_at",
             columns=(
                 _c("user_id", "_id", OBJECT_ID),
                 _c("role", "role", STR),
@@ -119,6 +131,7 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             "subscriptions",
             key="subscription_id",
+            updated_column="updated_at",
             columns=(
                 _c("subscription_id", "_id", OBJECT_ID),
                 _c("user_id", "user", OBJECT_ID),

@@ -7,8 +7,15 @@ which quarantines the row with its reason rather than crashing the run.
 
 Two modes, chosen per collection from `bbx.lake`:
 
-- snapshot (users, subscriptions, plans: small and mutable): the whole collection,
-  every run;
+- snapshot (users, subscriptions, plans: small and mutable): the lake file is always
+  the whole collection. Plans are read in full every run. Users and subscriptions
+  (whose `updatedAt` the app's Mongoose timestamps stamp on every change) are read in
+  full on the first run and whenever the last full read is
+  `extract.full_snapshot_every_days` old, the previous snapshot is missing or
+  unreadable, or the schema changed; in between, only the documents whose
+  `updatedAt` is after the previous snapshot's watermark minus `extract.overlap_hours`
+  are read and merged onto the previous validated run's snapshot by key (the copy
+  read now wins). Deleted documents leave at the next full read;
 - incremental (append-only collections with a time field): the events since the
   previous validated run's watermark minus `extract.overlap_hours` (late arrivals),
   up to the end of the as-of day. The first run, or one whose last full extract is
@@ -19,20 +26,27 @@ Two modes, chosen per collection from `bbx.lake`:
 
 Documents are streamed cursor batch by cursor batch into one Parquet file per
 collection and as-of (`lake/raw/<c>/dt=<as_of>/part-0.parquet`), so memory is one
-batch, not the collection. Rerunning an as-of rewrites its file from the same
-previous watermark: idempotent. The watermark only advances when the gate
+batch, not the collection (an incremental snapshot holds the changed documents and
+one batch of the previous snapshot). Rerunning an as-of rewrites its file from the
+same previous watermark: idempotent. The watermark only advances when the gate
 validated the run (`mark_validated`), so a stopped run is re-read next time.
+
+One MongoClient per process and URI serves every collection's read (`mongo_client`;
+closed at exit or by `close_clients`).
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import hashlib
 import json
+import os
+import threading
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +57,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NONE
+from pymongo import MongoClient
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from bbx import lake
@@ -61,6 +76,8 @@ _HEX_PAIRS = np.array([f"{i:02x}".encode() for i in range(256)], dtype="S2")
 SNAPSHOT = "snapshot"
 FULL = "full"
 INCREMENTAL = "incremental"
+# A past as-of's snapshot leaves out documents created after it (the app's createdAt).
+CREATED_SOURCE, CREATED_COLUMN = "createdAt", "created_at"
 
 
 @dataclass(frozen=True)
@@ -77,15 +94,35 @@ class ExtractResult:
     schema_fingerprint: str = ""
     batches: int = 0
     max_batch_rows: int = 0  # the memory bound actually seen
+    # Snapshots refreshed by updatedAt: the previous snapshot file merged onto (rows =
+    # the whole snapshot, new_rows = documents re-read); None = read in full.
+    merged_onto: str | None = None
+
+
+@dataclass(frozen=True)
+class Query:
+    """One server read: `filter`, then `residual` applied by the server after it.
+
+    The time condition goes alone in `filter` because SecantusDB's planner uses a
+    single-field index only for a filter on that field alone ({action, timestamp}
+    scanned every auditlog although timestamp was indexed); a residual makes the read
+    an aggregate of two $match stages, which mongod coalesces and plans as one.
+    """
+
+    filter: dict[str, Any]
+    residual: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ExtractPlan:
     mode: str
-    queries: list[dict[str, Any]]
+    queries: list[Query]
     since: dt.datetime | None
     previous_watermark: dt.datetime | None
     base_as_of: dt.date
+    merge_onto: Path | None = None  # incremental snapshot: the previous snapshot file
+    # Past as-of snapshot: rows created in [start, end) are left out of the merge too.
+    not_created: tuple[dt.datetime, dt.datetime] | None = None
 
 
 # ---------------------------------------------------------------- schema + conversion
@@ -202,8 +239,68 @@ def day_end(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
 
 
-def _within(spec: lake.TableSpec, condition: dict[str, Any]) -> dict[str, Any]:
+def _within(spec: lake.TableSpec, condition: dict[str, Any] | None) -> dict[str, Any]:
+    if not condition:
+        return spec.query
     return {"$and": [spec.query, condition]} if spec.query else condition
+
+
+def _snapshot_base(
+    spec: lake.TableSpec, previous: dict[str, Any] | None, as_of: dt.date, settings: Settings
+) -> tuple[dict[str, Any], Path] | None:
+    """The previous snapshot an incremental one can be merged onto, or None (read in full)."""
+    entry = manifest_entry(previous, spec.collection) if previous and spec.updated_column else None
+    if entry is None or entry.get("mode") != SNAPSHOT or not entry.get("watermark"):
+        return None
+    if not entry.get("base_as_of"):
+        return None
+    base = dt.date.fromisoformat(entry["base_as_of"])
+    if (as_of - base).days >= settings.extract.full_snapshot_every_days:
+        return None  # periodic full read: drops deleted documents, repairs what was missed
+    schema = lake_schema(spec)
+    if entry.get("schema_fingerprint") != schema_fingerprint(schema):
+        return None
+    assert previous is not None
+    path = lake.raw_path(settings.lake_dir, spec.collection,
+                         dt.date.fromisoformat(previous["as_of"]))
+    try:
+        if not pq.read_schema(path).equals(schema, check_metadata=False):
+            return None
+    except (OSError, pa.ArrowException):
+        return None  # missing or unreadable: read in full
+    return entry, path
+
+
+def _plan_snapshot(
+    spec: lake.TableSpec,
+    previous: dict[str, Any] | None,
+    as_of: dt.date,
+    settings: Settings,
+    today: dt.date,
+) -> ExtractPlan:
+    as_of_end, wall_end = day_end(as_of), day_end(today)
+    not_yet, window = None, None
+    if as_of_end < wall_end:
+        # A past as-of (backfill, evaluation): what was created after it did not exist yet.
+        window = (as_of_end, wall_end)
+        not_yet = {"$nor": [{CREATED_SOURCE: {"$gte": as_of_end, "$lt": wall_end}}]}
+    base = _snapshot_base(spec, previous, as_of, settings)
+    if base is None:
+        return ExtractPlan(SNAPSHOT, [Query(_within(spec, not_yet))], None, None, as_of)
+    entry, path = base
+    watermark = dt.datetime.fromisoformat(entry["watermark"])
+    since = watermark - dt.timedelta(hours=settings.extract.overlap_hours)
+    updated = spec.updated_source
+    assert updated is not None
+    return ExtractPlan(
+        SNAPSHOT,
+        [Query({updated: {"$gte": since}}, _within(spec, not_yet))],
+        since,
+        watermark,
+        dt.date.fromisoformat(entry["base_as_of"]),
+        merge_onto=path,
+        not_created=window,
+    )
 
 
 def plan_extract(
@@ -215,12 +312,7 @@ def plan_extract(
 ) -> ExtractPlan:
     """What to read for one collection: a snapshot, a full read or an increment."""
     if not spec.incremental:
-        as_of_end, wall_end = day_end(as_of), day_end(today)
-        if as_of_end >= wall_end:
-            return ExtractPlan(SNAPSHOT, [spec.query], None, None, as_of)
-        # A past as-of (backfill, evaluation): what was created after it did not exist yet.
-        not_yet = {"$nor": [{"createdAt": {"$gte": as_of_end, "$lt": wall_end}}]}
-        return ExtractPlan(SNAPSHOT, [_within(spec, not_yet)], None, None, as_of)
+        return _plan_snapshot(spec, previous, as_of, settings, today)
     field_ = spec.time_source
     assert field_ is not None
     as_of_end, wall_end = day_end(as_of), day_end(today)
@@ -233,17 +325,17 @@ def plan_extract(
     stale_base = base is None or (refresh > 0 and (as_of - base).days >= refresh)
     if watermark is None or stale_base or not entry.get("history"):
         if as_of_end >= wall_end:
-            return ExtractPlan(FULL, [spec.query], None, None, as_of)
+            return ExtractPlan(FULL, [Query(spec.query)], None, None, as_of)
         # Everything except what happened after the as-of day but is not in the future yet.
         skip_later = {"$nor": [{field_: {"$gte": as_of_end, "$lt": wall_end}}]}
-        return ExtractPlan(FULL, [_within(spec, skip_later)], None, None, as_of)
+        return ExtractPlan(FULL, [Query(_within(spec, skip_later))], None, None, as_of)
     since = watermark - dt.timedelta(hours=settings.extract.overlap_hours)
     if as_of_end >= wall_end:
-        queries = [_within(spec, {field_: {"$gte": since}})]
+        queries = [Query({field_: {"$gte": since}}, spec.query)]
     else:
         queries = [
-            _within(spec, {field_: {"$gte": since, "$lt": as_of_end}}),
-            _within(spec, {field_: {"$gte": wall_end}}),  # impossible events: to quarantine
+            Query({field_: {"$gte": since, "$lt": as_of_end}}, spec.query),
+            Query({field_: {"$gte": wall_end}}, spec.query),  # impossible events: to quarantine
         ]
     assert base is not None
     return ExtractPlan(INCREMENTAL, queries, since, watermark, base)
@@ -253,12 +345,18 @@ def plan_extract(
 
 
 def stream_batches(
-    source: Any, spec: lake.TableSpec, query: dict[str, Any], batch_rows: int
+    source: Any, spec: lake.TableSpec, query: Query, batch_rows: int
 ) -> Iterator[pa.Table]:
     """One lake-shaped Arrow table per cursor batch (pymongoarrow's batch-level API)."""
     schema = mongo_schema(spec)
     projection = {c.source: 1 for c in spec.columns} | {"_id": 1}
-    cursor = source.find_raw_batches(query, projection=projection, batch_size=batch_rows)
+    if query.residual:
+        pipeline = [{"$match": query.filter}, {"$match": query.residual},
+                    {"$project": projection}]
+        cursor = source.aggregate_raw_batches(pipeline, batchSize=batch_rows)
+    else:
+        cursor = source.find_raw_batches(query.filter, projection=projection,
+                                         batch_size=batch_rows)
     try:
         for raw in cursor:
             context = PyMongoArrowContext(
@@ -277,40 +375,91 @@ class _Tally:
     batches: int = 0
     max_batch_rows: int = 0
     watermark: dt.datetime | None = None
+    kept_rows: int = 0  # incremental snapshot: unchanged rows kept from the previous one
 
     def add(self, batch: pa.Table, spec: lake.TableSpec, cap: dt.datetime,
             previous: dt.datetime | None) -> None:
         self.rows += batch.num_rows
         self.batches += 1
         self.max_batch_rows = max(self.max_batch_rows, batch.num_rows)
-        if spec.time_column is None or batch.num_rows == 0:
+        clock = spec.time_column or spec.updated_column
+        if clock is None or batch.num_rows == 0:
             self.new_rows += batch.num_rows
             return
-        times = batch.column(spec.time_column)
-        # Impossible (future) events must not move the watermark past the as-of day.
+        times = batch.column(clock)
+        # Impossible (future) times must not move the watermark past the as-of day; for a
+        # past as-of snapshot the cap also keeps the next increment reaching back to the
+        # documents created after the as-of that this one left out.
         newest = pc.max(pc.filter(times, pc.less(times, pa.scalar(cap, times.type)))).as_py()
         if newest is not None and (self.watermark is None or newest > self.watermark):
             self.watermark = newest
-        if previous is None:
+        if previous is None or spec.time_column is None:
             self.new_rows += batch.num_rows
         else:
             self.new_rows += pc.sum(pc.greater(times, pa.scalar(previous, times.type))).as_py() or 0
 
 
+def _last_copies(table: pa.Table, key: str) -> pa.Table:
+    """One row per key, the last read (a document updated mid-read can come twice)."""
+    if pc.count_distinct(table.column(key)).as_py() == table.num_rows:
+        return table
+    order = pa.array(np.arange(table.num_rows))
+    last = (pa.table({"k": table.column(key), "i": order})
+            .group_by("k").aggregate([("i", "max")]).column("i_max"))
+    return table.take(np.sort(last.to_numpy()))  # in read order
+
+
+def _keep_previous(
+    writer: pq.ParquetWriter, previous_file: Path, changed: pa.Table, spec: lake.TableSpec,
+    not_created: tuple[dt.datetime, dt.datetime] | None, batch_rows: int,
+) -> int:
+    """Write the previous snapshot's rows that were not re-read, batch by batch."""
+    changed_keys = changed.column(spec.key).combine_chunks()
+    kept = 0
+    for record_batch in pq.ParquetFile(previous_file).iter_batches(batch_size=batch_rows):
+        rows = pa.Table.from_batches([record_batch])
+        keep = pc.invert(pc.is_in(rows.column(spec.key), value_set=changed_keys))
+        if not_created is not None:
+            created = rows.column(CREATED_COLUMN)
+            start, end = (pa.scalar(t, created.type) for t in not_created)
+            later = pc.and_(pc.greater_equal(created, start), pc.less(created, end))
+            keep = pc.and_(keep, pc.invert(pc.fill_null(later, False)))
+        rows = rows.filter(keep)
+        writer.write_table(rows)
+        kept += rows.num_rows
+    return kept
+
+
 def _read_into(path: Path, source: Any, spec: lake.TableSpec, plan: ExtractPlan,
                batch_rows: int, as_of: dt.date) -> _Tally:
-    """Stream every query of the plan into one Parquet file, written atomically."""
+    """Stream every query of the plan into one Parquet file, written atomically.
+
+    An incremental snapshot writes the previous snapshot's unchanged rows, then the
+    documents re-read now (the newest copies).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
     tally = _Tally()
     schema = lake_schema(spec)
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for query in plan.queries:
-                for batch in stream_batches(source, spec, query, batch_rows):
-                    tally.add(batch, spec, day_end(as_of), plan.previous_watermark)
-                    writer.write_table(batch)
-            if tally.rows == 0:
+            if plan.merge_onto is None:
+                for query in plan.queries:
+                    for batch in stream_batches(source, spec, query, batch_rows):
+                        tally.add(batch, spec, day_end(as_of), plan.previous_watermark)
+                        writer.write_table(batch)
+            else:
+                changed = [schema.empty_table()]
+                for query in plan.queries:
+                    for batch in stream_batches(source, spec, query, batch_rows):
+                        tally.add(batch, spec, day_end(as_of), plan.previous_watermark)
+                        changed.append(batch)
+                latest = _last_copies(pa.concat_tables(changed), spec.key)
+                tally.kept_rows = _keep_previous(writer, plan.merge_onto, latest, spec,
+                                                 plan.not_created, batch_rows)
+                writer.write_table(latest)
+                tally.rows = latest.num_rows
+            if tally.rows + tally.kept_rows == 0:
                 writer.write_table(schema.empty_table())
         tmp.replace(path)
     finally:
@@ -325,6 +474,51 @@ def _scrub(message: str, uri: str) -> str:
         if secret:
             message = message.replace(secret, "***")
     return message
+
+
+# One client per process and URI: a MongoClient is a connection pool plus monitor
+# threads, and building and pinging one per collection cost more than reading a
+# small increment. Filled lazily (nothing connects at import), closed at exit.
+_CLIENTS: dict[tuple[int, str, int], MongoClient] = {}
+_CLIENTS_LOCK = threading.Lock()
+_CLOSE_AT_EXIT: list[bool] = []
+
+
+def _client_key(uri: str, settings: Settings) -> tuple[int, str, int]:
+    # The pid: a forked worker must not share its parent's sockets.
+    return os.getpid(), uri, settings.mongo.server_selection_timeout_ms
+
+
+def mongo_client(uri: str, settings: Settings) -> MongoClient:
+    """This process's client for `uri`, connected (and pinged) on first use."""
+    key = _client_key(uri, settings)
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = connect(uri, settings)  # MongoUnavailableError if unreachable
+            _CLIENTS[key] = client
+            if not _CLOSE_AT_EXIT:
+                atexit.register(close_clients)
+                _CLOSE_AT_EXIT.append(True)
+        return client
+
+
+def _discard_client(uri: str, settings: Settings) -> None:
+    """Drop a client that failed, so the next attempt connects afresh."""
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.pop(_client_key(uri, settings), None)
+    if client is not None:
+        client.close()
+
+
+def close_clients() -> None:
+    """Close every client this process opened (also run at interpreter exit)."""
+    with _CLIENTS_LOCK:
+        mine = [k for k in _CLIENTS if k[0] == os.getpid()]
+        clients = [_CLIENTS.pop(k) for k in mine]
+        _CLIENTS.clear()  # a parent's clients after a fork: forgotten, never closed here
+    for client in clients:
+        client.close()
 
 
 def extract_collection(
@@ -344,14 +538,18 @@ def extract_collection(
     attempts = settings.extract.retries + 1
     for attempt in range(1, attempts + 1):
         try:
-            client = connect(uri, settings)
+            source = mongo_client(uri, settings)[settings.mongo.database][collection]
             try:
-                source = client[settings.mongo.database][collection]
                 tally = _read_into(path, source, spec, plan, settings.extract.batch_rows, as_of)
-            finally:
-                client.close()
+            except (OSError, pa.ArrowException):
+                if plan.merge_onto is None:
+                    raise
+                # The previous snapshot's footer read but its data did not: read in full.
+                plan = _plan_snapshot(spec, None, as_of, settings, today)
+                tally = _read_into(path, source, spec, plan, settings.extract.batch_rows, as_of)
             break
         except (ConnectionFailure, MongoUnavailableError) as exc:
+            _discard_client(uri, settings)
             if attempt == attempts:
                 raise MongoUnavailableError(
                     f"extract of '{collection}' from {redact(uri)} failed after {attempts} "
@@ -368,7 +566,7 @@ def extract_collection(
     watermark = max(known) if known else None
     return ExtractResult(
         collection=collection,
-        rows=tally.rows,
+        rows=tally.rows + tally.kept_rows,
         path=str(path),
         seconds=time.perf_counter() - started,
         mode=plan.mode,
@@ -379,6 +577,7 @@ def extract_collection(
         schema_fingerprint=schema_fingerprint(lake_schema(spec)),
         batches=tally.batches,
         max_batch_rows=tally.max_batch_rows,
+        merged_onto=str(plan.merge_onto) if plan.merge_onto else None,
     )
 
 

@@ -118,3 +118,15 @@ def test_a_past_as_of_snapshot_leaves_out_customers_created_after_it(
     assert len(past) == 3
     now = extract_collection(settings.mongo.uri, settings, "users", today, today=today)
     assert pq.read_table(now.path).num_rows == 4
+
+
+def test_a_document_read_twice_in_one_increment_keeps_its_last_copy() -> None:
+    """An index scan on updatedAt can meet a document again after the app updated it."""
+    import pyarrow as pa
+
+    from tasks.extract import _last_copies
+
+    read = pa.table({"user_id": ["a", "b", "a", "c"], "nps_score": [1.0, 5.0, 9.0, 3.0]})
+    latest = _last_copies(read, "user_id")
+    assert latest.to_pydict() == {"user_id": ["b", "a", "c"], "nps_score": [5.0, 9.0, 3.0]}
+    assert _last_copies(latest, "user_id") is latest  # unique keys: unchanged

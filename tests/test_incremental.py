@@ -19,7 +19,15 @@ from bson import ObjectId
 from bbx import lake
 from bbx.settings import Settings
 from simulator import simulate
-from tasks.extract import FULL, INCREMENTAL, SNAPSHOT, extract_collection, write_manifest
+from tasks.extract import (
+    FULL,
+    INCREMENTAL,
+    SNAPSHOT,
+    close_clients,
+    extract_collection,
+    mongo_client,
+    write_manifest,
+)
 from tasks.gate import DataValidationError, validate_lake
 from tasks.lake_io import read_table, read_tables
 
@@ -208,3 +216,147 @@ def test_volume_against_the_previous_run_is_reported(settings: Settings, simulat
                      "previous run (+100%, tolerance ±50%)"]
     assert usage == ["volume: new rows per day 1 vs 10 in the previous run (-90%, "
                      "tolerance ±50%)"]
+
+
+# ---------------------------------------------------------------- incremental snapshots
+
+
+def _usage_on(db, day: dt.date) -> None:
+    """A session on `day`, so the run's freshness expectation holds."""
+    customer = db.subscriptions.find_one({"status": "active"})["user"]
+    db.usagelogs.insert_one(
+        _session(customer, dt.datetime.combine(day, dt.time(8), tzinfo=dt.UTC)))
+
+
+def _by_key(path: str, key: str):
+    return pq.read_table(path).sort_by(key)
+
+
+def _full_snapshot(settings: Settings, tmp_path: Path, collection: str, as_of: dt.date):
+    """The same collection read in full (a fresh home: no previous snapshot)."""
+    fresh = settings.model_copy(update={"home": tmp_path / "full-home"})
+    result = extract_collection(fresh.mongo.uri, fresh, collection, as_of, today=TODAY)
+    assert result.merged_onto is None
+    return _by_key(result.path, lake.TABLES[collection].key)
+
+
+def test_incremental_snapshot_picks_up_changes_and_equals_a_full_snapshot(
+    settings: Settings, simulated, tmp_path: Path
+) -> None:
+    db = simulated
+    first, _ = _run(settings, AS_OF)
+    assert first["users"].merged_onto is None and first["subscriptions"].merged_onto is None
+
+    next_day = AS_OF + dt.timedelta(days=1)
+    at = lambda hour: dt.datetime.combine(next_day, dt.time(hour), tzinfo=dt.UTC)  # noqa: E731
+    # The app changes a customer (Mongoose stamps updatedAt) and sells a new subscription.
+    changed = db.subscriptions.find_one({"status": "active"})
+    customer = changed["user"]
+    db.users.update_one({"_id": customer}, {"$set": {"npsScore": 2, "updatedAt": at(10)}})
+    new_subscription = {k: v for k, v in changed.items() if k != "_id"} | {
+        "_id": ObjectId(), "startDate": at(11), "createdAt": at(11), "updatedAt": at(11)}
+    db.subscriptions.insert_one(new_subscription)
+    # A customer who joins the day after: not in a snapshot as of next_day (past as-of).
+    later = dt.datetime.combine(next_day + dt.timedelta(days=1), dt.time(9), tzinfo=dt.UTC)
+    joiner = db.users.find_one({"role": "customer"}) | {
+        "_id": ObjectId(), "createdAt": later, "updatedAt": later}
+    db.users.insert_one(joiner)
+    # Audit: a login and an update; only the login is extracted (the residual $match).
+    db.auditlogs.insert_many([
+        {"userId": customer, "action": "login", "entity": "User", "timestamp": at(12)},
+        {"userId": customer, "action": "update", "entity": "User", "timestamp": at(12)},
+    ])
+    _usage_on(db, next_day)
+
+    second, validations = _run(settings, next_day)
+    users, subscriptions = second["users"], second["subscriptions"]
+    previous_users = str(lake.raw_path(settings.lake_dir, "users", AS_OF))
+    assert users.mode == SNAPSHOT and users.merged_onto == previous_users
+    assert users.base_as_of == AS_OF.isoformat() and users.since is not None
+    # Only the documents changed within the overlap window were read, not the collection.
+    assert 1 <= users.new_rows < users.rows / 2
+    assert 1 <= subscriptions.new_rows < subscriptions.rows / 2
+    assert subscriptions.rows == first["subscriptions"].rows + 1
+    assert users.rows == first["users"].rows  # the joiner is not there yet
+
+    user_rows = pq.read_table(users.path).to_pandas().set_index("user_id")
+    assert user_rows.loc[str(customer), "nps_score"] == 2
+    assert str(joiner["_id"]) not in user_rows.index
+    assert str(new_subscription["_id"]) in set(
+        pq.read_table(subscriptions.path).column("subscription_id").to_pylist())
+    logins = pq.read_table(second["auditlogs"].path).to_pandas()
+    assert second["auditlogs"].mode == INCREMENTAL
+    assert len(logins) == db.auditlogs.count_documents(
+        {"action": "login", "timestamp": {"$gte": dt.datetime.fromisoformat(
+            second["auditlogs"].since)}})
+    # Same content as reading the collections in full, and it passed the gate.
+    for collection in ("users", "subscriptions"):
+        merged = _by_key(second[collection].path, lake.TABLES[collection].key)
+        assert merged.equals(_full_snapshot(settings, tmp_path, collection, next_day))
+        assert validations[collection].quarantined == 0
+
+    # Rerunning the as-of reads from the same previous snapshot: the same file.
+    before = pq.read_table(users.path)
+    again, _ = _run(settings, next_day)
+    assert again["users"].since == users.since and again["users"].watermark == users.watermark
+    assert pq.read_table(again["users"].path).equals(before)
+
+
+def test_a_deleted_user_disappears_at_the_next_full_snapshot(
+    settings: Settings, simulated
+) -> None:
+    db = simulated
+    every_2_days = settings.model_copy(update={"extract": settings.extract.model_copy(
+        update={"full_snapshot_every_days": 2})})
+    leaver = db.users.find_one({"role": "admin"}) | {"_id": ObjectId()}
+    db.users.insert_one(leaver)  # an account with no subscription or events
+    _run(every_2_days, AS_OF)
+    db.users.delete_one({"_id": leaver["_id"]})
+
+    day1, day2 = AS_OF + dt.timedelta(days=1), AS_OF + dt.timedelta(days=2)
+    _usage_on(db, day1)
+    _usage_on(db, day2)
+    increment, _ = _run(every_2_days, day1)
+    assert increment["users"].merged_onto is not None  # deletions are invisible to it...
+    ids = set(pq.read_table(increment["users"].path).column("user_id").to_pylist())
+    assert str(leaver["_id"]) in ids
+
+    full, _ = _run(every_2_days, day2)  # ...until the periodic full snapshot
+    assert full["users"].merged_onto is None and full["users"].base_as_of == day2.isoformat()
+    ids = set(pq.read_table(full["users"].path).column("user_id").to_pylist())
+    assert str(leaver["_id"]) not in ids
+    assert len(ids) == db.users.count_documents({})
+
+
+def test_snapshot_is_read_in_full_without_a_usable_previous_one(
+    settings: Settings, simulated
+) -> None:
+    _run(settings, AS_OF)
+    manifest_file = lake.manifest_path(settings.lake_dir, AS_OF)
+    manifest = json.loads(manifest_file.read_text())
+    for entry in manifest["tables"]:
+        if entry["collection"] == "users":
+            entry["schema_fingerprint"] = "0" * 16  # the contract changed since
+    manifest_file.write_text(json.dumps(manifest))
+    lake.raw_path(settings.lake_dir, "subscriptions", AS_OF).write_bytes(b"not parquet")
+
+    day1 = AS_OF + dt.timedelta(days=1)
+    _usage_on(simulated, day1)
+    extracts, _ = _run(settings, day1)
+    for collection in ("users", "subscriptions"):
+        assert extracts[collection].merged_onto is None
+        assert extracts[collection].base_as_of == day1.isoformat()
+        assert extracts[collection].rows == simulated[collection].count_documents({})
+
+
+def test_one_client_serves_every_collection_of_a_run(settings: Settings, simulated) -> None:
+    uri = settings.mongo.uri
+    extract_collection(uri, settings, "users", AS_OF, today=TODAY)
+    client = mongo_client(uri, settings)
+    for collection in lake.TABLES:
+        extract_collection(uri, settings, collection, AS_OF, today=TODAY)
+    assert mongo_client(uri, settings) is client
+    close_clients()
+    reopened = mongo_client(uri, settings)  # closed cleanly; the next run connects again
+    assert reopened is not client
+    assert reopened[settings.mongo.database].users.estimated_document_count() > 0
