@@ -31,6 +31,15 @@ CATEGORY_CODES = {"residential": 0.0, "business": 1.0, "enterprise": 2.0}
 CLOSED_TICKET_STATUSES = ("resolved", "closed")
 NETWORK_TICKET_CATEGORIES = ("network", "technical")
 HIGH_PRIORITIES = ("high", "urgent")
+ACCOUNT_TICKET_CATEGORY = "account"  # leaving is handled as an account matter
+# Wind-down detection: leavers taper their use over a few weeks before they go, so the
+# recent weeks are compared with the customer's own usual behaviour just before them.
+WIND_DOWN_DAYS = 42  # recent days searched for the start of a drop (6 weeks)
+BASELINE_DAYS = 84  # the customer's usual behaviour: the 12 weeks before those
+USAGE_LOOKBACK_DAYS = WIND_DOWN_DAYS + BASELINE_DAYS
+MIN_BASELINE_DAYS = 14  # shorter histories have no baseline (NaN wind-down features)
+WEEKS = WIND_DOWN_DAYS // 7
+MIN_LOG_SPREAD = 0.1  # floor of a customer's spread of log GB / log minutes per session
 
 
 @dataclass
@@ -134,8 +143,12 @@ def build_churn_features(tables: LakeTables, cutoff: pd.Timestamp) -> pd.DataFra
     idx = pd.Index(pop.index, name="user_id")
     out = pd.DataFrame(index=idx)
 
-    # Usage: one pass over the last 90 days.
-    usage = events_before(tables.usagelogs, tables.usagelogs["timestamp"], idx, cutoff, max_days=90)
+    # Usage: one pass over the look-back (90-day features mask it to 90 days).
+    usage = events_before(
+        tables.usagelogs, tables.usagelogs["timestamp"], idx, cutoff,
+        max_days=USAGE_LOOKBACK_DAYS,
+    )
+    last90 = usage.mask(90)
     gb = np.nan_to_num(_column(usage.frame, "download_gb")) + np.nan_to_num(
         _column(usage.frame, "upload_gb")
     )
@@ -184,7 +197,7 @@ def build_churn_features(tables: LakeTables, cutoff: pd.Timestamp) -> pd.DataFra
 
     out["usage_gb_7d"] = usage.total(gb, usage.mask(7))
     out["usage_gb_30d"] = gb_30
-    gb_90 = usage.total(gb)
+    gb_90 = usage.total(gb, last90)
     out["usage_gb_90d"] = gb_90
     day_key = usage.pos[last30] * 30 + np.floor(usage.age_days[last30]).astype(np.int64)
     active_pos = np.unique(day_key) // 30
@@ -237,8 +250,8 @@ def build_churn_features(tables: LakeTables, cutoff: pd.Timestamp) -> pd.DataFra
 
     latency = _column(usage.frame, "latency_ms")
     loss = _column(usage.frame, "packet_loss_pct")
-    usual_latency = usage.mean(latency)  # 90-day mean per customer
-    usual_loss = usage.mean(loss)
+    usual_latency = usage.mean(latency, last90)  # 90-day mean per customer
+    usual_loss = usage.mean(loss, last90)
     last7 = usage.mask(7)
     with np.errstate(invalid="ignore"):
         degraded = (latency > 2.0 * usual_latency[usage.pos]) | (
@@ -258,13 +271,18 @@ def build_churn_features(tables: LakeTables, cutoff: pd.Timestamp) -> pd.DataFra
         per_day_90 = np.where(gb_90 > 0, gb_90 / 90.0, np.nan)
         out["usage_ratio_7d_90d"] = (out["usage_gb_7d"].to_numpy() / 7.0) / per_day_90
         out["usage_ratio_14d_90d"] = (usage.total(gb, usage.mask(14)) / 14.0) / per_day_90
-        sessions_90 = usage.count()
+        sessions_90 = usage.count(last90)
         out["sessions_ratio_7d_90d"] = (usage.count(last7) / 7.0) / np.where(
             sessions_90 > 0, sessions_90 / 90.0, np.nan
         )
     last_session = np.full(len(idx), 90.0)
-    np.minimum.at(last_session, usage.pos, usage.age_days)
+    np.minimum.at(last_session, usage.pos[last90], usage.age_days[last90])
     out["days_since_last_session"] = last_session
+
+    for name, values in wind_down_features(usage, gb, logins).items():
+        out[name] = values
+    account = tf["category"].eq(ACCOUNT_TICKET_CATEGORY).to_numpy(dtype=bool)
+    out["account_tickets_14d"] = tickets_all.count(tickets_all.mask(14) & account)
 
     bills = tables.billings
     issued = events_before(bills, bills["created_at"], idx, cutoff, max_days=None)
@@ -277,3 +295,139 @@ def build_churn_features(tables: LakeTables, cutoff: pd.Timestamp) -> pd.DataFra
     result = pd.concat([context, out[list(CHURN_FEATURE_NAMES)]], axis=1)
     assert tuple(result.columns[: len(CHURN_CONTEXT_COLUMNS)]) == CHURN_CONTEXT_COLUMNS
     return result
+
+
+def _daily_matrix(pos: np.ndarray, age: np.ndarray, n: int, weights: np.ndarray | None = None,
+                  days: int = WIND_DOWN_DAYS) -> np.ndarray:
+    """(n, days) sums per customer and whole day before the cutoff (column 0: the last day)."""
+    day = np.floor(age).astype(np.int64)
+    keep = day < days
+    cell = pos[keep] * days + day[keep]
+    w = None if weights is None else weights[keep]
+    return np.bincount(cell, weights=w, minlength=n * days).reshape(n, days)
+
+
+def _xlogx_over(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """x * log(x / t), 0 where x == 0 (the Poisson log-likelihood at its fitted rate)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0) / t), 0.0)
+
+
+def _poisson_drop_llr(recent: np.ndarray, recent_days: np.ndarray, before: np.ndarray,
+                      before_days: np.ndarray) -> np.ndarray:
+    """Log-likelihood ratio of "a lower rate in the recent span than before it" vs one rate
+    throughout (two Poisson samples); 0 when the recent rate is not lower."""
+    total, days = recent + before, recent_days + before_days
+    llr = (_xlogx_over(recent, recent_days) + _xlogx_over(before, before_days)
+           - _xlogx_over(total, days))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lower = recent / recent_days < before / before_days
+    return np.where(lower, llr, 0.0)
+
+
+def _mean_drop_llr(recent_sum: np.ndarray, recent_n: np.ndarray, before_sum: np.ndarray,
+                   before_n: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Log-likelihood ratio of a lower Gaussian mean in the recent span than before it vs
+    one mean throughout (known sigma); 0 when it is not lower or a side is empty."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shift = recent_sum / recent_n - before_sum / before_n
+        weight = recent_n * before_n / (recent_n + before_n)
+        llr = weight * shift**2 / (2.0 * sigma**2)
+    return np.where((shift < 0) & (recent_n > 0) & (before_n > 0), llr, 0.0)
+
+
+def _log_positive(values: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(values > 0, np.log(np.where(values > 0, values, 1.0)), np.nan)
+
+
+def wind_down_features(usage: Events, gb: np.ndarray, logins: Events) -> dict[str, np.ndarray]:
+    """Has the customer's activity started to fall below their own usual level, and when?
+
+    A change-point search over the look-back (USAGE_LOOKBACK_DAYS, counted from the
+    customer's first session in it, so new customers and short histories are not
+    mistaken for a drop): for every start s = 1..WIND_DOWN_DAYS days ago that leaves at
+    least MIN_BASELINE_DAYS before it, the evidence for "activity has been lower since s
+    than before s" is the summed log-likelihood ratio against one level throughout:
+    Poisson for session and login counts per day, Gaussian mean shifts (at the customer's
+    own spread) for log GB and log minutes per session. Every figure is the customer's
+    own: no population term. Features: the largest evidence, its start, the session rate
+    since then relative to before; weekly session ratios and 14-day per-session changes
+    against the days before the last WIND_DOWN_DAYS. `gb` is GB per row of `usage`.
+    """
+    n, w, span = usage.n, WIND_DOWN_DAYS, USAGE_LOOKBACK_DAYS
+    oldest = np.zeros(n)
+    np.maximum.at(oldest, usage.pos, np.ceil(usage.age_days))
+    history = np.clip(oldest, 0.0, span)  # days of history in the look-back
+    starts = np.arange(1, w + 1, dtype=float)[None, :]  # s: days since the supposed start
+    before_days = history[:, None] - starts
+    valid = before_days >= MIN_BASELINE_DAYS
+
+    def cumulative(pos: np.ndarray, age: np.ndarray, weights: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        daily = _daily_matrix(pos, age, n, weights, days=span)
+        return np.cumsum(daily[:, :w], axis=1), daily.sum(axis=1)[:, None]
+
+    sessions_cum, sessions_total = cumulative(usage.pos, usage.age_days)
+    login_span = logins.mask(span)
+    logins_cum, logins_total = cumulative(logins.pos[login_span], logins.age_days[login_span])
+    with np.errstate(invalid="ignore"):
+        evidence = _poisson_drop_llr(sessions_cum, starts, sessions_total - sessions_cum,
+                                     before_days)
+        evidence = evidence + _poisson_drop_llr(logins_cum, starts, logins_total - logins_cum,
+                                                before_days)
+    minutes = pd.to_numeric(usage.frame["session_minutes"], errors="coerce").to_numpy(float)
+    older = usage.mask(span, w)
+    per_session_change: list[np.ndarray] = []
+    for values in (_log_positive(gb), _log_positive(minutes)):
+        known = np.isfinite(values)
+        pos, age, x = usage.pos[known], usage.age_days[known], values[known]
+        sum_cum, sum_total = cumulative(pos, age, x)
+        n_cum, n_total = cumulative(pos, age)
+        # The customer's own session-to-session spread, at least MIN_LOG_SPREAD so
+        # near-constant sessions do not turn rounding into evidence.
+        mean = usage.mean(values)
+        spread = np.sqrt(usage.mean((values - mean[usage.pos]) ** 2))
+        sigma = np.fmax(spread, MIN_LOG_SPREAD)[:, None]
+        evidence = evidence + _mean_drop_llr(sum_cum, n_cum, sum_total - sum_cum,
+                                             n_total - n_cum, sigma)
+        usual = usage.mean(values, older)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_session_change.append(
+                sum_cum[:, 13] / np.where(n_cum[:, 13] > 0, n_cum[:, 13], np.nan) - usual)
+    evidence = np.where(valid, np.nan_to_num(evidence), 0.0)
+    evidence = np.where(evidence > 1e-9, evidence, 0.0)  # rounding noise is no drop
+    has_base = valid.any(axis=1)
+    # Averaged over the possible starts (a Bayes factor with a uniform prior on s): less
+    # inflated by noise than the best start alone, which is picked as the largest of 42.
+    with np.errstate(over="ignore", divide="ignore"):
+        peak = evidence.max(axis=1, keepdims=True)
+        average = peak[:, 0] + np.log(
+            np.sum(np.exp(evidence - peak) * valid, axis=1) / np.maximum(valid.sum(axis=1), 1))
+    best = np.argmax(evidence, axis=1)
+    rows = np.arange(n)
+    best_evidence = evidence[rows, best]
+    found = best_evidence > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recent_rate = sessions_cum[rows, best] / (best + 1.0)
+        before_rate = (sessions_total[:, 0] - sessions_cum[rows, best]) / before_days[rows, best]
+        out = {
+            "wind_down_evidence": np.where(has_base, best_evidence, np.nan),
+            "wind_down_bayes_factor": np.where(has_base, average, np.nan),
+            "wind_down_days": np.where(has_base, np.where(found, best + 1.0, 0.0), np.nan),
+            "wind_down_activity_ratio": np.where(
+                has_base, np.where(found, recent_rate / before_rate, 1.0), np.nan),
+        }
+        base_days = history - w
+        base_rate = np.where(base_days >= MIN_BASELINE_DAYS,
+                             usage.count(older) / np.where(base_days > 0, base_days, 1.0),
+                             np.nan)
+        sessions = np.diff(sessions_cum, axis=1, prepend=0.0)
+        for week in range(WEEKS):
+            observed = sessions[:, 7 * week: 7 * week + 7].sum(axis=1)
+            out[f"sessions_ratio_week{week + 1}"] = observed / (7.0 * base_rate)
+    out["gb_per_session_log_change_14d"] = np.where(np.isfinite(base_rate),
+                                                    per_session_change[0], np.nan)
+    out["minutes_per_session_log_change_14d"] = np.where(np.isfinite(base_rate),
+                                                         per_session_change[1], np.nan)
+    return out

@@ -12,11 +12,15 @@ def as_of_cutoff(as_of: dt.date) -> pd.Timestamp:
     return pd.Timestamp(as_of, tz="UTC")
 
 
-def monthly_training_cutoffs(as_of: dt.date, horizon_days: int, count: int) -> list[pd.Timestamp]:
-    """`count` cutoffs 30 days apart, the latest one horizon before as-of.
+def training_cutoffs(
+    as_of: dt.date, horizon_days: int, count: int, spacing_days: int
+) -> list[pd.Timestamp]:
+    """`count` cutoffs `spacing_days` apart, the latest one horizon before as-of.
 
     The latest cutoff is as late as possible while its label window
-    (cutoff, cutoff + horizon] has fully happened by as-of.
+    (cutoff, cutoff + horizon] has fully happened by as-of. Cutoffs closer than the
+    horizon overlap in label windows on purpose: the model then sees a leaver's
+    wind-down at every stage, not only at the one a monthly snapshot happens to catch.
     """
     latest = as_of_cutoff(as_of) - pd.Timedelta(days=horizon_days)
-    return [latest - pd.Timedelta(days=30 * i) for i in reversed(range(count))]
+    return [latest - pd.Timedelta(days=spacing_days * i) for i in reversed(range(count))]

@@ -222,6 +222,69 @@ CHURN_FEATURES: tuple[Feature, ...] = (
         "billings",
         None,
     ),
+    # Wind-down against the customer's own history (issue 5): leavers taper their use
+    # over a few weeks before they go. History: the 126 days before the cutoff, counted
+    # from the customer's first session in them.
+    Feature(
+        "wind_down_evidence",
+        "Change-point evidence of a drop: the largest log-likelihood ratio, over start days "
+        "s = 1..42 days ago with at least 14 days of history before s, of \"activity has "
+        "been lower since s than before\" vs one level throughout; Poisson for sessions and "
+        "logins per day, Gaussian mean shift (the customer's own spread) for log GB and log "
+        "minutes per session. 0: no drop; NaN with under 15 days of history.",
+        "usagelogs",
+        126,
+    ),
+    Feature(
+        "wind_down_bayes_factor",
+        "Log of the mean over the same starts of exp(log-likelihood ratio): the evidence "
+        "for a drop without betting on one start (less inflated by noise than the largest).",
+        "usagelogs",
+        126,
+    ),
+    Feature(
+        "wind_down_days",
+        "The start s (days ago, 1..42) giving wind_down_evidence; 0 without a drop.",
+        "usagelogs",
+        126,
+    ),
+    Feature(
+        "wind_down_activity_ratio",
+        "Sessions per day since that start over sessions per day before it (1 without a "
+        "drop).",
+        "usagelogs",
+        126,
+    ),
+    *(
+        Feature(
+            f"sessions_ratio_week{k}",
+            f"Sessions in week {k} before the cutoff (days {7 * k - 7}..{7 * k - 1} ago) over "
+            "7 days' worth at the rate of days 42..126 ago (NaN with under 14 such days).",
+            "usagelogs",
+            126,
+        )
+        for k in range(1, 7)
+    ),
+    Feature(
+        "gb_per_session_log_change_14d",
+        "Mean log GB per session in the last 14 days minus its mean over days 42..126 ago "
+        "(negative: smaller sessions); NaN without sessions in either.",
+        "usagelogs",
+        126,
+    ),
+    Feature(
+        "minutes_per_session_log_change_14d",
+        "Mean log session minutes in the last 14 days minus its mean over days 42..126 ago.",
+        "usagelogs",
+        126,
+    ),
+    Feature(
+        "account_tickets_14d",
+        "Tickets of category account created in the last 14 days (how leaving is asked "
+        "about).",
+        "supporttickets",
+        14,
+    ),
 )
 
 # Asked for but deliberately not features: users.npsScore is current state (and 7

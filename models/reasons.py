@@ -1,11 +1,13 @@
 """Why a customer got their churn score, in words a support agent understands (pure).
 
 Input: the model's per-feature contributions to the log-odds (XGBoost
-`pred_contribs`) and the feature values. Output per customer: the `top_k`
-features with the largest |contribution|, each as
-{"feature", "value", "effect", "text"}; `effect` is the signed contribution
-("+0.80" raises the churn risk, "-0.35" lowers it) and `text` states the value
-in plain words, e.g. "No login for 34 days".
+`pred_contribs`) and the feature values. Output per customer: up to `top_k`
+features that raise the risk (positive contribution), largest first, each as
+{"feature", "value", "effect", "text"}; `effect` is the contribution ("+0.80")
+and `text` states the value in plain words, e.g. "No login for 34 days".
+Features that lower the risk are never listed: a support agent asking "why might
+this customer leave?" does not want "0 failed payments" as an answer. A customer
+with no risk-raising feature gets an empty list.
 """
 
 from __future__ import annotations
@@ -60,6 +62,23 @@ REASON_TEMPLATES: dict[str, Callable[[str], str]] = {
     "sessions_ratio_7d_90d": lambda v: f"Sessions this week are {v}x their usual",
     "days_since_last_session": lambda v: f"Last online {v} days ago",
     "customer_tenure_months": lambda v: f"Customer for {v} months",
+    "wind_down_evidence": lambda v: f"Activity falling below their usual level (evidence {v})",
+    "wind_down_bayes_factor": lambda v: f"Activity falling below their usual level "
+    f"(log Bayes factor {v})",
+    "wind_down_days": lambda v: f"Activity has been lower for {v} days",
+    "wind_down_activity_ratio": lambda v: f"Sessions since the drop are {v}x their usual",
+    **{
+        f"sessions_ratio_week{k}": (
+            lambda v, k=k: f"Sessions {k} week{'s' if k > 1 else ''} ago were {v}x their usual"
+            if k > 1 else f"Sessions this week are {v}x their usual (vs 6-18 weeks ago)"
+        )
+        for k in range(1, 7)
+    },
+    "gb_per_session_log_change_14d": lambda v: f"Data per session changed by {v} (log) in the "
+    "last 2 weeks",
+    "minutes_per_session_log_change_14d": lambda v: f"Session length changed by {v} (log) in "
+    "the last 2 weeks",
+    "account_tickets_14d": lambda v: f"{v} account tickets in the last 14 days",
 }
 
 # Value shown for a missing feature, per feature (else "unknown").
@@ -73,6 +92,13 @@ MISSING_TEXT: dict[str, str] = {
     "feedback_mean_rating_90d": "No feedback in the last 90 days",
     "mean_resolution_days_90d": "No resolved tickets in the last 90 days",
     "ticket_satisfaction_90d": "No support ratings in the last 90 days",
+    **{
+        name: "Too little history to compare with their usual activity"
+        for name in ("wind_down_evidence", "wind_down_bayes_factor", "wind_down_days",
+                     "wind_down_activity_ratio",
+                     *(f"sessions_ratio_week{k}" for k in range(1, 7)),
+                     "gb_per_session_log_change_14d", "minutes_per_session_log_change_14d")
+    },
 }
 
 
@@ -106,7 +132,8 @@ def churn_reasons(
     feature_names: Sequence[str],
     top_k: int,
 ) -> list[list[dict[str, object]]]:
-    """Per row of `features`: the top_k features by |contribution|, largest first.
+    """Per row of `features`: up to top_k features with a positive contribution, largest
+    first (fewer when fewer raise the risk).
 
     `contributions` is (rows, len(feature_names)) aligned with `features`' rows.
     Ties are broken by feature order (stable), so the result is deterministic.
@@ -121,12 +148,14 @@ def churn_reasons(
     if len(features) == 0:
         return []
     k = min(top_k, len(names))
-    order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
+    order = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
     values = features[names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
     reasons: list[list[dict[str, object]]] = []
     for row in range(len(features)):
         items = []
         for col in order[row]:
+            if not contributions[row, col] > 0:
+                break  # sorted: the rest lower the risk (or do nothing)
             feature = names[col]
             shown = display_value(feature, values[row, col])
             items.append({

@@ -195,34 +195,41 @@ def test_promotion_rules() -> None:
     assert broken.promote and "cannot be evaluated" in broken.reason
 
 
-def test_reasons_are_top3_by_absolute_contribution_and_state_the_value() -> None:
+def test_reasons_are_the_top3_risk_raising_features_and_state_the_value() -> None:
     names = ["days_since_last_login", "payment_failures_90d", "usage_gb_30d",
              "mean_latency_ms_30d", "discount_share"]
     features = pd.DataFrame({
-        "days_since_last_login": [34.0, 2.0],
-        "payment_failures_90d": [2.0, 0.0],
-        "usage_gb_30d": [12.345, 80.0],
-        "mean_latency_ms_30d": [np.nan, 25.0],
-        "discount_share": [0.1, 0.0],
+        "days_since_last_login": [34.0, 2.0, 1.0],
+        "payment_failures_90d": [2.0, 0.0, 0.0],
+        "usage_gb_30d": [12.345, 80.0, 90.0],
+        "mean_latency_ms_30d": [np.nan, 25.0, 20.0],
+        "discount_share": [0.1, 0.0, 0.0],
     })
     contributions = np.array([
-        [0.8, 0.3, -0.5, 0.05, 0.0],
+        [0.8, 0.3, -0.9, 0.05, 0.0],
         [-0.2, 0.0, -0.1, 0.6, 0.9],
+        [-0.2, -0.4, -0.1, 0.0, -0.3],
     ])
     reasons = churn_reasons(features, contributions, names, top_k=3)
+    # Largest positive contributions first; the larger negative one (-0.9) is not a reason.
     assert [r["feature"] for r in reasons[0]] == [
-        "days_since_last_login", "usage_gb_30d", "payment_failures_90d"]
-    assert [r["feature"] for r in reasons[1]] == [
-        "discount_share", "mean_latency_ms_30d", "days_since_last_login"]
+        "days_since_last_login", "payment_failures_90d", "mean_latency_ms_30d"]
+    # Only two features raise the risk: two reasons, never a zero or negative one.
+    assert [r["feature"] for r in reasons[1]] == ["discount_share", "mean_latency_ms_30d"]
+    # Nothing raises the risk: no reasons at all ("0 failed payments" is no reason to leave).
+    assert reasons[2] == []
     top = reasons[0][0]
     assert top == {"feature": "days_since_last_login", "value": 34, "effect": "+0.80",
                    "text": "No login for 34 days"}
-    assert reasons[0][1]["effect"] == "-0.50" and reasons[0][1]["value"] == 12.3
+    assert reasons[0][1] == {"feature": "payment_failures_90d", "value": 2, "effect": "+0.30",
+                             "text": "2 failed payments in the last 90 days"}
+    assert all(float(r["effect"]) > 0 for row in reasons for r in row)
     for row in reasons:
         for r in row:
-            assert str(r["value"]) in r["text"]
+            if r["value"] is not None:
+                assert str(r["value"]) in r["text"]
     # Missing values are said in words, not as NaN.
-    missing = churn_reasons(features.iloc[:1], np.array([[0, 0, 0, 1.0, 0]]), names, 1)[0][0]
+    missing = reasons[0][2]
     assert missing["value"] is None and "No sessions" in missing["text"]
     assert json.loads(reasons_to_json(reasons)[0]) == reasons[0]
     with pytest.raises(ValueError, match="shape"):

@@ -416,3 +416,121 @@ def test_feature_docs_match_the_registry() -> None:
     )
     for feature in CHURN_FEATURES:
         assert f"`{feature.name}`" in docs.read_text()
+
+
+# --- wind-down against the customer's own baseline -------------------------------------
+
+WIND_DOWN_COLUMNS = [
+    "wind_down_evidence", "wind_down_bayes_factor", "wind_down_days", "wind_down_activity_ratio",
+    *(f"sessions_ratio_week{k}" for k in range(1, 7)),
+    "gb_per_session_log_change_14d", "minutes_per_session_log_change_14d",
+]
+
+
+def wind_down_tables() -> LakeTables:
+    """A (steady), C (drops to a quarter of everything 10 days before CUT), H (only 20 days
+    of history): 2 sessions of 2 GB / 40 min and one login a day, 150 days back."""
+    tables = base_tables()
+    rows = []
+    for user, first_day in ((A, 150), (C, 150), (H, 20)):
+        for day in range(1, first_day + 1):
+            dropped = user == C and day <= 10
+            for k in range(1 if dropped else 2):
+                rows.append((user, CUT - day * D + (3 + 9 * k) * pd.Timedelta(hours=1),
+                             0.5 if dropped else 2.0, 20.0 if dropped else 40.0))
+    users, times, gb, minutes = zip(*rows, strict=True)
+    tables.usagelogs = table(
+        "usagelogs", session_id=[uid(f"w{i}") for i in range(len(rows))], user_id=users,
+        timestamp=times, download_gb=gb, upload_gb=0.0, session_minutes=minutes,
+        latency_ms=10.0, packet_loss_pct=0.1,
+    )
+    login_rows = [(u, CUT - day * D + 5 * pd.Timedelta(hours=1))
+                  for u, first_day in ((A, 150), (C, 150), (H, 20))
+                  for day in range(1, first_day + 1) if not (u == C and day <= 10 and day % 4)]
+    tables.auditlogs = table(
+        "auditlogs", login_id=[uid(f"wl{i}") for i in range(len(login_rows))],
+        user_id=[u for u, _ in login_rows], timestamp=[t for _, t in login_rows],
+    )
+    tables.supporttickets = pd.concat([tables.supporttickets, table(
+        "supporttickets", ticket_id=[uid("wt0"), uid("wt1")], user_id=[C, C],
+        created_at=[CUT - 3 * D, CUT - 20 * D], updated_at=[CUT - 2 * D, CUT - 19 * D],
+        ticket_status="resolved", priority="low", category="account",
+    )], ignore_index=True)
+    return tables
+
+
+def test_wind_down_is_found_against_the_customers_own_baseline() -> None:
+    f = build_churn_features(wind_down_tables(), CUT)
+    steady, dropped, short = f.loc[A], f.loc[C], f.loc[H]
+    # Steady: every week at the usual level, no evidence of a drop.
+    assert steady["wind_down_evidence"] == pytest.approx(0.0, abs=1e-9)
+    assert steady["wind_down_days"] == 0.0
+    for k in range(1, 7):
+        assert steady[f"sessions_ratio_week{k}"] == pytest.approx(1.0)
+    assert steady["gb_per_session_log_change_14d"] == pytest.approx(0.0, abs=1e-9)
+    # Dropped 10 days ago: the best start is 10 days back, at half the sessions.
+    assert dropped["wind_down_days"] == 10.0
+    # Log-likelihood ratios at s = 10 against one level over the look-back's 126 days.
+    def poisson(n1: float, t1: float, n2: float, t2: float) -> float:
+        return n1 * np.log(n1 / t1) + n2 * np.log(n2 / t2) - (n1 + n2) * np.log(
+            (n1 + n2) / (t1 + t2))
+
+    def gaussian(low: float, high: float) -> float:  # 10 sessions at low, 232 at high
+        values = np.r_[np.full(10, low), np.full(232, high)]
+        return 10 * 232 / 242 * (low - high) ** 2 / (2 * values.var())
+
+    sessions = poisson(10, 10, 232, 116)  # 1 a day for 10 days, 2 a day for 116 before
+    logins = poisson(2, 10, 116, 116)  # days 4 and 8 of the last 10; daily before
+    assert dropped["wind_down_evidence"] == pytest.approx(
+        sessions + logins + gaussian(np.log(0.5), np.log(2.0))
+        + gaussian(np.log(20.0), np.log(40.0)))
+    assert dropped["wind_down_activity_ratio"] == pytest.approx(0.5)
+    # The average over starts is below the best start's evidence, and well above none.
+    assert 5.0 < dropped["wind_down_bayes_factor"] < dropped["wind_down_evidence"]
+    assert steady["wind_down_bayes_factor"] == pytest.approx(0.0, abs=1e-9)
+    assert dropped["sessions_ratio_week1"] == pytest.approx(0.5)
+    assert dropped["sessions_ratio_week2"] == pytest.approx((3 * 1 + 4 * 2) / 14)
+    assert dropped["sessions_ratio_week3"] == pytest.approx(1.0)
+    # 10 of the 14 days' sessions at a quarter of the GB, half the minutes.
+    assert dropped["gb_per_session_log_change_14d"] == pytest.approx(
+        10 * np.log(0.25) / (10 + 8))
+    assert dropped["minutes_per_session_log_change_14d"] == pytest.approx(
+        10 * np.log(0.5) / (10 + 8))
+    assert dropped["account_tickets_14d"] == 1  # the 20-day-old one is out of window
+    # 20 days of steady history: starts up to 6 days back are tested (14 days before them),
+    # no drop is found; too short for weekly ratios against the days before 6 weeks.
+    assert short["wind_down_evidence"] == 0.0 and short["wind_down_days"] == 0.0
+    assert short[WIND_DOWN_COLUMNS[4:]].isna().all()
+    # No session at all: nothing to compare.
+    assert build_churn_features(wind_down_tables(), CUT).loc[DD, WIND_DOWN_COLUMNS].isna().all()
+
+
+def test_wind_down_ignores_events_at_or_after_cutoff() -> None:
+    tables = wind_down_tables()
+    before = build_churn_features(tables, CUT)
+    planted = LakeTables(**vars(tables))
+    planted.usagelogs = pd.concat([tables.usagelogs, table(
+        "usagelogs", session_id=[uid(f"wf{i}") for i in range(6)], user_id=[A, C] * 3,
+        timestamp=[CUT, CUT, CUT + D, CUT + D, CUT + 2 * D, CUT + 2 * D],
+        download_gb=0.01, upload_gb=0.0, session_minutes=1.0,
+    )], ignore_index=True)
+    planted.auditlogs = pd.concat([tables.auditlogs, table(
+        "auditlogs", login_id=[uid("wfl0")], user_id=[C], timestamp=[CUT + D],
+    )], ignore_index=True)
+    planted.supporttickets = pd.concat([tables.supporttickets, table(
+        "supporttickets", ticket_id=[uid("wft0")], user_id=[A], created_at=[CUT],
+        updated_at=[CUT], ticket_status="open", priority="low", category="account",
+    )], ignore_index=True)
+    pd.testing.assert_frame_equal(before, build_churn_features(planted, CUT))
+    # Guard: three days later the same rows are in the past and move every figure.
+    later = CUT + 3 * D
+    moved = build_churn_features(planted, later)
+    unmoved = build_churn_features(tables, later)
+    for column in [*WIND_DOWN_COLUMNS, "account_tickets_14d"]:
+        if column in ("wind_down_days", "wind_down_evidence", "wind_down_bayes_factor",
+                      "wind_down_activity_ratio",
+                      *(f"sessions_ratio_week{k}" for k in range(2, 7))):
+            continue  # a few tiny sessions need not change the best start or older weeks
+        a, b = moved.loc[A, column], unmoved.loc[A, column]
+        assert not (a == b or (np.isnan(a) and np.isnan(b))), column
+    assert moved.loc[A, "wind_down_evidence"] > unmoved.loc[A, "wind_down_evidence"]
