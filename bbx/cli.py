@@ -265,8 +265,13 @@ def run_nightly(
         help="Retrain when due (churn.retrain_every_days); --no-train never retrains.")] = True,
     force_train: Annotated[bool, typer.Option(help="Retrain now, due or not.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Do everything but publish.")] = False,
+    dask: Annotated[str | None, typer.Option(
+        "--dask", metavar="ADDRESS",
+        help="Dask scheduler to run the customer buckets on (scale.dask_address).")] = None,
 ) -> None:
     """Run the nightly flow once, in this process."""
+    if dask:  # the flow reads its settings itself: hand the address over like any setting
+        os.environ["BBX_SCALE__DASK_ADDRESS"] = dask
     summary = _run_nightly(as_of.date() if as_of else None, train, dry_run, force_train)
     scores = summary["scores"]
     _say(f"scored {scores['customers']} customers for {summary['as_of']}: {scores['band_counts']}")

@@ -106,16 +106,28 @@ def hourly_demand_profile(
     """
     if baseline_days < 1:
         raise ValueError("baseline_days must be positive")
-    cutoff = to_utc(cutoff)
+    return hourly_profile_from_load(_hourly_load(usagelogs, to_utc(cutoff), baseline_days),
+                                    baseline_days)
+
+
+def _hourly_load(
+    usagelogs: pd.DataFrame, cutoff: pd.Timestamp, baseline_days: int
+) -> np.ndarray:
+    """Network GB per IST hour of day (24) over the `baseline_days` before cutoff."""
     _, ts, gb = _daily_load(usagelogs, cutoff, baseline_days)
     hours = (ts + IST_OFFSET).dt.hour.to_numpy()
-    per_hour = np.bincount(hours.astype(np.int64), weights=gb, minlength=24)[:24]
+    return np.bincount(hours.astype(np.int64), weights=gb, minlength=24)[:24]
+
+
+def hourly_profile_from_load(per_hour: np.ndarray, baseline_days: int) -> pd.DataFrame:
+    """`hourly_demand_profile` of a network whose GB per IST hour over the baseline is
+    `per_hour` (24 values; additive over customers, so bucket sums combine exactly)."""
+    per_hour = np.asarray(per_hour, dtype=float)
     total = per_hour.sum()
     spread = per_hour.max() - per_hour.min()
     demand = (per_hour - per_hour.min()) / spread if spread > 1e-12 else np.full(24, 0.5)
-    table = pd.DataFrame({
+    return pd.DataFrame({
         "mean_daily_gb": per_hour / baseline_days,
         "load_share": per_hour / total if total > 0 else np.full(24, 1 / 24),
         "demand": demand,
     }, index=pd.RangeIndex(24, name="hour_ist"))
-    return table

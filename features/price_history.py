@@ -28,7 +28,7 @@ def price_response_history(
     life = subscription_lifecycle(tables.subscriptions).set_index("subscription_id")
     ended = life["ended_at"].reindex(cohort["subscription_id"].to_numpy())
     kind = life["end_kind"].reindex(cohort["subscription_id"].to_numpy())
-    ended = pd.Series(ended.to_numpy(), index=cohort.index)
+    ended = pd.Series(ended.array, index=cohort.index)  # .array keeps UTC when all NaT
     kind = pd.Series(kind.to_numpy(), index=cohort.index)
     ended_in_span = ended.notna() & (ended <= end)
     stop = ended.where(ended_in_span, end)

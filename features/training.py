@@ -122,3 +122,14 @@ def split_train_valid_test(
         test=df.loc[is_test_customer].copy(),
         test_cutoffs=tuple(pd.Timestamp(c) for c in latest),
     )
+
+
+def combine_training_sets(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Training rows built per bucket of customers, as one set in the order
+    `build_training_set` gives for all customers at once (cutoff, then user_id), so
+    the seeded row sampling in training sees the same rows in the same order."""
+    kept = [f for f in frames if len(f)] or frames[:1]
+    if not kept:
+        raise ValueError("combine_training_sets needs at least one bucket")
+    data = pd.concat(kept, ignore_index=True)
+    return data.sort_values(["cutoff", "user_id"], kind="stable", ignore_index=True)

@@ -15,14 +15,14 @@ from prefect.tasks import exponential_backoff
 from bbx.lake import TABLES
 from bbx.mongo import mongo_uri
 from bbx.settings import load_settings
+from flows.buckets import score_in_buckets
 from tasks.app_views import write_app_views_task
 from tasks.extract import extract_collection_task, write_manifest_task
 from tasks.gate import validate_lake_task
+from tasks.partition import partition_lake_task
 from tasks.pricing import price_customers_task, record_pricing_task
 from tasks.publish import publish_scores_task
 from tasks.report import on_flow_failure, report_run_task
-from tasks.resume import resumable_options
-from tasks.score import score_customers_task
 from tasks.train import train_churn_task, train_segmentation_task, training_due_task
 from tasks.validate import validate_features_task
 
@@ -61,6 +61,8 @@ def nightly(
         # Per collection: its full validated history (a table version file; see lake_io).
         clean = {v.collection: v.history_file or v.clean_file for v in validations}
 
+        # Customers in hash buckets (streamed once); training and scoring read bucket by bucket.
+        partition_lake_task(settings, as_of, clean)
         trained = []
         due = training_due_task(settings, as_of, force=force_train) if train or force_train \
             else None
@@ -71,9 +73,9 @@ def nightly(
                 train_churn_task(settings, as_of, clean),
                 train_segmentation_task(settings, as_of, clean),
             ]
-        # Cached by as-of + lake content + champions: a failed night's rerun resumes here.
-        score = score_customers_task.with_options(**resumable_options("scoring", settings, as_of))
-        scores = score(settings, as_of, clean)
+        # Per bucket, on the Dask cluster when scale.dask_address is set; each bucket is cached
+        # by its content + champions: a failed night's rerun resumes here.
+        scores = score_in_buckets(settings, as_of, clean)
         # The scored feature table has its own suite: a broken feature stops the night here.
         validate_features_task(scores.features_path, settings.data_docs_dir, as_of)
         # Learned weights, elasticity, A/B arms: re-prices the scores file in place.

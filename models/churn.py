@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -146,24 +147,28 @@ def _feature_matrix(frame: pd.DataFrame, names: list[str], y: np.ndarray | None)
     )
 
 
+def booster_params(params: ChurnParams, scale_pos_weight: float) -> dict[str, Any]:
+    """The XGBoost parameters of one candidate (local and xgboost.dask training)."""
+    return {
+        "objective": "binary:logistic",
+        "eval_metric": "aucpr",
+        "max_depth": params.max_depth,
+        "eta": params.learning_rate,
+        "subsample": params.subsample,
+        "colsample_bytree": params.colsample_bytree,
+        "min_child_weight": params.min_child_weight,
+        "scale_pos_weight": scale_pos_weight,
+        "seed": params.seed,
+        "tree_method": "hist",
+    }
+
+
 def _fit_booster(
     dtrain: xgb.DMatrix, dvalid: xgb.DMatrix, params: ChurnParams, scale_pos_weight: float
 ) -> tuple[xgb.Booster, int, float]:
     """(booster, best iteration, best validation PR-AUC) with early stopping on valid."""
     booster = xgb.train(
-        {
-            "objective": "binary:logistic",
-            "eval_metric": "aucpr",
-            "max_depth": params.max_depth,
-            "eta": params.learning_rate,
-            "subsample": params.subsample,
-            "colsample_bytree": params.colsample_bytree,
-            "min_child_weight": params.min_child_weight,
-            "scale_pos_weight": scale_pos_weight,
-            "seed": params.seed,
-            "nthread": N_THREADS,
-            "tree_method": "hist",
-        },
+        {**booster_params(params, scale_pos_weight), "nthread": N_THREADS},
         dtrain,
         num_boost_round=params.n_estimators,
         evals=[(dvalid, "valid")],

@@ -37,9 +37,13 @@ def read_table(collection: str, path: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"{collection}: lake partition(s) missing: {', '.join(missing)}")
     tables = [pq.read_table(p) for p in parts]
     table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
-    frame = table.to_pandas()
+    return newest_copies(collection, table.to_pandas(), overlapping=len(parts) > 1)
+
+
+def newest_copies(collection: str, frame: pd.DataFrame, overlapping: bool) -> pd.DataFrame:
+    """Rows in part order, each key once (its last copy) when the parts may overlap."""
     key = TABLES[collection].key if collection in TABLES else None
-    if len(parts) > 1 and key in frame.columns:
+    if overlapping and key in frame.columns:
         frame = frame.drop_duplicates(subset=[key], keep="last", ignore_index=True)
     return frame
 

@@ -8,6 +8,12 @@ after a successful publish and appends the audit trail and the admin views:
 segment per run, the admin pie chart) and `ml_demand_profile` (24 hours per run).
 Each of those writes first removes the same run's documents, so a retried task
 does not duplicate them.
+
+Pricing reads the lake bucket by bucket (tasks/partition.py), one bucket's raw
+events in memory at a time: per bucket the per-customer pieces (price history,
+segmentation features, users' city and birth date) and the bucket's share of the
+network-wide sums (load per hour, first usage) are kept, then combined with
+features/buckets.py, so the result is the whole-lake one (tests/test_partitions.py).
 """
 
 from __future__ import annotations
@@ -22,19 +28,27 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from bson import ObjectId
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from pymongo.errors import PyMongoError
 
+from bbx.lake import TABLES
 from bbx.mongo import MongoUnavailableError, connect, redact
 from bbx.settings import Settings
+from features.buckets import (
+    combine_segmentation_features,
+    first_usage,
+    hourly_network_load,
+    segmentation_population_terms,
+)
+from features.customer import LakeTables
 from features.cutoffs import as_of_cutoff
-from features.demand import hourly_demand_profile
+from features.demand import hourly_profile_from_load
 from features.price_history import price_response_history
 from features.segmentation import build_segmentation_features
-from features.subscriptions import utc_series
 from models.ab import TREATMENT, age_band, arm_prices, assign_arms, fairness_report
 from models.elasticity import estimate_segment_elasticity, estimates_table
 from models.price_optimizer import PricingBook, WeightFit, fit_pricing_weights
@@ -42,7 +56,8 @@ from models.pricing import PricingWeights, dynamic_price, price_terms
 from models.segmentation import segment_profiles
 from tasks import registry
 from tasks.extract import write_parquet_atomically
-from tasks.lake_io import read_tables
+from tasks.lake_io import newest_copies
+from tasks.partition import LakePartitions, partition_lake, read_bucket
 
 PRICING_LOG_COLLECTION = "ml_pricing_log"
 SEGMENTS_COLLECTION = "ml_segments"
@@ -89,23 +104,73 @@ def _periods(settings: Settings) -> float:
     return settings.pricing.horizon_months * 30.4375 / settings.churn.horizon_days
 
 
-def _elasticity_history(
-    settings: Settings, tables, as_of: dt.date, segment_model
-) -> pd.DataFrame:
-    """The cohort live `elasticity_followup_days` before as-of, with its segment then and
-    what followed. Segment features need FEATURE_WINDOW_DAYS of history before the
-    cohort cutoff, so a short lake moves the cutoff later; under MIN_FOLLOWUP_DAYS of
-    follow-up left, the history is empty (every segment keeps its prior)."""
-    end = as_of_cutoff(as_of)
+HISTORY_COLUMNS = ["segment_name", "plan_id", "base_price", "final_price",
+                   "exposure_months", "churned"]
+
+
+def _bucket_first_usage(partitions: LakePartitions, bucket: int) -> pd.Timestamp:
+    """Earliest usage of one bucket, reading only the key and timestamp columns (the
+    newest copy of each session, as `read_bucket` keeps it)."""
+    path = partitions.bucket_paths(bucket)["usagelogs"]
+    columns = [c for c in (TABLES["usagelogs"].key, "timestamp") if c in pq.read_schema(path).names]
+    frame = pq.read_table(path, columns=columns).to_pandas()
+    return first_usage(newest_copies("usagelogs", frame, partitions.overlapping["usagelogs"]))
+
+
+def _cohort_cutoff(settings: Settings, end: pd.Timestamp,
+                   first_seen: pd.Timestamp) -> pd.Timestamp | None:
+    """The elasticity cohort lives `elasticity_followup_days` before as-of. Segment
+    features need FEATURE_WINDOW_DAYS of history before the cohort cutoff, so a short
+    lake moves the cutoff later; under MIN_FOLLOWUP_DAYS of follow-up left (or without
+    usage) there is no cohort (every segment keeps its prior)."""
     cohort_cutoff = end - pd.Timedelta(days=settings.segmentation.elasticity_followup_days)
-    first_seen = utc_series(tables.usagelogs["timestamp"]).min()
-    if pd.notna(first_seen):
-        cohort_cutoff = max(cohort_cutoff, first_seen + pd.Timedelta(days=FEATURE_WINDOW_DAYS))
-    if pd.isna(first_seen) or end - cohort_cutoff < pd.Timedelta(days=MIN_FOLLOWUP_DAYS):
-        return pd.DataFrame(columns=["segment_name", "plan_id", "base_price", "final_price",
-                                     "exposure_months", "churned"])
-    history = price_response_history(tables, cohort_cutoff, end)
-    segments = segment_model.assign(build_segmentation_features(tables, cohort_cutoff))
+    if pd.isna(first_seen):
+        return None
+    cohort_cutoff = max(cohort_cutoff, first_seen + pd.Timedelta(days=FEATURE_WINDOW_DAYS))
+    if end - cohort_cutoff < pd.Timedelta(days=MIN_FOLLOWUP_DAYS):
+        return None
+    return cohort_cutoff
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Per-bucket per-customer frames as one, in user_id order (the whole-lake order)."""
+    return pd.concat([f for f in frames if len(f)] or frames[:1]).sort_index()
+
+
+@dataclass
+class _LakePieces:
+    """What pricing keeps of the lake: per-customer rows and network-wide sums."""
+
+    history: list[pd.DataFrame] = field(default_factory=list)
+    cohort_features: list[pd.DataFrame] = field(default_factory=list)
+    cohort_terms: list[pd.DataFrame] = field(default_factory=list)
+    features: list[pd.DataFrame] = field(default_factory=list)
+    terms: list[pd.DataFrame] = field(default_factory=list)
+    users: list[pd.DataFrame] = field(default_factory=list)
+    hourly_load: np.ndarray = field(default_factory=lambda: np.zeros(24))
+
+    def add(self, tables: LakeTables, cutoff: pd.Timestamp, cohort_cutoff: pd.Timestamp | None,
+            customers: pd.Index, baseline_days: int) -> None:
+        """One bucket's pieces (the follow-up of the cohort ends at `cutoff`)."""
+        if cohort_cutoff is not None:
+            self.history.append(price_response_history(tables, cohort_cutoff, cutoff))
+            self.cohort_features.append(build_segmentation_features(tables, cohort_cutoff))
+            self.cohort_terms.append(segmentation_population_terms(tables, cohort_cutoff))
+        self.features.append(build_segmentation_features(tables, cutoff))
+        self.terms.append(segmentation_population_terms(tables, cutoff))
+        users = tables.users.drop_duplicates("user_id").set_index("user_id")
+        self.users.append(users.loc[users.index.isin(customers), ["city", "date_of_birth"]])
+        self.hourly_load = self.hourly_load + hourly_network_load(tables.usagelogs, cutoff,
+                                                                  baseline_days)
+
+
+def _elasticity_history(pieces: _LakePieces, segment_model) -> pd.DataFrame:
+    """The cohort with its segment then and what followed (empty without a cohort)."""
+    if not pieces.history:
+        return pd.DataFrame(columns=HISTORY_COLUMNS)
+    history = _concat(pieces.history)
+    features = combine_segmentation_features(pieces.cohort_features, pieces.cohort_terms)
+    segments = segment_model.assign(features)
     return history.join(segments[["segment_name"]], how="inner")
 
 
@@ -125,13 +190,25 @@ def _segment_documents(features: pd.DataFrame, scores: pd.DataFrame, as_of: dt.d
 def price_scores(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str],
                  scores_file: str) -> PricingResult:
     p = settings.pricing
-    tables = read_tables(clean_paths)
     scores = pd.read_parquet(scores_file)
     registry.configure(settings, registry.SEGMENT_MODEL)
     segment_model, _ = registry.load_by_alias(registry.SEGMENT_MODEL)
 
+    # 0. The lake bucket by bucket (one bucket's raw events in memory at a time); the
+    # cohort cutoff needs the first usage over all buckets first (a key+timestamp pass).
+    partitions = partition_lake(settings, as_of, clean_paths)  # reused if unchanged
+    cutoff = as_of_cutoff(as_of)
+    first_seen = pd.Series([_bucket_first_usage(partitions, b)
+                            for b in range(partitions.buckets)]).min()
+    cohort_cutoff = _cohort_cutoff(settings, cutoff, first_seen)
+    pieces = _LakePieces()
+    customers = pd.Index(scores["user_id"].astype(str))
+    for b in range(partitions.buckets):
+        pieces.add(read_bucket(partitions, b), cutoff, cohort_cutoff, customers,
+                   p.demand_baseline_days)
+
     # 1. Elasticity per segment: the data where it speaks, the paper's prior where not.
-    history = _elasticity_history(settings, tables, as_of, segment_model)
+    history = _elasticity_history(pieces, segment_model)
     estimates = estimate_segment_elasticity(
         history, segment_model.elasticity, settings.segmentation.elasticity_prior_sd,
         p.horizon_months, settings.segmentation.elasticity_min_customers,
@@ -169,7 +246,7 @@ def price_scores(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, s
         scores[f"price_weight_{name}"] = float(value)
 
     # 4. Fairness: what the dynamic formula does to each city and age band.
-    users = tables.users.drop_duplicates("user_id").set_index("user_id")
+    users = _concat(pieces.users)
     groups = pd.DataFrame(index=scores["user_id"])
     groups["city"] = users["city"].reindex(groups.index).fillna("unknown").to_numpy()
     groups["age_band"] = age_band(users["date_of_birth"].reindex(groups.index), as_of,
@@ -178,9 +255,8 @@ def price_scores(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, s
     fairness = fairness_report(ratio, groups, p.fairness_max_gap, p.fairness_min_group)
 
     # 5. Demand by hour and segment profiles for the admin screens.
-    cutoff = as_of_cutoff(as_of)
-    hourly = hourly_demand_profile(tables.usagelogs, cutoff, p.demand_baseline_days)
-    features = build_segmentation_features(tables, cutoff)
+    hourly = hourly_profile_from_load(pieces.hourly_load, p.demand_baseline_days)
+    features = combine_segmentation_features(pieces.features, pieces.terms)
     segment_docs = _segment_documents(features, scores, as_of)
 
     write_parquet_atomically(pa.Table.from_pandas(scores, preserve_index=False),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -13,10 +15,12 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from bbx.settings import Settings
-from features.cutoffs import as_of_cutoff, monthly_training_cutoffs
+from features.buckets import combine_segmentation_features, segmentation_population_terms
+from features.cutoffs import as_of_cutoff, training_cutoffs
+from features.labels import ChurnDefinition
 from features.registry import CHURN_FEATURE_NAMES
 from features.segmentation import build_segmentation_features
-from features.training import build_training_set, split_train_valid_test
+from features.training import build_training_set, combine_training_sets, split_train_valid_test
 from models.churn import (
     ChurnModel,
     ChurnParams,
@@ -34,7 +38,7 @@ from models.segmentation import (
     silhouette_by_k,
 )
 from tasks import registry
-from tasks.lake_io import read_tables
+from tasks.partition import LakePartitions, partition_lake, read_bucket
 
 
 class NotEnoughTrainingDataError(RuntimeError):
@@ -158,6 +162,54 @@ def _log_figures(
         plt.close(figure)
 
 
+@contextlib.contextmanager
+def cluster_client(settings: Settings) -> Iterator[Any]:
+    """A client of the Dask cluster at `scale.dask_address`, or None (train locally)."""
+    if not settings.scale.dask_address:
+        yield None
+        return
+    from distributed import Client
+
+    with Client(settings.scale.dask_address, set_as_default=False) as client:
+        yield client
+
+
+def bucket_training_set(
+    partitions: LakePartitions, bucket: int, cutoffs: list[pd.Timestamp], horizon_days: int,
+    definition: ChurnDefinition,
+) -> pd.DataFrame:
+    return build_training_set(read_bucket(partitions, bucket), cutoffs, horizon_days, definition)
+
+
+def churn_training_set(
+    partitions: LakePartitions, cutoffs: list[pd.Timestamp], horizon_days: int,
+    definition: ChurnDefinition, client: Any = None,
+) -> pd.DataFrame:
+    """Point-in-time rows built bucket by bucket (on the cluster's workers with a client),
+    in the order of one whole-population build."""
+    buckets = range(partitions.buckets)
+    if client is None:
+        frames = [bucket_training_set(partitions, b, cutoffs, horizon_days, definition)
+                  for b in buckets]
+    else:
+        futures = [client.submit(bucket_training_set, partitions, b, cutoffs, horizon_days,
+                                 definition, pure=False) for b in buckets]
+        frames = client.gather(futures)
+    return combine_training_sets(frames)
+
+
+def segmentation_training_features(
+    partitions: LakePartitions, cutoff: pd.Timestamp
+) -> pd.DataFrame:
+    """Segmentation features of every live customer, bucket by bucket."""
+    features, terms = [], []
+    for bucket in range(partitions.buckets):
+        tables = read_bucket(partitions, bucket)
+        features.append(build_segmentation_features(tables, cutoff))
+        terms.append(segmentation_population_terms(tables, cutoff))
+    return combine_segmentation_features(features, terms)
+
+
 @task(name="train-churn")
 def train_churn_task(
     settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str]
@@ -165,9 +217,19 @@ def train_churn_task(
     """Build point-in-time data, tune, calibrate, evaluate on test, register as challenger,
     and promote to champion only by the rules in models/promotion.py."""
     c = settings.churn
-    tables = read_tables(clean_paths)
-    cutoffs = monthly_training_cutoffs(as_of, c.horizon_days, c.training_cutoffs)
-    data = build_training_set(tables, cutoffs, c.horizon_days, c.definition)
+    partitions = partition_lake(settings, as_of, clean_paths)
+    cutoffs = training_cutoffs(as_of, c.horizon_days, c.training_cutoffs,
+                               c.cutoff_spacing_days)
+    with cluster_client(settings) as client:
+        data = churn_training_set(partitions, cutoffs, c.horizon_days, c.definition, client)
+        return _train_churn(settings, as_of, data, cutoffs, client)
+
+
+def _train_churn(
+    settings: Settings, as_of: dt.date, data: pd.DataFrame, cutoffs: list[pd.Timestamp],
+    client: Any,
+) -> TrainResult:
+    c = settings.churn
     churners = int(data["label"].sum()) if len(data) else 0
     if churners < 10 or churners == len(data):
         raise NotEnoughTrainingDataError(
@@ -188,7 +250,14 @@ def train_churn_task(
                 "churners or no non-churners; simulate/extract more history or customers"
             )
     names = list(CHURN_FEATURE_NAMES)
-    model, trials = tune_churn_model(train, valid, names, churn_params(settings), c.tuning_trials)
+    if client is None:
+        model, trials = tune_churn_model(train, valid, names, churn_params(settings),
+                                         c.tuning_trials)
+    else:  # boosters fitted across the cluster
+        from models.churn_dask import tune_churn_model_dask
+
+        model, trials = tune_churn_model_dask(client, train, valid, names,
+                                              churn_params(settings), c.tuning_trials)
     y_test = test["label"].to_numpy()
     probability = model.predict_proba(test)
     metrics = evaluate_churn(y_test, probability, model.threshold)
@@ -216,6 +285,7 @@ def train_churn_task(
             "tuning_trials": len(trials),
             "calibration": model.calibrator.method,
             "features": ",".join(names),
+            "trainer": "xgboost" if client is None else "xgboost.dask",
         })
         logged = (
             {f"test_{k}": v for k, v in metrics.items()}
@@ -259,8 +329,8 @@ def train_churn_task(
 def train_segmentation_task(
     settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str]
 ) -> TrainResult:
-    tables = read_tables(clean_paths)
-    features = build_segmentation_features(tables, as_of_cutoff(as_of))
+    partitions = partition_lake(settings, as_of, clean_paths)
+    features = segmentation_training_features(partitions, as_of_cutoff(as_of))
     seg = settings.segmentation
     if len(features) < seg.k * 10:
         raise NotEnoughTrainingDataError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
@@ -167,3 +168,20 @@ def test_assignment_share_and_extremes() -> None:
     assert abs(np.mean(other[arms == TREATMENT] == TREATMENT) - 0.3) < 0.03
     with pytest.raises(ValueError):
         assign_arms(ids[:3], "exp-a", 1.5)
+
+
+def test_price_history_of_a_cohort_where_nobody_left() -> None:
+    # A bucket of customers with no ended subscription: the end dates are all missing,
+    # and must still compare as UTC times (a pandas all-NaT column loses its time zone).
+    from features.price_history import price_response_history
+    from tests.unit.synthetic import make_tables
+
+    as_of = pd.Timestamp("2026-06-01", tz="UTC")
+    tables = make_tables(n_customers=60, churn_share=0.0, seed=3, as_of=as_of)
+    tables.subscriptions["cancel_requested_at"] = pd.NaT
+    tables.subscriptions["subscription_status"] = "active"
+    history = price_response_history(tables, as_of - pd.Timedelta(days=60), as_of)
+    assert len(history) > 0
+    assert not history["churned"].any()
+    months = 60 / 30.4375
+    assert history["exposure_months"].to_numpy() == pytest.approx(months)

@@ -1,0 +1,57 @@
+"""Scoring in hash buckets of customers: split the lake, score each bucket, combine.
+
+Wiring only. The bucket tasks run on this subflow's task runner: the Dask cluster
+at `scale.dask_address` through prefect-dask's DaskTaskRunner, else one bucket at
+a time in this process (one bucket's raw events in memory at once).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+from prefect import flow
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from bbx.settings import Settings
+from tasks.partition import partition_lake_task
+from tasks.score import (
+    ScoreResult,
+    bucket_cache_options,
+    champion_versions,
+    combine_scores_task,
+    score_bucket_task,
+)
+
+
+def bucket_task_runner(settings: Settings) -> TaskRunner:
+    if settings.scale.dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=settings.scale.dask_address)
+    return ThreadPoolTaskRunner(max_workers=1)
+
+
+@flow(name="score-buckets", validate_parameters=False)
+def score_buckets(
+    settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str]
+) -> ScoreResult:
+    partitions = partition_lake_task(settings, as_of, clean_paths)  # reused if unchanged
+    champions = champion_versions(settings)  # every bucket scores with the same versions
+    futures = [
+        score_bucket_task.with_options(
+            **bucket_cache_options(settings, as_of, partitions, b, champions))
+        .submit(settings, as_of, partitions.bucket_paths(b), partitions=partitions, bucket=b,
+                champions=champions)
+        for b in range(partitions.buckets)
+    ]
+    parts = [future.result() for future in futures]
+    return combine_scores_task(settings, as_of, partitions, parts, champions)
+
+
+def score_in_buckets(
+    settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str]
+) -> ScoreResult:
+    """Run `score_buckets` on the runner the settings ask for."""
+    runner = bucket_task_runner(settings)
+    return score_buckets.with_options(task_runner=runner)(settings, as_of, clean_paths)

@@ -1,0 +1,189 @@
+"""The validated lake split into hash buckets of customers, streamed once.
+
+Layout (under the lake, so every Dask worker that sees the lake sees the buckets):
+
+    buckets/dt=<as_of>/<collection>/bucket=NNN.parquet   rows of the bucket's users
+    buckets/dt=<as_of>/_partitions.json                  inputs' fingerprints, bucket count
+    buckets/dt=<as_of>/_scored/bucket=NNN-*.parquet      per-bucket scoring output
+
+A row goes to bucket `features.buckets.bucket_of(user_id)`; rows without a user id
+go to bucket 0 (no feature reads them). Tables without a user id (plans) are shared:
+every bucket reads the clean table itself. Each clean part is read in record batches,
+so no table is ever whole in memory. Rows keep their order within a bucket, so the
+newest copy of a key (incremental parts overlap) is the same row the whole-table
+reader keeps: an event's user never changes, so all copies share a bucket.
+The split is reused while the clean inputs and the bucket count are unchanged; a
+new split removes the buckets of earlier as-of dates (derived data, rebuilt on demand).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.cache_policies import NONE
+
+from bbx import lake
+from bbx.settings import Settings
+from features.buckets import bucket_of
+from features.customer import LakeTables
+from tasks.lake_io import newest_copies, read_table, table_parts
+from tasks.resume import file_fingerprint
+
+BATCH_ROWS = 200_000  # rows read per record batch
+FLUSH_ROWS = 50_000  # rows buffered per bucket before a row group is written
+USER_COLUMN = "user_id"
+
+
+@dataclass(frozen=True)
+class LakePartitions:
+    root: str
+    buckets: int
+    shared: dict[str, str]  # collection → its clean path (read whole by every bucket)
+    overlapping: dict[str, bool]  # collection from several parts: keep each key's last copy
+
+    def bucket_paths(self, bucket: int) -> dict[str, str]:
+        """collection → the file a bucket reads (shared tables: the clean path)."""
+        names = [f.name for f in fields(LakeTables)]
+        return {n: self.shared.get(n) or str(bucket_file(Path(self.root), n, bucket))
+                for n in names}
+
+    def scored_path(self, bucket: int, what: str) -> Path:
+        return Path(self.root) / "_scored" / f"bucket={bucket:03d}-{what}.parquet"
+
+
+def buckets_root(lake_dir: Path, as_of: dt.date) -> Path:
+    return lake_dir / "buckets" / lake.partition(as_of)
+
+
+def bucket_file(root: Path, collection: str, bucket: int) -> Path:
+    return root / collection / f"bucket={bucket:03d}.parquet"
+
+
+def read_bucket(partitions: LakePartitions, bucket: int) -> LakeTables:
+    """One bucket's customers' validated rows, as the features expect them."""
+    frames = {}
+    for name, path in partitions.bucket_paths(bucket).items():
+        if name in partitions.shared:
+            frames[name] = read_table(name, path)
+        else:
+            frame = pq.read_table(path).to_pandas()
+            frames[name] = newest_copies(name, frame, partitions.overlapping[name])
+    return LakeTables(**frames)
+
+
+def _row_buckets(table: pa.Table, buckets: int) -> np.ndarray:
+    """Bucket of every row: ids are hashed once per distinct id in the batch."""
+    if table.num_rows == 0:
+        return np.zeros(0, dtype=np.int64)
+    column = table.column(USER_COLUMN).combine_chunks()
+    if pa.types.is_null(column.type):
+        return np.zeros(table.num_rows, dtype=np.int64)
+    encoded = pc.dictionary_encode(column)
+    distinct = bucket_of(encoded.dictionary.to_numpy(zero_copy_only=False), buckets)
+    index = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+    return np.where(index >= 0, distinct[np.maximum(index, 0)], 0)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    if table.schema.equals(schema):
+        return table
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _split_collection(collection: str, path: str, root: Path, buckets: int) -> None:
+    parts = table_parts(path)
+    schemas = [pq.read_schema(p) for p in parts]
+    schema = schemas[0]
+    if any(not s.equals(schema) for s in schemas[1:]):
+        schema = pa.unify_schemas(schemas, promote_options="default")
+    folder = root / collection
+    folder.mkdir(parents=True, exist_ok=True)
+    writers = [pq.ParquetWriter(bucket_file(root, collection, b), schema) for b in range(buckets)]
+    pending: list[list[pa.Table]] = [[] for _ in range(buckets)]
+    rows = np.zeros(buckets, dtype=np.int64)
+
+    def flush(b: int) -> None:
+        if pending[b]:
+            writers[b].write_table(pa.concat_tables(pending[b]))
+            pending[b], rows[b] = [], 0
+
+    try:
+        for part in parts:
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=BATCH_ROWS):
+                table = _conform(pa.Table.from_batches([batch]), schema)
+                which = _row_buckets(table, buckets)
+                order = np.argsort(which, kind="stable")  # stable: rows keep their order
+                counts = np.bincount(which, minlength=buckets)
+                grouped = table.take(pa.array(order))
+                start = 0
+                for b in np.flatnonzero(counts):
+                    pending[b].append(grouped.slice(start, int(counts[b])))
+                    start += int(counts[b])
+                    rows[b] += counts[b]
+                    if rows[b] >= FLUSH_ROWS:
+                        flush(b)
+        for b in range(buckets):
+            flush(b)
+    finally:
+        for writer in writers:
+            writer.close()
+
+
+def partition_lake(
+    settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str],
+    buckets: int | None = None,
+) -> LakePartitions:
+    """Split the clean tables into `buckets` (default `scale.buckets`) by user id."""
+    buckets = buckets or settings.scale.buckets
+    root = buckets_root(settings.lake_dir, as_of)
+    names = [f.name for f in fields(LakeTables)]
+    missing = [n for n in names if n not in clean_paths]
+    if missing:
+        raise ValueError(f"no validated lake file for: {', '.join(missing)}")
+    shared, bucketed = {}, []
+    for name in names:
+        path = str(clean_paths[name])
+        if USER_COLUMN in pq.read_schema(table_parts(path)[0]).names:
+            bucketed.append(name)
+        else:
+            shared[name] = path
+    partitions = LakePartitions(
+        root=str(root), buckets=buckets, shared=shared,
+        overlapping={n: len(table_parts(clean_paths[n])) > 1 for n in names},
+    )
+    inputs = {n: [str(clean_paths[n]), file_fingerprint(clean_paths[n])] for n in names}
+    marker = root / "_partitions.json"
+    wanted = {"buckets": buckets, "inputs": inputs}
+    if marker.exists() and json.loads(marker.read_text()) == wanted:
+        return partitions  # same clean lake, same buckets: the split is still valid
+    if root.exists():
+        shutil.rmtree(root)
+    for name in bucketed:
+        _split_collection(name, str(clean_paths[name]), root, buckets)
+    (root / "_scored").mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps(wanted, indent=2))
+    tmp.replace(marker)  # written last: a half-written split is never reused
+    for older in root.parent.glob("dt=*"):  # derived copies of past nights: disk, not history
+        if older.name < root.name:
+            shutil.rmtree(older, ignore_errors=True)
+    return partitions
+
+
+@task(name="partition-lake", cache_policy=NONE)
+def partition_lake_task(
+    settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str]
+) -> LakePartitions:
+    return partition_lake(settings, as_of, clean_paths)

@@ -1,0 +1,140 @@
+"""The nightly flow on a Dask cluster: same published scores as in one process.
+
+A real local Dask cluster (2 worker processes, 1 thread each), the real embedded
+MongoDB, the session Prefect test API (prefect-dask's DaskTaskRunner carries its
+settings to the workers) and a real MLflow store. The customer buckets are scored
+on the workers; the churn model is trained with xgboost.dask.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from bbx.lake import SCORES_COLLECTION
+from bbx.settings import Settings
+from flows.nightly import nightly
+from simulator import simulate
+
+pytestmark = pytest.mark.slow
+
+AS_OF = dt.date(2026, 6, 1)
+CUSTOMERS = 300
+DAYS = 200
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None, memory_limit="1.5GB") as local:
+        yield local.scheduler_address
+
+
+@pytest.fixture()
+def simulated(flow_env: Settings, mongo_client, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("BBX_CHURN__TUNING_TRIALS", "2")
+    monkeypatch.setenv("BBX_SCALE__BUCKETS", "4")
+    db = mongo_client[flow_env.mongo.database]
+    simulate(db, customers=CUSTOMERS, days=DAYS, seed=13, end=AS_OF - dt.timedelta(days=1))
+    return flow_env
+
+
+def _published(db) -> pd.DataFrame:
+    rows = [{"user_id": str(d["userId"]), "churn_probability": d["churnProbability"],
+             "risk_score": d["riskScore"], "risk_band": d["riskBand"],
+             "segment": d["segment"]["name"], "elasticity": d["elasticity"],
+             "dynamic_price": d["price"]["dynamic"], "demand": d["priceTerms"]["demand"],
+             "churn_version": d["modelVersions"]["churn"]}
+            for d in db[SCORES_COLLECTION].find()]
+    return pd.DataFrame(rows).set_index("user_id").sort_index()
+
+
+def _buckets_scored_on_workers(address: str) -> int:
+    """Champion models loaded by the workers' processes (tasks.score caches them)."""
+    from distributed import Client
+
+    def loaded() -> int:
+        from tasks import score
+
+        return score._model.cache_info().currsize
+
+    with Client(address, set_as_default=False) as client:
+        return sum(client.run(loaded).values())
+
+
+def test_nightly_on_dask_publishes_the_single_process_scores(
+    simulated: Settings, mongo_client, cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = mongo_client[simulated.mongo.database]
+    local = nightly(as_of=AS_OF)
+    expected = _published(db)
+    assert len(expected) == local["scores"]["customers"] > 100
+
+    # Same night, same champions, the buckets on the cluster. The buckets' scoring
+    # parts are removed so the cache cannot answer for the workers.
+    import shutil
+
+    from tasks.partition import buckets_root
+
+    shutil.rmtree(buckets_root(simulated.lake_dir, AS_OF) / "_scored")
+    monkeypatch.setenv("BBX_SCALE__DASK_ADDRESS", cluster)
+    assert _buckets_scored_on_workers(cluster) == 0
+    on_dask = nightly(as_of=AS_OF, train=False)
+    assert _buckets_scored_on_workers(cluster) > 0
+    published = _published(db)
+
+    assert on_dask["scores"]["customers"] == local["scores"]["customers"]
+    assert published.index.tolist() == expected.index.tolist()
+    numeric = ["churn_probability", "risk_score", "elasticity", "dynamic_price", "demand"]
+    np.testing.assert_allclose(published[numeric], expected[numeric], rtol=0, atol=1e-6)
+    for column in ("risk_band", "segment", "churn_version"):
+        assert published[column].tolist() == expected[column].tolist()
+
+
+def test_training_on_dask_uses_xgboost_dask_and_is_deterministic(
+    simulated: Settings, cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distributed import Client
+
+    from bbx.settings import load_settings
+    from features.cutoffs import training_cutoffs
+    from features.registry import CHURN_FEATURE_NAMES
+    from features.training import split_train_valid_test
+    from models.churn_dask import tune_churn_model_dask
+    from tasks.partition import partition_lake
+    from tasks.train import churn_params, churn_training_set
+
+    monkeypatch.setenv("BBX_SCALE__DASK_ADDRESS", cluster)
+    summary = nightly(as_of=AS_OF, force_train=True, dry_run=True)
+    churn = summary["models"]["churn"]
+    assert churn["metrics"]["roc_auc"] > 0.6
+    client = MlflowClient(tracking_uri=simulated.mlflow_uri)
+    run = client.get_run(client.get_model_version("churn", churn["version"]).run_id)
+    assert run.data.params["trainer"] == "xgboost.dask"
+
+    # The same rows on the same cluster give the same model, twice.
+    settings = load_settings()
+    c = settings.churn
+    cutoffs = training_cutoffs(AS_OF, c.horizon_days, c.training_cutoffs,
+                                c.cutoff_spacing_days)
+    versions = (settings.lake_dir / "clean").glob(f"*/_versions/dt={AS_OF.isoformat()}.json")
+    partitions = partition_lake(settings, AS_OF, {p.parts[-3]: str(p) for p in versions})
+    names = list(CHURN_FEATURE_NAMES)
+    with Client(cluster, set_as_default=False) as dask_client:
+        data = churn_training_set(partitions, cutoffs, c.horizon_days, c.definition, dask_client)
+        splits = split_train_valid_test(data, c.validation_share, c.test_share, c.test_cutoffs,
+                                        c.seed)
+        first, second = (
+            tune_churn_model_dask(dask_client, splits.train, splits.valid, names,
+                                  churn_params(settings), 1)[0]
+            for _ in range(2)
+        )
+        first_p, second_p = first.predict_proba(splits.test), second.predict_proba(splits.test)
+    np.testing.assert_array_equal(first_p, second_p)
