@@ -1,0 +1,79 @@
+"""The pipeline benchmark still runs end to end and prints every stage and figure.
+
+A real run at a tiny size (simulated lake, the real tasks, an embedded server, a
+temporary Prefect API), so the bench does not rot. Its figures are not judged here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from pymongo import MongoClient
+
+from bbx import lake
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_lake_writer_matches_the_extract(mongo_server_uri: str, settings, tmp_path: Path) -> None:
+    """The bench's lake (simulator → Parquet directly) is the extract's lake, row for row."""
+    from bench._lake_writer import write_lake
+    from simulator import simulate
+    from tasks.extract import extract_collection
+
+    end = dt.date(2026, 11, 24)
+    as_of = end + dt.timedelta(days=1)
+    client: MongoClient = MongoClient(mongo_server_uri, tz_aware=True)
+    try:
+        simulate(client[settings.mongo.database], customers=120, days=30, seed=3, end=end)
+    finally:
+        client.close()
+    extracted = {c: extract_collection(mongo_server_uri, settings, c, as_of, today=as_of).path
+                 for c in lake.TABLES}
+    written, rows, _ = write_lake(tmp_path / "lake", customers=120, days=30, seed=3, end=end)
+    assert rows["usagelogs"] > 1000 and rows["auditlogs"] > 100
+    for collection, path in extracted.items():
+        key = lake.TABLES[collection].key
+        ours = pq.read_table(written[collection]).sort_by(key)
+        theirs = pq.read_table(path).sort_by(key)
+        assert ours.schema.equals(theirs.schema), collection
+        assert ours.equals(theirs), collection
+
+
+@pytest.mark.slow
+def test_pipeline_bench_prints_every_stage_and_figure(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env |= {"BBX_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "pipeline", "--customers=300,500", "--days=150",
+         "--io-customers=300", "--io-days=15", "--reads=200", "--trials=1", "--repeats=1",
+         f"--lake-cache={tmp_path / 'lakes'}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
+    summary = out.split("== per stage", 1)[1]
+    number = r"[\d,]+(?:\.\d+)?"
+    for stage, size in [*((s, c) for s in ("features", "train churn", "train segmentation",
+                                            "score") for c in ("300", "500")),
+                        ("extract", "300"), ("publish \\(first night\\)", "300"),
+                        ("publish \\(next night\\)", "300")]:
+        # stage, customers, wall, CPU, rows, rows/s, peak MB | raw wall, CPU, MB, two ratios
+        line = (rf"^{stage}\s+{size}\s+{number}\s+{number}\s+{number}\s+{number}\s+{number}"
+                rf"\s+\| raw\s+{number} s wall\s+{number} s CPU\s+{number} MB; "
+                rf"ratio\s+{number} wall\s+(?:{number}|nan) CPU$")  # nan: raw CPU ~0 s
+        assert re.search(line, summary, re.M), f"no figures for {stage} at {size}:\n{summary}"
+    assert "plan stages" in summary and "uses the index: YES (IXSCAN)" in summary
+    assert re.search(rf"200 random point reads by userId .*p50 {number} ms, p99 {number} ms",
+                     summary)
+    goals = summary.split("== goals", 1)[1]
+    for goal in ("linear features", "linear train churn", "linear train segmentation",
+                 "linear score", "memory at 500 customers", "overall ("):
+        assert re.search(rf"^{re.escape(goal)}.*: (OK|MISSED)$", goals, re.M), goal
