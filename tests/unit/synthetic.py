@@ -57,6 +57,30 @@ def table(collection: str, **columns: object) -> pd.DataFrame:
     return data[list(base.columns)].reset_index(drop=True)
 
 
+def with_customer(
+    tables: LakeTables, user: str, start: pd.Timestamp, cycle: str = "monthly"
+) -> LakeTables:
+    """`tables` plus one live customer `user` since `start`, with no events of its own."""
+    t = type(tables)(**vars(tables))
+    t.subscriptions = pd.concat(
+        [
+            tables.subscriptions,
+            table(
+                "subscriptions",
+                subscription_id=["ef" * 12],
+                user_id=[user],
+                plan_id=[tables.plans["plan_id"].iloc[0]],
+                subscription_status="active",
+                start_date=[start],
+                updated_at=[start],
+                billing_cycle=cycle,
+            ),
+        ],
+        ignore_index=True,
+    )
+    return t
+
+
 def plans_table() -> pd.DataFrame:
     return table(
         "plans",

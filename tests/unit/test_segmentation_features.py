@@ -12,7 +12,7 @@ from features.segmentation import (
     PEAK_PRIOR_SESSIONS,
     build_segmentation_features,
 )
-from tests.unit.synthetic import make_tables, table
+from tests.unit.synthetic import make_tables, table, with_customer
 
 AS_OF = pd.Timestamp("2026-06-01", tz="UTC")
 D = pd.Timedelta(days=1)
@@ -22,28 +22,6 @@ H = pd.Timedelta(hours=1)
 @pytest.fixture(scope="module")
 def tables():
     return make_tables(n_customers=200, seed=5)
-
-
-def _with_customer(tables, user: str, start: pd.Timestamp, cycle: str = "monthly"):
-    """`tables` plus one live customer of ours, without usage, logins or payments."""
-    t = type(tables)(**vars(tables))
-    t.subscriptions = pd.concat(
-        [
-            tables.subscriptions,
-            table(
-                "subscriptions",
-                subscription_id=["ef" * 12],
-                user_id=[user],
-                plan_id=[tables.plans["plan_id"].iloc[0]],
-                subscription_status="active",
-                start_date=[start],
-                updated_at=[start],
-                billing_cycle=cycle,
-            ),
-        ],
-        ignore_index=True,
-    )
-    return t
 
 
 def _sessions(user: str, when: list[pd.Timestamp], devices: list[str]) -> pd.DataFrame:
@@ -61,8 +39,8 @@ def _sessions(user: str, when: list[pd.Timestamp], devices: list[str]) -> pd.Dat
 def test_habits_are_per_live_day_over_six_months(tables) -> None:
     """Two customers with the same daily habits, one ten times older: same rates."""
     old, new = "e1" * 12, "e2" * 12
-    t = _with_customer(tables, old, AS_OF - 1000 * D)
-    t = _with_customer(t, new, AS_OF - 20 * D)
+    t = with_customer(tables, old, AS_OF - 1000 * D)
+    t = with_customer(t, new, AS_OF - 20 * D)
     t.subscriptions.loc[t.subscriptions.index[-1], "subscription_id"] = "f0" * 12
     # One session a day at 20:30 IST (15:00 UTC, peak) from one of two devices; the old
     # customer's sessions before the six-month window do not count.
@@ -88,7 +66,7 @@ def test_habits_are_per_live_day_over_six_months(tables) -> None:
 
 def test_quiet_customer_gets_the_prior_not_nan(tables) -> None:
     user = "e3" * 12
-    t = _with_customer(tables, user, AS_OF - 60 * D, cycle="yearly")
+    t = with_customer(tables, user, AS_OF - 60 * D, cycle="yearly")
     t.usagelogs = t.usagelogs.iloc[0:0]
     t.payments = t.payments.iloc[0:0]
     seg = build_segmentation_features(t, AS_OF)
@@ -103,7 +81,7 @@ def test_quiet_customer_gets_the_prior_not_nan(tables) -> None:
 
 def test_payment_failure_rate_uses_the_whole_history(tables) -> None:
     user = "e4" * 12
-    t = _with_customer(tables, user, AS_OF - 400 * D)
+    t = with_customer(tables, user, AS_OF - 400 * D)
     created = [AS_OF - (30 * k + 3) * D for k in range(12)]  # one charge a month, a year
     failed = [k >= 6 for k in range(12)]  # the six oldest failed, the recent ones did not
     t.payments = table(

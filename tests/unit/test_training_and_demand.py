@@ -19,7 +19,7 @@ from features.training import (
     split_by_customer,
     split_train_valid_test,
 )
-from tests.unit.synthetic import make_tables, table
+from tests.unit.synthetic import make_tables, table, with_customer
 
 AS_OF = pd.Timestamp("2026-06-01", tz="UTC")
 D = pd.Timedelta(days=1)
@@ -214,23 +214,7 @@ def test_hourly_demand_profile() -> None:
 def test_new_customer_rates_use_only_live_days(tables) -> None:
     user = "ee" * 12
     start = AS_OF - 5 * D
-    t = type(tables)(**vars(tables))
-    t.subscriptions = pd.concat(
-        [
-            tables.subscriptions,
-            table(
-                "subscriptions",
-                subscription_id=["ef" * 12],
-                user_id=[user],
-                plan_id=[tables.plans["plan_id"].iloc[0]],
-                subscription_status="active",
-                start_date=[start],
-                updated_at=[start],
-                billing_cycle="monthly",
-            ),
-        ],
-        ignore_index=True,
-    )
+    t = with_customer(tables, user, start)
     t.usagelogs = table(
         "usagelogs",
         session_id=[f"{i:024x}" for i in range(5)],
