@@ -92,6 +92,11 @@ class ChurnSettings(BaseModel):
         description="Random-search budget: XGBoost configurations tried (early-stopped on "
         "validation); 1 = only the parameters above.",
     )
+    baseline_max_rows: int = Field(
+        default=200_000, ge=1000,
+        description="The logistic-regression baseline is fitted on at most this many "
+        "training rows (a seeded draw); it is a yardstick, and all rows cost memory.",
+    )
     promotion_metric: Literal["pr_auc", "roc_auc", "f1"] = Field(
         default="pr_auc",
         description="A challenger becomes champion only if it beats the champion on this "

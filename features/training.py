@@ -24,16 +24,26 @@ def build_training_set(
     index is a plain RangeIndex (a customer appears once per cutoff). The caller
     must pick cutoffs whose label window has fully happened (cutoff + horizon <=
     the data's as-of), see features/cutoffs.py.
+
+    Float features are kept as float32, the precision XGBoost reads them in: 16 weekly
+    cutoffs of 100k customers are over a million rows, and float64 doubled
+    the training process's memory for no change in the model.
     """
     frames = []
     for raw in sorted(to_utc(c) for c in cutoffs):
-        features = build_churn_features(tables, raw)
+        features = as_float32(build_churn_features(tables, raw))
         labels = churn_labels(tables.subscriptions, features.index, raw, horizon_days, definition)
         frame = features.assign(label=labels.to_numpy(), cutoff=raw)
         frames.append(frame.reset_index())
     if not frames:
         raise ValueError("build_training_set needs at least one cutoff")
     return pd.concat(frames, ignore_index=True)
+
+
+def as_float32(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its float64 columns as float32 (other columns untouched)."""
+    wide = [name for name, dtype in frame.dtypes.items() if dtype == np.float64]
+    return frame.astype(dict.fromkeys(wide, np.float32)) if wide else frame
 
 
 def split_by_customer(

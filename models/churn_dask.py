@@ -17,6 +17,7 @@ import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
+import xgboost as xgb
 from xgboost import dask as dxgb
 
 from models.churn import (
@@ -24,7 +25,6 @@ from models.churn import (
     ChurnParams,
     TuningTrial,
     _calibrated_model,
-    _feature_matrix,
     _labels,
     _numeric_matrix,
     booster_params,
@@ -83,7 +83,7 @@ def tune_churn_model_dask(
                 best_fit = (booster, best, score)
     assert best_fit is not None
     # Calibration and threshold on the (small) validation rows, here, as locally.
-    dvalid = _feature_matrix(valid, names, y_valid)
+    dvalid = xgb.DMatrix(_numeric_matrix(valid, names), label=y_valid, feature_names=names)
     model = _calibrated_model(best_fit[0], best_fit[1], dvalid, y_valid, names, scale_pos_weight)
     winner = max(history, key=lambda t: t.valid_pr_auc)
     model.info["valid_pr_auc_tuning"] = winner.valid_pr_auc

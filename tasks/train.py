@@ -20,7 +20,12 @@ from features.cutoffs import as_of_cutoff, training_cutoffs
 from features.labels import ChurnDefinition
 from features.registry import CHURN_FEATURE_NAMES
 from features.segmentation import build_segmentation_features
-from features.training import build_training_set, combine_training_sets, split_train_valid_test
+from features.training import (
+    ChurnSplits,
+    build_training_set,
+    combine_training_sets,
+    split_train_valid_test,
+)
 from models.churn import (
     ChurnModel,
     ChurnParams,
@@ -222,13 +227,14 @@ def train_churn_task(
                                c.cutoff_spacing_days)
     with cluster_client(settings) as client:
         data = churn_training_set(partitions, cutoffs, c.horizon_days, c.definition, client)
-        return _train_churn(settings, as_of, data, cutoffs, client)
+        splits = _split_training_set(settings, as_of, data, cutoffs)
+        del data  # the splits are copies: at 100k customers this frees a third of the peak
+        return _train_churn(settings, as_of, splits, cutoffs, client)
 
 
-def _train_churn(
-    settings: Settings, as_of: dt.date, data: pd.DataFrame, cutoffs: list[pd.Timestamp],
-    client: Any,
-) -> TrainResult:
+def _split_training_set(
+    settings: Settings, as_of: dt.date, data: pd.DataFrame, cutoffs: list[pd.Timestamp]
+) -> ChurnSplits:
     c = settings.churn
     churners = int(data["label"].sum()) if len(data) else 0
     if churners < 10 or churners == len(data):
@@ -238,10 +244,17 @@ def _train_churn(
             "churners and some non-churners (is the history long enough for the horizon?)"
         )
     try:
-        splits = split_train_valid_test(data, c.validation_share, c.test_share,
-                                        c.test_cutoffs, c.seed)
+        return split_train_valid_test(data, c.validation_share, c.test_share,
+                                      c.test_cutoffs, c.seed)
     except ValueError as exc:
         raise NotEnoughTrainingDataError(f"training data for as-of {as_of}: {exc}") from None
+
+
+def _train_churn(
+    settings: Settings, as_of: dt.date, splits: ChurnSplits, cutoffs: list[pd.Timestamp],
+    client: Any,
+) -> TrainResult:
+    c = settings.churn
     train, valid, test = splits.train, splits.valid, splits.test
     for side, frame in (("train", train), ("validation", valid)):
         if frame["label"].nunique() < 2:
@@ -266,7 +279,8 @@ def _train_churn(
     latest = test["cutoff"].isin(splits.test_cutoffs).to_numpy()
     oot_metrics = evaluate_churn(y_test[latest], probability[latest], model.threshold)
     baseline_scores = {
-        "logistic": LogisticBaseline(train, names, c.seed).predict_proba(test),
+        "logistic": LogisticBaseline(train, names, c.seed,
+                                     c.baseline_max_rows).predict_proba(test),
         "heuristic": heuristic_churn_score(test),
     }
     baselines = {name: evaluate_ranking(y_test, s) for name, s in baseline_scores.items()}

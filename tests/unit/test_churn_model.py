@@ -135,6 +135,50 @@ def test_end_to_end_on_synthetic_lake() -> None:
     assert roc_auc_score(valid["label"], p) > 0.8
 
 
+def test_training_set_is_float32_and_trains_the_float64_model() -> None:
+    """The training rows keep floats as float32 (memory at 100k customers); the booster
+    reads float32 anyway, so the model is the one float64 rows give, bit for bit."""
+    tables = make_tables(n_customers=400, seed=22)
+    as_of = pd.Timestamp("2026-06-01", tz="UTC")
+    data = build_training_set(tables, [as_of - pd.Timedelta(days=30 + 30 * i)
+                                       for i in range(3)], 30, "cancelled")
+    names = list(CHURN_FEATURE_NAMES)
+    floats = [n for n in names if pd.api.types.is_float_dtype(data[n])]
+    assert floats and all(data[n].dtype == np.float32 for n in floats)
+    wide = data.astype(dict.fromkeys(floats, np.float64))
+    train, valid = split_by_customer(data, 0.3, seed=7)
+    wide_train, wide_valid = split_by_customer(wide, 0.3, seed=7)
+    narrow_model = train_churn_model(train, valid, names, FAST)
+    wide_model = train_churn_model(wide_train, wide_valid, names, FAST)
+    np.testing.assert_array_equal(narrow_model.predict_proba(wide_valid),
+                                  wide_model.predict_proba(wide_valid))
+
+
+def test_quantized_training_matches_a_plain_dmatrix_booster() -> None:
+    """Tuning trains on QuantileDMatrix (no copy of the raw values): same booster as
+    xgboost.train on a plain DMatrix with the same parameters and early stopping."""
+    import xgboost as xgb
+
+    from models.churn import booster_params
+
+    train, valid, test = planted(3000, 31), planted(1500, 32), planted(1000, 33)
+    model, _ = tune_churn_model(train, valid, FEATURES, FAST, trials=1)
+
+    def plain(frame: pd.DataFrame) -> xgb.DMatrix:
+        return xgb.DMatrix(frame[FEATURES].to_numpy(np.float32),
+                           label=frame["label"].to_numpy(float), feature_names=FEATURES)
+
+    booster = xgb.train({**booster_params(FAST, model.scale_pos_weight), "nthread": 2},
+                        plain(train), num_boost_round=FAST.n_estimators,
+                        evals=[(plain(valid), "valid")],
+                        early_stopping_rounds=FAST.early_stopping_rounds, verbose_eval=False)
+    assert booster.best_iteration == model.best_iteration
+    np.testing.assert_array_equal(
+        model.predict_raw(test),
+        booster.predict(plain(test), iteration_range=(0, booster.best_iteration + 1)),
+    )
+
+
 def test_expected_calibration_error() -> None:
     y = np.array([0] * 90 + [1] * 10)
     assert expected_calibration_error(y, np.full(100, 0.1)) == pytest.approx(0.0)
@@ -164,6 +208,12 @@ def test_baselines_rank_the_planted_signal() -> None:
     train, test = planted(3000, 13), planted(2000, 14)
     logistic = LogisticBaseline(train, FEATURES, seed=1).predict_proba(test)
     assert evaluate_ranking(test["label"], logistic)["roc_auc"] > 0.8
+    # A seeded draw of at most max_rows rows: still ranks, same draw every time.
+    capped = LogisticBaseline(train, FEATURES, seed=1, max_rows=1000).predict_proba(test)
+    assert evaluate_ranking(test["label"], capped)["roc_auc"] > 0.75
+    assert not np.allclose(capped, logistic)
+    np.testing.assert_array_equal(
+        capped, LogisticBaseline(train, FEATURES, seed=1, max_rows=1000).predict_proba(test))
     heuristic = heuristic_churn_score(
         test.assign(support_tickets_90d=0.0, contract_age_months=24.0)
     )
