@@ -70,10 +70,13 @@ def test_pipeline_bench_prints_every_stage_and_figure(tmp_path: Path) -> None:
                 rf"\s+\| raw\s+{number} s wall\s+{number} s CPU\s+{number} MB; "
                 rf"ratio\s+{number} wall\s+(?:{number}|nan) CPU$")  # nan: raw CPU ~0 s
         assert re.search(line, summary, re.M), f"no figures for {stage} at {size}:\n{summary}"
+    for size in ("300", "500"):  # the bucket split: all overhead, no raw counterpart
+        assert re.search(rf"^partition\s+{size}\s+{number}\s+{number}\s+{number}\s+{number}"
+                         rf"\s+{number}\s+\| raw: none", summary, re.M), summary
     assert "plan stages" in summary and "uses the index: YES (IXSCAN)" in summary
     assert re.search(rf"200 random point reads by userId .*p50 {number} ms, p99 {number} ms",
                      summary)
     goals = summary.split("== goals", 1)[1]
-    for goal in ("linear features", "linear train churn", "linear train segmentation",
+    for goal in ("linear partition", "linear features", "linear train churn", "linear train segmentation",
                  "linear score", "memory at 500 customers", "overall ("):
         assert re.search(rf"^{re.escape(goal)}.*: (OK|MISSED)$", goals, re.M), goal
