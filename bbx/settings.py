@@ -353,15 +353,25 @@ class SimulationSettings(BaseModel):
 class ScaleSettings(BaseModel):
     """Customers in hash buckets, and where the buckets run (docs/scale-out.md)."""
 
-    buckets: int = Field(
-        default=8, ge=1, le=999,
+    buckets: int | None = Field(
+        default=None, ge=1, le=999,
         description="Hash buckets of customers: features and scoring hold one bucket's raw "
-        "events in memory at a time.",
+        "events in memory at a time. None: one bucket per customers_per_bucket users.",
+    )
+    customers_per_bucket: int = Field(
+        default=2500, ge=1,
+        description="Users per bucket when `buckets` is not set (the count follows the "
+        "customer base, so a bucket's memory and time stay the same as it grows).",
     )
     dask_address: str | None = Field(
         default=None,
         description="Dask scheduler (e.g. tcp://10.0.0.5:8786): buckets run on that cluster "
         "through prefect-dask and the churn model trains with xgboost.dask. None: locally.",
+    )
+    keep_idle_splits_hours: float = Field(
+        default=24.0, ge=0,
+        description="A new split removes earlier nights' bucket splits that no run has used "
+        "for this long; a backfill running beside the nightly keeps the split it reads.",
     )
 
 

@@ -1,6 +1,7 @@
 """Peak memory of the feature stage, whole lake vs one bucket: `python -m bench buckets`.
 
-Options: --customers N (default 20000), --days D (180), --buckets B (scale.buckets).
+Options: --customers N (default 20000), --days D (180), --buckets B (scale.buckets, or one per
+scale.customers_per_bucket users).
 A synthetic lake (tests/unit/synthetic.py) is written as clean Parquet; then, each in
 a fresh process so the figures do not mix, the peak RSS of:
 - imports only (the floor every figure includes);
@@ -104,8 +105,13 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench buckets")
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--days", type=int, default=180)
-    parser.add_argument("--buckets", type=int, default=load_settings().scale.buckets)
+    parser.add_argument("--buckets", type=int, default=load_settings().scale.buckets,
+                        help="default: scale.buckets, or one per scale.customers_per_bucket")
     args = parser.parse_args(argv)
+    if args.buckets is None:
+        from features.buckets import bucket_count
+
+        args.buckets = bucket_count(args.customers, load_settings().scale.customers_per_bucket)
     with tempfile.TemporaryDirectory(prefix="bbx-bench-buckets-") as tmp:
         paths = _write_lake(Path(tmp), args.customers, args.days)
         job = {"paths": paths, "home": str(Path(tmp) / "home"), "buckets": args.buckets}

@@ -27,6 +27,20 @@ from features.subscriptions import to_utc, utc_series
 BUCKET_HASH_KEY = "bbx-buckets-v1.."
 
 
+MAX_BUCKETS = 999  # bucket files are numbered with three digits
+
+
+def bucket_count(customers: int, customers_per_bucket: int) -> int:
+    """Buckets that hold about `customers_per_bucket` customers each (1..MAX_BUCKETS).
+
+    The bucket size, not the bucket count, is held fixed as the customer base grows:
+    a bucket's work and memory then stay the same, and the night grows linearly.
+    """
+    if customers_per_bucket < 1:
+        raise ValueError("customers_per_bucket must be at least 1")
+    return int(min(MAX_BUCKETS, max(1, -(-customers // customers_per_bucket))))
+
+
 def bucket_of(user_ids: np.ndarray, buckets: int) -> np.ndarray:
     """Bucket 0..buckets-1 of each user id (text), stable across processes and runs."""
     values = np.asarray(user_ids, dtype=object)

@@ -13,7 +13,9 @@ so no table is ever whole in memory. Rows keep their order within a bucket, so t
 newest copy of a key (incremental parts overlap) is the same row the whole-table
 reader keeps: an event's user never changes, so all copies share a bucket.
 The split is reused while the clean inputs and the bucket count are unchanged; a
-new split removes the buckets of earlier as-of dates (derived data, rebuilt on demand).
+new split removes the splits of earlier as-of dates that no run has used for
+`scale.keep_idle_splits_hours` (derived data, rebuilt on demand; every use touches
+`_partitions.json`, so a backfill running beside the nightly keeps the split it reads).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -34,7 +37,7 @@ from prefect.cache_policies import NONE
 
 from bbx import lake
 from bbx.settings import Settings
-from features.buckets import bucket_of
+from features.buckets import bucket_count, bucket_of
 from features.customer import LakeTables
 from tasks.lake_io import newest_copies, read_table, table_parts
 from tasks.resume import file_fingerprint
@@ -67,6 +70,11 @@ def buckets_root(lake_dir: Path, as_of: dt.date) -> Path:
 
 def bucket_file(root: Path, collection: str, bucket: int) -> Path:
     return root / collection / f"bucket={bucket:03d}.parquet"
+
+
+def stored_rows(path: str | Path) -> int:
+    """Rows of a clean table from its Parquet footers (parts that overlap count twice)."""
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in table_parts(path))
 
 
 def read_bucket(partitions: LakePartitions, bucket: int) -> LakeTables:
@@ -145,13 +153,15 @@ def partition_lake(
     settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str],
     buckets: int | None = None,
 ) -> LakePartitions:
-    """Split the clean tables into `buckets` (default `scale.buckets`) by user id."""
-    buckets = buckets or settings.scale.buckets
+    """Split the clean tables into `buckets` by user id (default `scale.buckets`, or one
+    bucket per `scale.customers_per_bucket` users)."""
     root = buckets_root(settings.lake_dir, as_of)
     names = [f.name for f in fields(LakeTables)]
     missing = [n for n in names if n not in clean_paths]
     if missing:
         raise ValueError(f"no validated lake file for: {', '.join(missing)}")
+    buckets = buckets or settings.scale.buckets or bucket_count(
+        stored_rows(clean_paths["users"]), settings.scale.customers_per_bucket)
     shared, bucketed = {}, []
     for name in names:
         path = str(clean_paths[name])
@@ -167,6 +177,7 @@ def partition_lake(
     marker = root / "_partitions.json"
     wanted = {"buckets": buckets, "inputs": inputs}
     if marker.exists() and json.loads(marker.read_text()) == wanted:
+        marker.touch()  # in use: not removed as idle by another night's split
         return partitions  # same clean lake, same buckets: the split is still valid
     if root.exists():
         shutil.rmtree(root)
@@ -176,10 +187,24 @@ def partition_lake(
     tmp = marker.with_suffix(".tmp")
     tmp.write_text(json.dumps(wanted, indent=2))
     tmp.replace(marker)  # written last: a half-written split is never reused
-    for older in root.parent.glob("dt=*"):  # derived copies of past nights: disk, not history
-        if older.name < root.name:
-            shutil.rmtree(older, ignore_errors=True)
+    remove_idle_splits(root, settings.scale.keep_idle_splits_hours)
     return partitions
+
+
+def remove_idle_splits(root: Path, idle_hours: float) -> list[Path]:
+    """Remove the splits of nights before `root`'s that no run has used for `idle_hours`
+    (derived copies of past nights: disk, not history). Returns what was removed."""
+    removed = []
+    now = time.time()
+    for older in sorted(root.parent.glob("dt=*")):
+        if older.name >= root.name:
+            continue
+        marker = older / "_partitions.json"
+        last_used = marker.stat().st_mtime if marker.exists() else older.stat().st_mtime
+        if now - last_used >= idle_hours * 3600:
+            shutil.rmtree(older, ignore_errors=True)
+            removed.append(older)
+    return removed
 
 
 @task(name="partition-lake", cache_policy=NONE)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ import pytest
 
 from bbx.settings import Settings, load_settings
 from features.buckets import (
+    bucket_count,
     bucket_of,
     combine_segmentation_features,
     daily_network_load,
@@ -85,11 +88,32 @@ def test_bucket_of_is_stable_and_spreads_customers() -> None:
     assert set(bucket_of(ids, 1)) == {0}
 
 
+def test_bucket_count_follows_the_customer_base(tmp_path: Path, lake) -> None:
+    assert [bucket_count(n, 2500) for n in (0, 1, 2500, 2501, 100_000)] == [1, 1, 1, 2, 40]
+    assert bucket_count(10**9, 2500) == 999  # three-digit bucket files
+    with pytest.raises(ValueError):
+        bucket_count(10, 0)
+    users = len(read_tables(lake).users)
+    auto = load_settings(home=tmp_path / "home", scale={"customers_per_bucket": 200})
+    assert auto.scale.buckets is None
+    partitions = partition_lake(auto, AS_OF, lake)
+    assert partitions.buckets == -(-users // 200) > 1
+    assert all(Path(partitions.bucket_paths(b)["users"]).exists()
+               for b in range(partitions.buckets))
+
+
 def test_every_row_lands_in_its_users_bucket_once(settings: Settings, lake) -> None:
     whole = read_tables(lake)
     last_night = partition_lake(settings, AS_OF - dt.timedelta(days=1), lake)
     partitions = partition_lake(settings, AS_OF, lake)
-    assert not Path(last_night.root).exists()  # a new split drops earlier nights' copies
+    # Last night's split was used a moment ago (a backfill beside tonight's run, say):
+    # kept. Idle past scale.keep_idle_splits_hours: removed by the next split.
+    assert Path(last_night.root).exists()
+    idle = time.time() - settings.scale.keep_idle_splits_hours * 3600 - 60
+    os.utime(Path(last_night.root) / "_partitions.json", (idle, idle))
+    partition_lake(settings, AS_OF, lake, buckets=BUCKETS - 1)  # a new split of tonight
+    assert not Path(last_night.root).exists()
+    partitions = partition_lake(settings, AS_OF, lake)
     assert set(partitions.shared) == {"plans"}
     assert partitions.overlapping["usagelogs"] and not partitions.overlapping["users"]
     buckets = [read_bucket(partitions, b) for b in range(BUCKETS)]
@@ -101,11 +125,11 @@ def test_every_row_lands_in_its_users_bucket_once(settings: Settings, lake) -> N
     key = "session_id"
     merged = pd.concat([t.usagelogs for t in buckets]).set_index(key).sort_index()
     pd.testing.assert_frame_equal(merged, whole.usagelogs.set_index(key).sort_index())
-    # Unchanged inputs: the split is reused, not rewritten.
-    marker = Path(partitions.root) / "_partitions.json"
-    stamp = marker.stat().st_mtime_ns
+    # Unchanged inputs: the split is reused, not rewritten (its marker is touched: in use).
+    split_file = Path(partitions.bucket_paths(0)["usagelogs"])
+    stamp = split_file.stat().st_mtime_ns
     assert partition_lake(settings, AS_OF, lake) == partitions
-    assert marker.stat().st_mtime_ns == stamp
+    assert split_file.stat().st_mtime_ns == stamp
 
 
 def test_features_segments_demand_and_training_rows_equal_the_whole_lake(
