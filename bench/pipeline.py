@@ -289,7 +289,8 @@ def _stage_train_churn(settings, as_of, paths):
     def work():
         result = train_churn_task.fn(settings, as_of, paths)
         return {"version": result.version, "promoted": result.promoted,
-                "test_pr_auc": round(result.metrics.get("pr_auc", float("nan")), 3)}
+                "test_pr_auc": round(result.metrics.get("pr_auc", float("nan")), 3),
+                "boosting_rounds": _boosting_rounds(result.run_id)}
 
     def raw():
         import numpy as np
@@ -335,6 +336,17 @@ def _stage_train_churn(settings, as_of, paths):
 
     return work, raw, ("whole-lake point-in-time rows (same builder) + xgboost.train, "
                        "same params/early stopping, x trials")
+
+
+def _boosting_rounds(run_id: str) -> int:
+    """Rounds the tuning trials boosted (early stopping ends each one `early_stopping_rounds`
+    after its best), from the run's tuning table: the model's size, which the data decides."""
+    import mlflow
+
+    table = mlflow.artifacts.load_dict(f"runs:/{run_id}/tuning_trials.json")
+    rows = [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
+    return int(sum(min(r["n_estimators"], r["best_iteration"] + 1 + r["early_stopping_rounds"])
+                   for r in rows))
 
 
 def _stage_train_segmentation(settings, as_of, paths):
@@ -445,10 +457,10 @@ def _stage_child(conn, stage: str, paths: dict[str, str], home: str, as_of: str,
     """Runs in its own (spawned) process: the stage, then its raw baseline."""
     warnings.simplefilter("ignore")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        import logging
-
         import importlib
+        import logging
 
         import tasks.score  # noqa: F401  imports are not part of the stage
         import tasks.train  # noqa: F401
@@ -735,6 +747,12 @@ def goals(compute: list[Figure], io: list[Figure]) -> list[str]:
             lines.append(
                 f"linear {stage}: time per customer at {big:,} / at {small:,} = {wall:.2f} wall "
                 f"({cpu:.2f} CPU) (goal <= 1.00): {'OK' if wall <= 1.0 else 'MISSED'}")
+            rounds = (a.extra.get("boosting_rounds"), b.extra.get("boosting_rounds"))
+            if all(rounds):  # early stopping sizes the model: more data, more trees
+                lines.append(
+                    f"  {stage}: boosting rounds {rounds[0]:,} at {small:,}, {rounds[1]:,} at "
+                    f"{big:,} (x{rounds[1] / rounds[0]:.2f} for x{big / small:.3g} the customers: "
+                    "early stopping grows the model with the data)")
     else:
         lines.append("linear: one size only, not judged (give --customers=10000,100000)")
     big = max(sizes) if sizes else 0

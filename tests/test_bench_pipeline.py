@@ -77,6 +77,23 @@ def test_pipeline_bench_prints_every_stage_and_figure(tmp_path: Path) -> None:
     assert re.search(rf"200 random point reads by userId .*p50 {number} ms, p99 {number} ms",
                      summary)
     goals = summary.split("== goals", 1)[1]
-    for goal in ("linear partition", "linear features", "linear train churn", "linear train segmentation",
-                 "linear score", "memory at 500 customers", "overall ("):
+    for goal in ("linear partition", "linear features", "linear train churn",
+                 "linear train segmentation", "linear score", "memory at 500 customers",
+                 "overall ("):
         assert re.search(rf"^{re.escape(goal)}.*: (OK|MISSED)$", goals, re.M), goal
+    # The churn model's size (rounds kept by early stopping) at both sizes.
+    assert re.search(r"^  train churn: boosting rounds [\d,]+ at 300, [\d,]+ at 500", goals,
+                     re.M), goals
+
+
+def test_bucket_sizes_bench_prints_a_row_per_size_and_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import bucket_sizes
+
+    bucket_sizes.main(["--customers=200", "--days=40", "--buckets=1,4,50",
+                       f"--lake-cache={tmp_path}"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    # 50 buckets of 4 customers is skipped (more than a tenth of the customers).
+    assert [(r[0], r[1], r[2]) for r in rows] == [("200", "1", "200"), ("200", "4", "50")]
+    assert all(float(r[5]) > 0 for r in rows)
