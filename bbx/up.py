@@ -135,20 +135,33 @@ def start_worker(pool: str, env: dict[str, str], log_file: Path,
 
 
 def stop_group(pid: int, timeout_s: float = 20) -> None:
-    """Stop a process started here and its children (its own session/process group)."""
+    """Stop a process started here and its children (its own session/process group).
+
+    SIGTERM first; a group still alive after ``timeout_s`` gets SIGKILL. Either way it
+    returns only once the group is gone and the leader reaped (a zombie leader would
+    still answer ``killpg(pid, 0)``), so a caller may check that nothing is left.
+    """
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
+    if _wait_group_gone(pid, timeout_s):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    _wait_group_gone(pid, 10)
+
+
+def _wait_group_gone(pid: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while True:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
-            return
+            return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 def stack_env(settings: Settings, api_url: str, mongodb_uri: str) -> dict[str, str]:

@@ -96,6 +96,19 @@ def test_bbx_up_renders_the_schedule_settings_into_the_deployments(tmp_path) -> 
 # --- the real stack ----------------------------------------------------------------
 
 
+def test_stopping_a_group_that_ignores_sigterm_leaves_nothing_behind() -> None:
+    # A loaded Prefect server can outlive SIGTERM's grace period; the SIGKILL path must
+    # still wait for the group and reap its leader, or a zombie answers killpg(pid, 0).
+    import subprocess
+
+    stubborn = subprocess.Popen(
+        ["sh", "-c", "trap '' TERM; sleep 60 & wait; sleep 60"], start_new_session=True)
+    time.sleep(0.3)  # let the trap be set before the signal comes
+    stop_group(stubborn.pid, timeout_s=0.5)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(stubborn.pid, 0)
+
+
 @pytest.fixture()
 def population(mongo_server_uri: str, mongo_client: MongoClient) -> Iterator[str]:
     from simulator import simulate
