@@ -101,17 +101,22 @@ def _write_lake(folder: Path, customers: int, days: int) -> dict[str, str]:
 
 def main(argv: list[str]) -> None:
     from bbx.settings import load_settings
+    from features.buckets import bucket_count
 
+    scale = load_settings().scale
     parser = argparse.ArgumentParser(prog="python -m bench buckets")
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--days", type=int, default=180)
-    parser.add_argument("--buckets", type=int, default=load_settings().scale.buckets,
+    parser.add_argument("--buckets", type=int, default=scale.buckets,
                         help="default: scale.buckets, or one per scale.customers_per_bucket")
     args = parser.parse_args(argv)
-    if args.buckets is None:
-        from features.buckets import bucket_count
+    from tests.unit.synthetic import CANCEL_AFTER_DAYS
 
-        args.buckets = bucket_count(args.customers, load_settings().scale.customers_per_bucket)
+    if args.days <= CANCEL_AFTER_DAYS:
+        parser.error(f"--days must be above {CANCEL_AFTER_DAYS} (the synthetic lake's "
+                     "churners cancel after that many days)")
+    if args.buckets is None:
+        args.buckets = bucket_count(args.customers, scale.customers_per_bucket)
     with tempfile.TemporaryDirectory(prefix="bbx-bench-buckets-") as tmp:
         paths = _write_lake(Path(tmp), args.customers, args.days)
         job = {"paths": paths, "home": str(Path(tmp) / "home"), "buckets": args.buckets}

@@ -191,20 +191,17 @@ def partition_lake(
     return partitions
 
 
-def remove_idle_splits(root: Path, idle_hours: float) -> list[Path]:
+def remove_idle_splits(root: Path, idle_hours: float) -> None:
     """Remove the splits of nights before `root`'s that no run has used for `idle_hours`
-    (derived copies of past nights: disk, not history). Returns what was removed."""
-    removed = []
+    (derived copies of past nights: disk, not history)."""
     now = time.time()
-    for older in sorted(root.parent.glob("dt=*")):
+    for older in root.parent.glob("dt=*"):
         if older.name >= root.name:
             continue
         marker = older / "_partitions.json"
         last_used = marker.stat().st_mtime if marker.exists() else older.stat().st_mtime
         if now - last_used >= idle_hours * 3600:
             shutil.rmtree(older, ignore_errors=True)
-            removed.append(older)
-    return removed
 
 
 @task(name="partition-lake", cache_policy=NONE)

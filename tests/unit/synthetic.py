@@ -101,6 +101,9 @@ def empty_tables() -> LakeTables:
     return LakeTables(**{f.name: empty(f.name) for f in fields(LakeTables)})
 
 
+CANCEL_AFTER_DAYS = 70  # churners cancel this many days or more into the lake: days must exceed it
+
+
 def make_tables(
     n_customers: int = 500,
     days: int = 240,
@@ -121,7 +124,7 @@ def make_tables(
     start = first + pd.to_timedelta(rng.uniform(0, days * 0.5, n), unit="D")
     since = start - pd.to_timedelta(rng.uniform(0, 400, n), unit="D")
     churner = rng.random(n) < churn_share
-    cancel = pd.Series(start + pd.to_timedelta(rng.uniform(70, days, n), unit="D"))
+    cancel = pd.Series(start + pd.to_timedelta(rng.uniform(CANCEL_AFTER_DAYS, days, n), unit="D"))
     churner &= (cancel < as_of).to_numpy()
     cancel = cancel.where(churner)
     yearly = rng.random(n) < 0.2
