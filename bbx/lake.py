@@ -53,9 +53,11 @@ class TableSpec:
     columns: tuple[Column, ...]
     time_column: str | None = None  # event time: set = append-only, extracted incrementally
     query: dict = field(default_factory=dict)  # server-side filter (e.g. only logins)
-    # Columns that identify one real-world event when the app wrote it twice under two
-    # _ids (e.g. a session logged twice): later copies are quarantined as duplicates.
-    natural_key: tuple[str, ...] = ()
+    # Event tables only: a row whose every column but the key equals an earlier row's is
+    # the same event written twice under two _ids, and is quarantined. Never a subset of
+    # columns: the app's hourly usage generator writes 1-3 distinct sessions per user
+    # with one timestamp to the millisecond.
+    identical_content_is_duplicate: bool = False
     # Snapshots only: the column the app stamps on every change (Mongoose timestamps'
     # updatedAt). Set = the snapshot is refreshed from the documents changed since the
     # previous one (tasks/extract.py); unset = read in full every run.
@@ -64,6 +66,11 @@ class TableSpec:
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def content_columns(self) -> list[str]:
+        """Every column but the key: what "identical content" compares."""
+        return [c.name for c in self.columns if c.name != self.key]
 
     @property
     def incremental(self) -> bool:
@@ -156,7 +163,7 @@ TABLES: dict[str, TableSpec] = {
             "usagelogs",
             key="session_id",
             time_column="timestamp",
-            natural_key=("user_id", "timestamp"),
+            identical_content_is_duplicate=True,
             columns=(
                 _c("session_id", "_id", OBJECT_ID),
                 _c("user_id", "userId", OBJECT_ID),
@@ -174,6 +181,7 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             "payments",
             key="payment_id",
+            identical_content_is_duplicate=True,
             time_column="created_at",
             columns=(
                 _c("payment_id", "_id", OBJECT_ID),
@@ -192,6 +200,7 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             "billings",
             key="invoice_id",
+            identical_content_is_duplicate=True,
             time_column="created_at",
             columns=(
                 _c("invoice_id", "_id", OBJECT_ID),
@@ -210,6 +219,7 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             "supporttickets",
             key="ticket_id",
+            identical_content_is_duplicate=True,
             time_column="created_at",
             columns=(
                 _c("ticket_id", "_id", OBJECT_ID),
@@ -225,6 +235,7 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             "auditlogs",
             key="login_id",
+            identical_content_is_duplicate=True,
             time_column="timestamp",
             query={"action": "login"},  # only logins: the full login history
             columns=(
@@ -236,6 +247,7 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             "feedbacks",
             key="feedback_id",
+            identical_content_is_duplicate=True,
             time_column="created_at",
             columns=(
                 _c("feedback_id", "_id", OBJECT_ID),

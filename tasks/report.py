@@ -37,6 +37,10 @@ def run_summary(
         "run_id": run_id,
         "rows_extracted": {e.collection: e.rows for e in extracts},
         "rows_quarantined": {v.collection: v.quarantined for v in validations},
+        "quarantine_reasons": {v.collection: dict(v.quarantine_reasons) for v in validations
+                               if v.quarantine_reasons},
+        "repeated_reads": {v.collection: v.repeated_reads for v in validations
+                           if v.repeated_reads},
         "warnings": {v.collection: list(v.warnings) for v in validations if v.warnings},
         "models": {t.model: {"version": t.version, "run_id": t.run_id, "metrics": t.metrics}
                    for t in trained},
@@ -89,6 +93,16 @@ def _markdown(summary: dict[str, Any], settings: Settings | None = None) -> str:
         lines.append(
             f"- trained {name} v{model['version']} (MLflow run `{model['run_id']}`): {metrics}"
         )
+    quarantined = {c: n for c, n in summary["rows_quarantined"].items() if n}
+    lines += ["", "## Quarantined rows", ""]
+    if not quarantined:
+        lines.append("- none in any table")
+    for collection, n in quarantined.items():
+        reasons = summary["quarantine_reasons"].get(collection, {})
+        lines.append(f"- {collection}: {n} rows; " + ", ".join(
+            f"{label} ({count})" for label, count in reasons.items()))
+    for collection, n in summary.get("repeated_reads", {}).items():
+        lines.append(f"- {collection}: {n} repeated reads of a document kept once")
     if summary["warnings"]:
         lines += ["", "## Data warnings", ""]
         lines += [f"- {c}: {w}" for c, ws in summary["warnings"].items() for w in ws]
