@@ -21,6 +21,11 @@ Layout under `<home>/lake/` (hive partitions, one file per collection and as-of)
                                               tasks.lake_io, de-duplicated by key)
     manifests/<as_of>.json                    rows, watermarks, schema fingerprint,
                                               durations; `validated` once gated
+    source.json                               the server and database this lake was
+                                              extracted from (one source per home)
+
+Paths inside the lake's own records (manifests, table versions) are relative to the
+lake folder, so a copied or moved home keeps working.
 
 This module is declarations and path helpers only: no I/O.
 """
@@ -303,3 +308,29 @@ def table_version_path(lake_dir: Path, collection: str, as_of: dt.date) -> Path:
     Under `_versions/` so hive-partition readers of `clean/<collection>/` skip it.
     """
     return lake_dir / "clean" / collection / "_versions" / f"{partition(as_of)}.json"
+
+
+def source_path(lake_dir: Path) -> Path:
+    """Which MongoDB database this lake holds the history of (tasks/lake_source.py)."""
+    return lake_dir / "source.json"
+
+
+def to_record(lake_dir: Path, path: str | Path) -> str:
+    """A path as the lake's own records keep it: relative to the lake folder."""
+    path = Path(path)
+    for base, target in ((lake_dir, path), (lake_dir.resolve(), path.resolve())):
+        try:
+            return target.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return str(path)  # outside the lake: kept as it is
+
+
+def from_record(lake_dir: Path, recorded: str | Path) -> Path:
+    """The file a record names (records written before paths were relative are absolute)."""
+    return lake_dir / recorded
+
+
+def lake_dir_of_version(version_file: Path) -> Path:
+    """The lake folder of a table version file (clean/<c>/_versions/<file>.json)."""
+    return Path(version_file).parents[3]

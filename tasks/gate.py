@@ -81,15 +81,18 @@ def _volume_warning(
 
 
 def _history(
+    lake_dir: Path,
     collection: str,
     entry: dict[str, Any] | None,
     previous: dict[str, Any] | None,
     clean_file: str,
 ) -> list[str]:
+    """The clean parts making up the table's history, as lake-relative records."""
+    current = lake.to_record(lake_dir, clean_file)
     if entry is None or entry["mode"] in (SNAPSHOT, FULL) or previous is None:
-        return [clean_file]
+        return [current]
     earlier = manifest_entry(previous, collection) or {}
-    return [*earlier.get("history", []), clean_file]
+    return [*(lake.to_record(lake_dir, p) for p in earlier.get("history", [])), current]
 
 
 def _sha256(path: str) -> str:
@@ -101,14 +104,17 @@ def _sha256(path: str) -> str:
 
 
 def _fingerprints(
-    collection: str, parts: list[str], previous: dict[str, Any] | None, clean_file: str
+    lake_dir: Path, collection: str, parts: list[str], previous: dict[str, Any] | None,
+    clean_file: str,
 ) -> dict[str, str]:
     """sha256 per part, so the version file changes whenever any part's content does
     (input-keyed caches of later steps fingerprint the version file)."""
     earlier = (manifest_entry(previous, collection) or {}) if previous else {}
-    known = dict(earlier.get("fingerprints") or {})
+    known = {lake.to_record(lake_dir, p): f for p, f in (earlier.get("fingerprints") or {}).items()}
+    current = lake.to_record(lake_dir, clean_file)
     return {
-        part: known[part] if part != clean_file and part in known else _sha256(part)
+        part: known[part] if part != current and part in known
+        else _sha256(str(lake.from_record(lake_dir, part)))
         for part in parts
     }
 
@@ -180,8 +186,9 @@ def validate_lake(
     for validation in results:
         collection = validation.collection
         entry = manifest_entry(manifest, collection) if manifest else None
-        parts = _history(collection, entry, previous, validation.clean_file)
-        fingerprints = _fingerprints(collection, parts, previous, validation.clean_file)
+        parts = _history(settings.lake_dir, collection, entry, previous, validation.clean_file)
+        fingerprints = _fingerprints(settings.lake_dir, collection, parts, previous,
+                                     validation.clean_file)
         version = lake.table_version_path(settings.lake_dir, collection, as_of)
         _write_json(version, {
             "collection": collection,

@@ -52,6 +52,10 @@ class _Assign(mlflow.pyfunc.PythonModel):
         return self.model.assign(model_input)
 
 
+class MlflowStoreMovedError(RuntimeError):
+    """The tracking store's artifact locations point outside this home."""
+
+
 @dataclass(frozen=True)
 class RegisteredModel:
     name: str
@@ -68,9 +72,18 @@ def configure(settings: Settings, experiment: str) -> None:
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # the cloudpickle notice
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_registry_uri(settings.mlflow_uri)
-    if mlflow.get_experiment_by_name(experiment) is None:
-        mlflow.create_experiment(
-            experiment, artifact_location=(settings.mlflow_artifacts_dir / experiment).as_uri()
+    expected = (settings.mlflow_artifacts_dir / experiment).as_uri()
+    existing = mlflow.get_experiment_by_name(experiment)
+    if existing is None:
+        mlflow.create_experiment(experiment, artifact_location=expected)
+    elif existing.artifact_location.rstrip("/") != expected.rstrip("/"):
+        raise MlflowStoreMovedError(
+            f"the MLflow store {settings.mlflow_uri} keeps experiment '{experiment}' "
+            f"artifacts at {existing.artifact_location}, not under this home "
+            f"({settings.mlflow_artifacts_dir.as_uri()}): the home was copied or moved, and "
+            "MLflow records absolute artifact paths, so runs would write into the old "
+            "location. Run from the original home, or move mlflow.db and mlartifacts/ out "
+            "of this home to start a fresh store (the next night retrains: --force-train)."
         )
     mlflow.set_experiment(experiment)
 

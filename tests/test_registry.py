@@ -144,3 +144,16 @@ def test_training_when_due_and_reasons_reach_the_documents(
         for r in reasons:
             if r["value"] is not None:
                 assert str(r["value"]) in r["text"]
+
+
+def test_a_moved_home_with_an_mlflow_store_stops_clearly(tmp_path: Path) -> None:
+    import shutil
+
+    first = load_settings(home=tmp_path / "first")
+    registry.configure(first, "churn")
+    moved = load_settings(home=tmp_path / "moved")
+    shutil.copytree(first.home, moved.home)
+    with pytest.raises(registry.MlflowStoreMovedError,
+                       match=r"keeps experiment 'churn' artifacts at .*first.*copied or moved"):
+        registry.configure(moved, "churn")
+    registry.configure(first, "churn")  # the original home still works
