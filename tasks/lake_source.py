@@ -10,6 +10,8 @@ compares the two and stops with a clear message when they differ.
 The marker lives in the database rather than being derived from the URI: the embedded
 server listens on a new port every run, and one server has many names (localhost,
 127.0.0.1, a replica set's members), while a restored backup is still the same data.
+A read-only user (a dry run, an audit) cannot leave a marker: its lake records the
+server and database names instead, and those are what later runs are compared on.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pymongo import MongoClient, ReturnDocument
+from pymongo.errors import OperationFailure
 
 from bbx import lake
 from bbx.mongo import redact
@@ -38,16 +41,34 @@ def _describe(record: dict[str, Any]) -> str:
     return f"database '{record.get('database')}' on {record.get('server')}"
 
 
-def _database_marker(client: MongoClient, settings: Settings) -> str:
-    """The database's source id, created once (atomically) if it has none yet."""
+UNAUTHORIZED = 13
+
+
+def _database_marker(client: MongoClient, settings: Settings) -> str | None:
+    """The database's source id, created once (atomically) if it has none yet; None
+    when this user may not write it."""
     meta = client[settings.mongo.database][META_COLLECTION]
-    marker = meta.find_one_and_update(
-        {"_id": SOURCE_MARKER},
-        {"$setOnInsert": {"sourceId": uuid.uuid4().hex, "createdAt": dt.datetime.now(dt.UTC)}},
-        upsert=True,
-        return_document=ReturnDocument.AFTER,
-    )
+    try:
+        marker = meta.find_one_and_update(
+            {"_id": SOURCE_MARKER},
+            {"$setOnInsert": {"sourceId": uuid.uuid4().hex,
+                              "createdAt": dt.datetime.now(dt.UTC)}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+    except OperationFailure as exc:
+        if exc.code != UNAUTHORIZED:
+            raise
+        return None
     return str(marker["sourceId"])
+
+
+def _same_source(recorded: dict[str, Any], here: dict[str, Any],
+                 meta: dict[str, Any] | None) -> bool:
+    if recorded.get("source_id") is None:  # recorded by a read-only user: names only
+        return recorded.get("database") == here["database"] and \
+            recorded.get("server") == here["server"]
+    return meta is not None and meta.get("sourceId") == recorded["source_id"]
 
 
 def _lake_has_history(lake_dir: Path) -> bool:
@@ -62,12 +83,12 @@ def ensure_lake_source(client: MongoClient, uri: str, settings: Settings) -> dic
     meta = client[settings.mongo.database][META_COLLECTION].find_one({"_id": SOURCE_MARKER})
     here = {"database": settings.mongo.database, "server": redact(uri)}
     if recorded is not None:
-        if meta is None or meta.get("sourceId") != recorded.get("source_id"):
+        if not _same_source(recorded, here, meta):
             raise LakeSourceMismatchError(
                 f"this home's lake ({settings.lake_dir}) holds the history of "
                 f"{_describe(recorded)} (source {recorded.get('source_id')}), but the run "
                 f"points at {_describe(here)}, "
-                + ("which this pipeline has never extracted" if meta is None
+                + ("which this pipeline has never marked" if meta is None
                    else f"a different source ({meta.get('sourceId')})")
                 + ". Mixing them would merge one database's customers into the other's. "
                 "Use a separate home for this database (--home or BBX_HOME), or move the "
