@@ -79,7 +79,8 @@ def nightly(
         # The scored feature table has its own suite: a broken feature stops the night here.
         validate_features_task(scores.features_path, settings.data_docs_dir, as_of)
         # Each plan's band around its anchor (first-seen list prices recorded in Mongo).
-        bands = plan_anchors_task(uri, settings, as_of, clean["plans"], run_id)
+        bands = plan_anchors_task(uri, settings, as_of, clean["plans"], run_id,
+                                  record=not dry_run)
         # Learned weights, elasticity, A/B arms: re-prices the scores file in place.
         priced = price_customers_task(settings, as_of, clean, scores.path, bands)
         published = views = None

@@ -82,10 +82,11 @@ def plan_band(
     if min_ratio > 1.0 or max_ratio < 1.0:
         raise ValueError("pricing bounds must satisfy min_ratio <= 1 <= max_ratio")
     override = overrides.get(plan_id) or overrides.get(plan_name)
-    recorded_monthly = (recorded or {}).get("monthly")
+    recorded_monthly = _number((recorded or {}).get("monthly"))
+    recorded_yearly = _number((recorded or {}).get("yearly"))
     if override is not None:
         anchor, source = float(override.anchor), SETTINGS
-    elif recorded_monthly is not None and math.isfinite(recorded_monthly):
+    elif recorded_monthly is not None:
         anchor, source = float(recorded_monthly), RECORDED
     else:
         anchor, source = float(list_monthly), LIST
@@ -95,7 +96,7 @@ def plan_band(
     if override is not None:
         low = low if override.min_price is None else float(override.min_price)
         high = high if override.max_price is None else float(override.max_price)
-    factor = (yearly_factor(recorded_monthly, (recorded or {}).get("yearly"))
+    factor = (yearly_factor(recorded_monthly, recorded_yearly)
               or yearly_factor(list_monthly, list_yearly) or 1.0)
     return PlanBand(plan_id, anchor, low, high, source, factor)
 

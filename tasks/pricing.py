@@ -395,20 +395,23 @@ def price_customers_task(settings: Settings, as_of: dt.date, clean_paths: Mappin
 
 
 def record_plan_anchors(uri: str, settings: Settings, as_of: dt.date, plans_path: str,
-                        run_id: str) -> dict[str, PlanBand]:
+                        run_id: str, record: bool = True) -> dict[str, PlanBand]:
     """Record the list price of every plan seen for the first time (insert-only: an
-    anchor once recorded is never moved by the pipeline), then every plan's band."""
+    anchor once recorded is never moved by the pipeline), then every plan's band.
+    record=False (a dry run writes nothing to MongoDB): read the recorded anchors only;
+    a plan without one is banded around tonight's list price."""
     plans = read_table("plans", plans_path).drop_duplicates("plan_id")
     now = dt.datetime.now(dt.UTC)
     client = connect(uri, settings)
     try:
         collection = client[settings.mongo.database][ANCHORS_COLLECTION]
-        collection.create_index([("planId", 1)], unique=True, name="planId_unique")
-        for plan in plans.itertuples(index=False):
+        if record:
+            collection.create_index([("planId", 1)], unique=True, name="planId_unique")
+        for plan in plans.itertuples(index=False) if record else ():
             monthly = float(plan.monthly_price)
             if not np.isfinite(monthly) or monthly <= 0:
                 continue  # nothing to anchor on; scoring refuses its customers
-            yearly = float(plan.yearly_price)
+            yearly = float(getattr(plan, "yearly_price", np.nan))
             collection.update_one(
                 {"planId": ObjectId(str(plan.plan_id))},
                 {"$setOnInsert": {
@@ -432,8 +435,8 @@ def record_plan_anchors(uri: str, settings: Settings, as_of: dt.date, plans_path
 
 @task(name="plan-anchors", cache_policy=NONE)  # reads what the database holds tonight
 def plan_anchors_task(uri: str, settings: Settings, as_of: dt.date, plans_path: str,
-                      run_id: str) -> dict[str, PlanBand]:
-    bands = record_plan_anchors(uri, settings, as_of, plans_path, run_id)
+                      run_id: str, record: bool = True) -> dict[str, PlanBand]:
+    bands = record_plan_anchors(uri, settings, as_of, plans_path, run_id, record)
     create_table_artifact(
         [{"plan": b.plan_id, "anchor": b.anchor, "low": b.low, "high": b.high,
           "source": b.source, "yearly_factor": round(b.yearly_factor, 4)}
