@@ -386,3 +386,45 @@ def test_after_an_apply_at_the_band_top_the_next_proposal_and_every_price_stay_i
                 band.high)), 2)
     assert yearly_seen > 0
     db.client.drop_database(settings.mongo.database)
+
+
+def test_anchors_are_recorded_once_and_the_admins_settings_win(
+    settings, mongo_client, tmp_path
+) -> None:
+    from bson import ObjectId
+
+    from tasks.pricing import ANCHORS_COLLECTION, record_plan_anchors
+
+    basic, enterprise = str(ObjectId()), str(ObjectId())
+    plans = pd.DataFrame({"plan_id": [basic, enterprise], "plan_name": ["Basic", "Enterprise"],
+                          "monthly_price": [499.0, 3999.0],
+                          "yearly_price": [499.0 * 10.8, np.nan]})
+    path = tmp_path / "plans.parquet"
+    plans.to_parquet(path)
+    uri, day = settings.mongo.uri, dt.date(2026, 6, 1)
+    anchors = mongo_client[settings.mongo.database][ANCHORS_COLLECTION]
+
+    dry = record_plan_anchors(uri, settings, day, str(path), "dry-run", record=False)
+    assert {b.source for b in dry.values()} == {"list"} and anchors.count_documents({}) == 0
+
+    first = record_plan_anchors(uri, settings, day, str(path), "run-1")
+    assert {b.source for b in first.values()} == {"recorded"}
+    assert anchors.find_one({"planId": ObjectId(basic)})["yearly"] == pytest.approx(5389.2)
+    assert anchors.find_one({"planId": ObjectId(enterprise)})["yearly"] is None
+
+    plans["monthly_price"] = [599.0, 4792.0]  # an admin applied proposals
+    plans.to_parquet(path)
+    later = record_plan_anchors(uri, settings, day + dt.timedelta(days=1), str(path), "run-2")
+    assert (later[basic].anchor, later[enterprise].anchor) == (499.0, 3999.0)
+    assert anchors.count_documents({}) == 2
+    assert anchors.count_documents({"firstSeenRunId": "run-1"}) == 2  # never moved
+
+    owned = settings.model_copy(update={"pricing": settings.pricing.model_copy(update={
+        "plan_anchors": {"Enterprise": {"anchor": 4000.0, "min_price": 3600.0,
+                                        "max_price": 4400.0}}})})
+    owned = type(settings).model_validate(owned.model_dump())
+    bands = record_plan_anchors(uri, owned, day, str(path), "run-3")
+    assert (bands[enterprise].anchor, bands[enterprise].low, bands[enterprise].high,
+            bands[enterprise].source) == (4000.0, 3600.0, 4400.0, "settings")
+    assert bands[basic].source == "recorded"
+    mongo_client.drop_database(settings.mongo.database)
