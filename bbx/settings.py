@@ -185,14 +185,44 @@ class SegmentationSettings(BaseModel):
     )
 
 
+class PlanAnchorSettings(BaseModel):
+    """An admin-owned anchor for one plan (monthly, in the plan's currency)."""
+
+    anchor: float = Field(gt=0, description="The plan's anchor monthly price (P_base).")
+    min_price: float | None = Field(
+        default=None, ge=0, description="Lowest monthly price; empty: anchor × min_ratio.")
+    max_price: float | None = Field(
+        default=None, gt=0, description="Highest monthly price; empty: anchor × max_ratio.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PlanAnchorSettings:
+        low = self.min_price if self.min_price is not None else self.anchor
+        high = self.max_price if self.max_price is not None else self.anchor
+        if not low <= self.anchor <= high:
+            raise ValueError("a plan anchor must satisfy min_price <= anchor <= max_price")
+        return self
+
+
 class PricingSettings(BaseModel):
-    """P = P_base × (1 + α·D + β·E + γ·R), clamped to [min_ratio, max_ratio] × P_base."""
+    """P = P_base × (1 + α·D + β·E + γ·R), clamped to the plan's band around its anchor:
+    [min_ratio, max_ratio] × anchor, or a plan's own bounds in `plan_anchors`."""
 
     alpha: float = Field(default=0.10, description="Weight of demand D (0..1).")
     beta: float = Field(default=0.05, description="Weight of elasticity E (negative number).")
     gamma: float = Field(default=-0.15, description="Weight of churn risk R (0..1).")
     min_ratio: float = Field(default=0.8, gt=0)
     max_ratio: float = Field(default=1.2, gt=0)
+    plan_anchors: dict[str, PlanAnchorSettings] = Field(
+        default_factory=dict,
+        description="Per plan (key: plan name or plan id) an anchor and optional bounds the "
+        "admin owns; they win over the anchor the pipeline recorded when it first saw the "
+        "plan (collection ml_price_anchors).",
+    )
+    proposal_cooldown_days: float = Field(
+        default=30, ge=0,
+        description="No new price proposal for a plan this many days after one of its "
+        "proposals was applied (one billing cycle, so the change shows in renewals first).",
+    )
     currency: str = "INR"
     demand_window_days: int = Field(default=7, ge=1, description="Recent load window for D.")
     demand_baseline_days: int = Field(default=90, ge=7, description="Window D is normalised on.")

@@ -20,7 +20,7 @@ from tasks.app_views import write_app_views_task
 from tasks.extract import extract_collection_task, write_manifest_task
 from tasks.gate import validate_lake_task
 from tasks.partition import partition_lake_task
-from tasks.pricing import price_customers_task, record_pricing_task
+from tasks.pricing import plan_anchors_task, price_customers_task, record_pricing_task
 from tasks.publish import publish_scores_task
 from tasks.report import on_flow_failure, report_run_task
 from tasks.train import train_churn_task, train_segmentation_task, training_due_task
@@ -78,8 +78,11 @@ def nightly(
         scores = score_in_buckets(settings, as_of, clean)
         # The scored feature table has its own suite: a broken feature stops the night here.
         validate_features_task(scores.features_path, settings.data_docs_dir, as_of)
+        # Each plan's band around its anchor (first-seen list prices recorded in Mongo).
+        bands = plan_anchors_task(uri, settings, as_of, clean["plans"], run_id,
+                                  record=not dry_run)
         # Learned weights, elasticity, A/B arms: re-prices the scores file in place.
-        priced = price_customers_task(settings, as_of, clean, scores.path)
+        priced = price_customers_task(settings, as_of, clean, scores.path, bands)
         published = views = None
         if not dry_run:
             publish = publish_scores_task.with_options(**mongo_retries)

@@ -140,7 +140,7 @@ def report_run_task(
     frame = pd.read_parquet(scores.path)
     create_table_artifact(segment_profiles(frame), key="nightly-segments")
     min_change = settings.publish.proposal_min_change_percent if settings else 0.0
-    changes = [{k: (str(v) if k == "plan" else v) for k, v in c.items()}
+    changes = [{k: (str(v) if k in ("plan", "_id") else v) for k, v in c.items()}
                for c in plan_price_changes(frame, min_change)]
     create_table_artifact(
         changes or [{"planName": "-", "reason": "no plan price moved enough to propose"}],
