@@ -10,6 +10,8 @@ ending `--nights` + 1 days before today. Then, night after night:
 2. on every other night (the 1st, 3rd, ...) the app's admin approves and applies the
    pipeline's pending price proposal (each changed plan's `pricing.monthly` becomes the
    proposed price, as the app's "apply" does);
+   (the soak's proposal cool-down is 0 days by default, so a new proposal can follow
+   every apply: the case where a band that followed the list price would ratchet);
 3. the world grows by one day with the app's own background writers on (hourly usage
    in same-timestamp batches, analytics in MB, the expiry and auto-renewal service, the
    app's 6-hourly churn scan) and ordinary customer activity.
@@ -173,6 +175,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--cooldown-days", type=float, default=0.0,
+                        help="pricing.proposal_cooldown_days for the soak (default 0: a new "
+                             "proposal may follow every apply, the hardest case for the band)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -190,20 +195,22 @@ def main(argv: list[str]) -> None:
         server, process = start_embedded(settings)
         try:
             os.environ.update({"BBX_HOME": home, "MONGODB_URI": server.uri,
-                               "BBX_MONGO__DATABASE": settings.mongo.database})
+                               "BBX_MONGO__DATABASE": settings.mongo.database,
+                               "BBX_PRICING__PROPOSAL_COOLDOWN_DAYS": str(args.cooldown_days)})
             client: MongoClient = MongoClient(server.uri, tz_aware=True)
             db = client[settings.mongo.database]
             t = time.perf_counter()
             simulate(db, customers=args.customers, days=args.days, seed=args.seed,
                      end=first_as_of - dt.timedelta(days=1))
+            print(f"proposal cool-down {args.cooldown_days} days; band ×"
+                  f"[{settings.pricing.min_ratio}, {settings.pricing.max_ratio}] of the anchor")
             print(f"simulated {args.customers} customers x {args.days} days in "
                   f"{time.perf_counter() - t:.0f}s; nights {first_as_of} .. "
                   f"{first_as_of + dt.timedelta(days=args.nights - 1)}", flush=True)
             print(HEADER, flush=True)
             reports = run_soak(db, args.nights, first_as_of, seed=args.seed,
                                progress=lambda line: print(line, flush=True))
-            band = settings.pricing.max_ratio - 1 if hasattr(settings.pricing, "max_ratio") \
-                else 0.2
+            band = max(settings.pricing.max_ratio - 1, 1 - settings.pricing.min_ratio)
             print("\n".join(verdict(reports, band)))
             with contextlib.suppress(Exception):
                 client.close()
