@@ -103,7 +103,11 @@ def simulate(
     world = build_world(spec)
     pop, tl, keys = world.pop, world.seen, world.keys
     window = tl.window
-    ident = _identity(rng_for(seed, STREAM_DOCUMENTS, _DOC_PARTS["identity"]), keys, customers)
+    ident = _identity(
+        rng_for(seed, STREAM_DOCUMENTS, _DOC_PARTS["identity"]),
+        keys,
+        [email for _, _, email in docs.customer_names(doc_rng_users(seed), customers)],
+    )
     dirt = Dirt(seed, end) if dirty else None
 
     def doc_rng(part: str) -> np.random.Generator:
@@ -186,11 +190,18 @@ def simulate(
     return report
 
 
-def _identity(rng: np.random.Generator, keys: docs.Keys, customers: int) -> Identity:
+def doc_rng_users(seed: int) -> np.random.Generator:
+    """The users' document stream (customers' names and e-mails come first in it)."""
+    return rng_for(seed, STREAM_DOCUMENTS, _DOC_PARTS["users"])
+
+
+def _identity(rng: np.random.Generator, keys: docs.Keys, emails: list[str]) -> Identity:
+    customers = len(emails)
     device_tokens = hex_tokens(rng, customers, 10)
     octets = rng.integers(1, 255, size=(customers, 3))
     return Identity(
         user_ids=keys.user_ids,
         device_ids=[[f"dev-{token}-{d}" for d in range(MAX_DEVICES)] for token in device_tokens],
         ip_addresses=[f"49.{a}.{b}.{c}" for a, b, c in octets.tolist()],
+        emails=emails,
     )
