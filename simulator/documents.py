@@ -578,8 +578,14 @@ def feedback_documents(
     kinds = rng.integers(0, len(FEEDBACK_TYPES), len(day))
     sources = rng.integers(0, len(FEEDBACK_SOURCES), len(day))
     return [
-        feedback_document(ids[row], keys.user_ids[c], int(overall[row]), int(kinds[row]),
-                          int(sources[row]), int(seconds[row]))
+        feedback_document(
+            ids[row],
+            keys.user_ids[c],
+            int(overall[row]),
+            int(kinds[row]),
+            int(sources[row]),
+            int(seconds[row]),
+        )
         for row, c in enumerate(customer.tolist())
     ]
 
