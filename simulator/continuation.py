@@ -1361,7 +1361,6 @@ def continue_world(
             cancelled_at = np.concatenate([cancelled_at, np.full(grow, -1, dtype=np.int64)])
             joined_at = np.full(b.size, -1, dtype=np.int64)
             joined_at[joined] = b.start_seconds[joined]
-            multiplier = np.concatenate([multiplier, np.ones(grow)])
             rolling_days = np.vstack([rolling_days, np.zeros((grow, ROLLING_DAYS))])
             act = world.activity(s + SECONDS_PER_DAY // 2)
             world.logins(day, s, act, joined_at)
@@ -1409,6 +1408,9 @@ def continue_world(
                 inserted[collection] = inserted.get(collection, 0) + len(documents)
             say(f"{date}: " + ", ".join(f"{k} {v}" for k, v in sorted(day.events.items()) if v))
         end_seconds = first + days * SECONDS_PER_DAY
+        multiplier = price_hazard_multiplier(
+            b.elasticity, world.plans.monthly[b.plan], world.reference_price[b.plan]
+        )
         truth_ops = _truth_probabilities(world, end_seconds, multiplier)
         if truth_ops:
             db[TRUTH_COLLECTION].bulk_write(truth_ops, ordered=False)

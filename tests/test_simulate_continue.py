@@ -300,3 +300,56 @@ def test_same_seed_same_continuation(mongo_db: Database, mongo_client: MongoClie
 def test_an_empty_database_cannot_be_continued(mongo_db: Database) -> None:
     with pytest.raises(ContinuationError, match="bbx simulate"):
         continue_world(mongo_db, 1)
+
+
+def test_an_applied_price_rise_makes_customers_leave(
+    mongo_db: Database, mongo_client: MongoClient
+) -> None:
+    """Inside the world's simulated future, leave decisions beyond the planned ones come
+    only from a price above the reference: none at the catalogue prices, some after an
+    admin applies a rise (plans.pricing.monthly, as the app's "apply" sets it)."""
+    raised = mongo_client[f"t_{uuid.uuid4().hex[:10]}"]
+    try:
+        reports = []
+        for db, factor in ((mongo_db, 1.0), (raised, 1.6)):
+            simulate(db, customers=400, days=20, seed=8, end=END, annual_churn=0.9)
+            for plan in db.plans.find():
+                db.plans.update_one(
+                    {"_id": plan["_id"]},
+                    {"$set": {"pricing.monthly": round(plan["pricing"]["monthly"] * factor)}},
+                )
+            reports.append(continue_world(db, 3, app_writers=False))
+        assert reports[0].events["decisions_to_cancel"] == 0
+        assert reports[1].events["decisions_to_cancel"] > 0
+        decided = raised[TRUTH_COLLECTION].count_documents({"declineStart": {"$gte": OLD_END}})
+        assert decided >= reports[1].events["decisions_to_cancel"]
+    finally:
+        mongo_client.drop_database(raised.name)
+
+
+def test_bbx_simulate_continue_days(settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from bbx.cli import app
+    from simulator.credentials import ADMIN_EMAILS, ADMIN_PASSWORD
+
+    monkeypatch.setenv("BBX_HOME", str(settings.home))
+    monkeypatch.setenv("MONGODB_URI", settings.mongo.uri or "")
+    monkeypatch.setenv("BBX_MONGO__DATABASE", settings.mongo.database)
+    runner = CliRunner()
+    made = runner.invoke(
+        app, ["simulate", "--customers", "60", "--days", "15", "--end", "2026-11-25"]
+    )
+    assert made.exit_code == 0, made.output
+    assert f"{ADMIN_EMAILS[0]} / {ADMIN_PASSWORD}" in made.output
+    continued = runner.invoke(app, ["simulate", "--continue-days", "1", "--no-app-writers"])
+    assert continued.exit_code == 0, continued.output
+    assert "2026-11-26 .. 2026-11-26" in continued.output
+    client = MongoClient(settings.mongo.uri, tz_aware=True)
+    try:
+        db = client[settings.mongo.database]
+        assert db[STATE_COLLECTION].find_one()["continuedDays"] == 1
+        assert db.churnscanhistories.count_documents({}) == 0  # the app's writers were off
+    finally:
+        client.drop_database(settings.mongo.database)
+        client.close()
