@@ -71,7 +71,7 @@ from simulator.catalog import (
 )
 from simulator.credentials import CUSTOMER_PASSWORD_HASHES
 from simulator.documents import customer_email, feedback_document, order_id
-from simulator.encode import SECONDS_PER_DAY, hex_tokens, object_ids, rng_for
+from simulator.encode import SECONDS_PER_DAY, hex_tokens, object_ids
 from simulator.truth import HORIZON_DAYS, TRUTH_COLLECTION
 from simulator.writer import BatchWriter
 
@@ -468,16 +468,14 @@ class _World:
         self.history_gb, self.book = _load_book(db, self.plan_pos, state)
         self.devices = svc.devices_for(self.book.user_id)
         self.world_through = _seconds(state.get("worldSimulatedThrough"))
-        self.admin = db.users.find_one({"role": "admin"}, {"_id": 1}) or {}
         self.sessions_per_day = float(state.get("sessionsPerDay", 1.5))
         weights = np.array([s.session_weight for s in SEGMENTS])
         self.session_weight = weights / float(weights @ np.array([s.share for s in SEGMENTS]))
         self.open_tickets: list[dict] = list(state.get("openTickets", []))
 
     def rng(self, day_seconds: int, part: str) -> np.random.Generator:
-        return rng_for(
-            self.seed, STREAM_CONTINUATION, [day_seconds // SECONDS_PER_DAY, _PART[part]]
-        )
+        day_number = day_seconds // SECONDS_PER_DAY
+        return np.random.default_rng([self.seed, STREAM_CONTINUATION, day_number, _PART[part]])
 
     def refresh_prices(self) -> None:
         """The plans' current prices, as an admin may have applied new ones."""

@@ -353,3 +353,16 @@ def test_bbx_simulate_continue_days(settings, monkeypatch: pytest.MonkeyPatch) -
     finally:
         client.drop_database(settings.mongo.database)
         client.close()
+
+
+def test_a_world_without_its_state_document_is_continued_from_its_data(
+    mongo_db: Database,
+) -> None:
+    simulate(mongo_db, customers=60, days=15, seed=5, end=END)
+    mongo_db[STATE_COLLECTION].drop()
+    report = continue_world(mongo_db, 1, seed=5, app_writers=False)
+    assert report.first_day == END + dt.timedelta(days=1)
+    state = mongo_db[STATE_COLLECTION].find_one()
+    assert state["inferred"] and state["observedThrough"] == OLD_END + dt.timedelta(days=1)
+    numbers = [b["invoiceNumber"] for b in mongo_db.billings.find()]
+    assert len(numbers) == len(set(numbers))
