@@ -191,6 +191,45 @@ def _simulate(customers: int, days: int, seed: int, end: dt.date, dirty: bool | 
         typer.echo(f"  {collection:<16} {count:>10,}")
     for kind, count in report.dirt.items():
         typer.echo(f"  dirt {kind:<40} {count:>8,}")
+    _print_logins()
+
+
+def _print_logins() -> None:
+    from simulator.credentials import (
+        ADMIN_EMAILS,
+        ADMIN_PASSWORD,
+        CUSTOMER_PASSWORD,
+    )
+
+    typer.echo(f"  app login (admin)     {ADMIN_EMAILS[0]} / {ADMIN_PASSWORD}")
+    typer.echo(f"  app login (customers) any customer's e-mail / {CUSTOMER_PASSWORD}")
+
+
+def _continue(days: int, seed: int, app_writers: bool) -> None:
+    from bbx.mongo import connect, mongo_uri
+    from simulator.continuation import ContinuationError, continue_world
+
+    settings = load_settings()
+    with mongo_uri(settings) as uri:
+        client = connect(uri, settings)
+        try:
+            report = continue_world(
+                client[settings.mongo.database], days, seed=seed, app_writers=app_writers,
+                progress=_say,
+            )
+        except ContinuationError as exc:
+            _fail(str(exc))
+            raise  # unreachable: _fail exits
+        finally:
+            client.close()
+    _say(f"continued the world by {days} day(s), {report.first_day} .. {report.last_day}, "
+         f"in {report.seconds:.0f}s: {report.customers:,} customers")
+    for collection, count in report.documents.items():
+        typer.echo(f"  {collection:<18} +{count:>9,}")
+    for collection, count in report.updates.items():
+        typer.echo(f"  {collection:<18} ~{count:>9,} updated")
+    typer.echo("  " + ", ".join(f"{k} {v:,}" for k, v in report.events.items() if v))
+    _print_logins()
 
 
 @app.command()
@@ -204,9 +243,20 @@ def simulate(
         "--dirty/--clean", help="Inject the app's usual dirt (default: simulation.dirty).")] = None,
     future_days: Annotated[int | None, typer.Option(
         help="Days simulated after `end`, kept only in the truth.")] = None,
+    continue_days: Annotated[int | None, typer.Option(
+        "--continue-days", min=1,
+        help="Continue the world already in the database by this many days (the app's "
+             "own writers and customer activity) instead of simulating a new one.")] = None,
+    app_writers: Annotated[bool, typer.Option(
+        "--app-writers/--no-app-writers",
+        help="With --continue-days: run the app's hourly usage, analytics, expiry and "
+             "churn-scan writers.")] = True,
 ) -> None:
-    """Write a simulated BroadbandX population into the app's collections."""
+    """Write a simulated BroadbandX population into the app's collections, or continue it."""
     sim = load_settings().simulation
+    if continue_days is not None:
+        _continue(continue_days, sim.seed if seed is None else seed, app_writers)
+        return
     _simulate(customers or sim.customers, days or sim.days,
               sim.seed if seed is None else seed, end.date() if end else _yesterday(),
               dirty=dirty, future_days=future_days)
