@@ -326,14 +326,22 @@ def _fairness_warning(fairness: pd.DataFrame, max_gap: float) -> str:
     return "\n".join(lines)
 
 
+def _r(value: float | None) -> float | None:
+    """Rounded for reading (an elasticity to 2 decimals is what a decision uses)."""
+    return None if value is None or not np.isfinite(value) else round(float(value), 2)
+
+
 def _artifacts(as_of: dt.date, weights: PricingWeights, fit: WeightFit | None, estimates,
                fairness: pd.DataFrame, max_gap: float) -> None:
     create_table_artifact(
-        [{"segment": e.segment, "prior": e.prior, "data": e.data_estimate, "posterior":
-          e.posterior, "low95": e.posterior_low, "high95": e.posterior_high,
-          "customers": e.customers, "churners": e.churners, "source": e.source}
+        [{"segment": e.segment, "prior": _r(e.prior), "data": _r(e.data_estimate),
+          "posterior": _r(e.posterior), "95% interval": f"{_r(e.posterior_low)} … "
+          f"{_r(e.posterior_high)}", "customers": e.customers, "churners": e.churners,
+          "source": e.source}
          for e in estimates],
-        key="pricing-elasticity", description=f"Elasticity per segment, as-of {as_of}",
+        key="pricing-elasticity",
+        description=f"Price elasticity per segment, as-of {as_of}: the prior, the data's "
+                    "estimate and the posterior used for pricing",
     )
     fit_text = (f"expected horizon revenue {fit.revenue_uplift:+.2%} vs static, churn "
                 f"{fit.churn_static:.3f} → {fit.churn_dynamic:.3f} (model-based)"
@@ -342,10 +350,12 @@ def _artifacts(as_of: dt.date, weights: PricingWeights, fit: WeightFit | None, e
         f"# Pricing {as_of}\n\nα = {weights.alpha:.4f}, β = {weights.beta:.4f}, "
         f"γ = {weights.gamma:.4f}; {fit_text}\n",
         key="pricing-weights",
+        description=f"Dynamic price weights for {as_of} (demand α, elasticity β, risk γ)",
     )
     if fairness["flagged"].any():
         create_markdown_artifact(_fairness_warning(fairness, max_gap),
-                                 key="pricing-fairness-warning")
+                                 key="pricing-fairness-warning",
+                                 description=f"Groups priced unusually for {as_of}")
 
 
 @task(name="price", cache_policy=NONE)  # rewrites the scores file: never cached
