@@ -32,6 +32,30 @@ class StepFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         message = super().format(record)
-        step = (getattr(record, "task_run_name", None) or _step_from_context()
-                or getattr(record, "flow_name", None))
-        return f"[{step}] {message}" if step else message
+        step = _known(getattr(record, "task_run_name", None)) or _step_from_context() \
+            or _known(getattr(record, "flow_name", None)) or _origin(record.name)
+        return f"[{step}] {message}"
+
+
+def _known(name: str | None) -> str | None:
+    return None if name in (None, "", "<unknown>") else name
+
+
+ORIGINS = {"prefect.flow_runs.worker": "worker", "prefect.flow_runs": "run setup",
+           "prefect.flow_runs.runner": "runner"}
+
+
+def _origin(logger_name: str) -> str:
+    """Lines written about a run outside its flow (the worker, the deployment's pull steps)."""
+    return ORIGINS.get(logger_name, logger_name)
+
+
+class LibraryNoiseFilter(logging.Filter):
+    """Drops libraries' INFO and below. Great Expectations sets its own module loggers to
+    INFO when imported (after logging is configured), so levels in the config alone
+    cannot keep its "Created temporary directory" lines out."""
+
+    NOISY = ("great_expectations", "mlflow", "alembic")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.name.startswith(self.NOISY)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
+from pydantic import WithJsonSchema
 
 from bbx.lake import TABLES
 from bbx.mongo import mongo_uri
@@ -27,10 +29,15 @@ from tasks.partition import partition_lake_task
 from tasks.point_in_time import app_state_source, lake_night_task, seed_dry_run_lake
 from tasks.pricing import price_customers_task, record_pricing_task
 from tasks.publish import publish_scores_task
-from tasks.report import on_flow_failure, report_run_task
+from tasks.report import band_text, on_flow_failure, report_run_task
 from tasks.score import Champions
 from tasks.train import train_churn_task, train_segmentation_task, training_due_task
 from tasks.validate import validate_features_task
+
+
+# A date field the UI's form may leave empty (= today, UTC): a plain date in the
+# parameter schema, not "date or null", which the form shows as a type to pick.
+OptionalDate = Annotated[dt.date | None, WithJsonSchema({"type": "string", "format": "date"})]
 
 
 def today_utc() -> dt.date:
@@ -122,7 +129,8 @@ def run_night(
         # The scored feature table has its own suite: a broken feature stops the night here.
         validate_features_task(scores.features_path, settings.data_docs_dir, as_of)
         # Learned weights, elasticity, A/B arms: re-prices the scores file in place.
-        priced = price_customers_task(settings, as_of, clean, scores.path)
+        priced = price_customers_task(settings, as_of, clean, scores.path,
+                                      scores.segment_model_version)
         published = views = None
         if publish and not dry_run:
             publish_task = publish_scores_task.with_options(**mongo_retries)
@@ -138,8 +146,8 @@ def run_night(
     summary = report_run_task(as_of, run_id, extracts, validations, trained, scores, published,
                               views, settings, dry_run=dry_run,
                               source=night.source if night else app_state_source(as_of))
-    logger.info("nightly %s: %s customers scored, bands %s", night_label(as_of, dry_run),
-                scores.customers, scores.band_counts)
+    logger.info("nightly %s: %s customers scored; risk bands %s", night_label(as_of, dry_run),
+                f"{scores.customers:,}", band_text(scores.band_counts))
     if dry_run:  # the report has read it; its Data Docs stay for the run's links
         shutil.rmtree(settings.lake_dir.parent, ignore_errors=True)
     return summary
@@ -148,7 +156,7 @@ def run_night(
 @flow(name="nightly", flow_run_name=_nightly_run_name, log_prints=True,
       on_failure=[on_flow_failure])
 def nightly(
-    as_of: dt.date | None = None,
+    as_of: OptionalDate = None,
     train: bool = True,
     force_train: bool = False,
     dry_run: bool = False,

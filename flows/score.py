@@ -10,7 +10,7 @@ import datetime as dt
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.nightly import night_label, run_night
+from flows.nightly import OptionalDate, night_label, run_night
 from tasks.report import on_flow_failure
 
 
@@ -21,7 +21,7 @@ def _score_run_name() -> str:
 
 @flow(name="score", flow_run_name=_score_run_name, log_prints=True,
       on_failure=[on_flow_failure])
-def score(as_of: dt.date | None = None, dry_run: bool = False) -> dict:
+def score(as_of: OptionalDate = None, dry_run: bool = False) -> dict:
     """Score every active customer with the @champion models and publish (no training).
 
     Use it after `bbx model promote` or `bbx model rollback`, or to republish a night.

@@ -12,7 +12,7 @@ import datetime as dt
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.nightly import night_label, run_night
+from flows.nightly import OptionalDate, night_label, run_night
 from tasks.report import on_flow_failure
 
 
@@ -22,7 +22,7 @@ def _train_run_name() -> str:
 
 @flow(name="train", flow_run_name=_train_run_name, log_prints=True,
       on_failure=[on_flow_failure])
-def train(as_of: dt.date | None = None) -> dict:
+def train(as_of: OptionalDate = None) -> dict:
     """Retrain both models, promote by the champion/challenger rules, score without
     publishing. The app's collections are untouched.
 

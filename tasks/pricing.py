@@ -188,11 +188,15 @@ def _segment_documents(features: pd.DataFrame, scores: pd.DataFrame, as_of: dt.d
 
 
 def price_scores(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str],
-                 scores_file: str) -> PricingResult:
+                 scores_file: str, segment_version: str | None = None) -> PricingResult:
+    """`segment_version`: the segmentation version the scores used (default @champion)."""
     p = settings.pricing
     scores = pd.read_parquet(scores_file)
     registry.configure(settings, registry.SEGMENT_MODEL)
-    segment_model, _ = registry.load_by_alias(registry.SEGMENT_MODEL)
+    if segment_version is None:
+        segment_model, _ = registry.load_by_alias(registry.SEGMENT_MODEL)
+    else:
+        segment_model = registry.load_version(registry.SEGMENT_MODEL, segment_version)
 
     # 0. The lake bucket by bucket (one bucket's raw events in memory at a time); the
     # cohort cutoff needs the first usage over all buckets first (a key+timestamp pass).
@@ -360,8 +364,8 @@ def _artifacts(as_of: dt.date, weights: PricingWeights, fit: WeightFit | None, e
 
 @task(name="price", cache_policy=NONE)  # rewrites the scores file: never cached
 def price_customers_task(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str],
-                         scores_file: str) -> PricingResult:
-    return price_scores(settings, as_of, clean_paths, scores_file)
+                         scores_file: str, segment_version: str | None = None) -> PricingResult:
+    return price_scores(settings, as_of, clean_paths, scores_file, segment_version)
 
 
 def pricing_log_documents(scores: pd.DataFrame, as_of: dt.date, run_id: str,
