@@ -34,7 +34,6 @@ from tasks.score import Champions
 from tasks.train import train_churn_task, train_segmentation_task, training_due_task
 from tasks.validate import validate_features_task
 
-
 # A date field the UI's form may leave empty (= today, UTC): a plain date in the
 # parameter schema, not "date or null", which the form shows as a type to pick.
 OptionalDate = Annotated[dt.date | None, WithJsonSchema({"type": "string", "format": "date"})]

@@ -5,8 +5,6 @@ Wiring only. Use it after `bbx model promote/rollback`, or to republish a night.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from prefect import flow
 from prefect.runtime import flow_run
 

@@ -7,8 +7,6 @@ with the resulting champions without publishing, which proves they can score.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from prefect import flow
 from prefect.runtime import flow_run
 
