@@ -51,9 +51,8 @@ def _chromium() -> str:
 @pytest.fixture()
 def stack(tmp_path: Path, mongo_server_uri: str, mongo_client: MongoClient,
           monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Settings, object]]:
-    from simulator import simulate
-
     from bbx.up import bring_down, bring_up
+    from simulator import simulate
 
     database = f"t_ui_{uuid.uuid4().hex[:8]}"
     today = dt.datetime.now(dt.UTC).date()
@@ -97,6 +96,7 @@ def _wait_for_run(client, deployment_id, submitted_after: dt.datetime):
 def test_a_nightly_dry_run_from_the_custom_run_form(stack, mongo_client: MongoClient) -> None:
     from playwright.sync_api import sync_playwright
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     settings, up = stack
@@ -142,8 +142,14 @@ def test_a_nightly_dry_run_from_the_custom_run_form(stack, mongo_client: MongoCl
             page.get_by_role("button", name="Submit").click()
 
             flow_run = _wait_for_run(client, deployment.id, submitted_after)
-            worker_log = Path(up.logs["worker"]).read_text()[-3000:]
-            assert flow_run.state.is_completed(), (flow_run.state, worker_log)
+            worker_log = Path(up.logs["worker"]).read_text()
+            assert flow_run.state.is_completed(), (flow_run.state, worker_log[-3000:])
+            # Every run log line names its step; library chatter stays out of both logs.
+            lines = [log.message for log in client.read_logs(log_filter=LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])))]
+            assert lines and all(line.startswith("[") for line in lines), lines
+            assert "Created temporary directory" not in worker_log
+            assert "{{" not in deployment.job_variables["env"]["PREFECT_LOGGING_SETTINGS_PATH"]
             assert flow_run.parameters == {"as_of": today.isoformat(), "train": True,
                                            "force_train": False, "dry_run": True}
 
