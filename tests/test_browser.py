@@ -7,7 +7,8 @@ deployment's custom-run form, check it explains its parameters, set as_of (the d
 picker's "Today") and dry_run (a switch) in the form, submit, wait for the run, and
 check its name, its WARNING log lines from the data gate, its summary artifact and the
 Data Docs page that artifact links to. Screenshots of the form and the summary go to
-docs/img/ (the runbook shows them).
+the test's temp folder, or to docs/img/ (the runbook shows them) with
+BBX_UPDATE_SCREENSHOTS=1.
 
 Chromium is Debian's (`make test` installs the `chromium` package when missing);
 Playwright drives it through `executable_path`, so no browser is downloaded.
@@ -35,7 +36,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CUSTOMERS = 300
 DAYS = 120
-SCREENSHOTS = PROJECT_ROOT / "docs" / "img"
+DOCS_IMAGES = PROJECT_ROOT / "docs" / "img"
 RUN_TIMEOUT_S = 420
 
 
@@ -93,7 +94,9 @@ def _wait_for_run(client, deployment_id, submitted_after: dt.datetime):
         time.sleep(2)
 
 
-def test_a_nightly_dry_run_from_the_custom_run_form(stack, mongo_client: MongoClient) -> None:
+def test_a_nightly_dry_run_from_the_custom_run_form(
+    stack, mongo_client: MongoClient, tmp_path: Path
+) -> None:
     from playwright.sync_api import sync_playwright
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
@@ -107,7 +110,9 @@ def test_a_nightly_dry_run_from_the_custom_run_form(stack, mongo_client: MongoCl
             get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("nightly/nightly")
         submitted_after = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        screenshots = DOCS_IMAGES if os.environ.get("BBX_UPDATE_SCREENSHOTS") == "1" \
+            else tmp_path / "screenshots"
+        screenshots.mkdir(parents=True, exist_ok=True)
 
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=_chromium(), headless=True,
@@ -138,7 +143,7 @@ def test_a_nightly_dry_run_from_the_custom_run_form(stack, mongo_client: MongoCl
                 "() => document.querySelectorAll('[role=switch]')[2]"
                 ".getAttribute('aria-checked') === 'true'")
             page.wait_for_timeout(600)  # the switch's animation, for the screenshot
-            page.screenshot(path=str(SCREENSHOTS / "custom-run-form.png"), full_page=True)
+            page.screenshot(path=str(screenshots / "custom-run-form.png"), full_page=True)
             page.get_by_role("button", name="Submit").click()
 
             flow_run = _wait_for_run(client, deployment.id, submitted_after)
@@ -172,7 +177,7 @@ def test_a_nightly_dry_run_from_the_custom_run_form(stack, mongo_client: MongoCl
             assert "Why it matters:" in summary and "published: no (dry run" in summary
             page.get_by_role("link", name=name).first.wait_for()  # the side panel loaded
             page.wait_for_timeout(600)  # the page's fade-in, for the screenshot
-            page.screenshot(path=str(SCREENSHOTS / "nightly-summary.png"), full_page=True)
+            page.screenshot(path=str(screenshots / "nightly-summary.png"), full_page=True)
             docs_link = page.get_by_role("link", name=f"Data Docs {today}")
             href = docs_link.get_attribute("href")
             assert href and href.startswith(f"{up.data_docs_url}/"), href
