@@ -52,6 +52,11 @@ def main(
         if value:
             os.environ[name] = value
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Before Prefect is imported: the run log's format and levels (bbx/logs.py).
+    from bbx.up import RUN_LOG_ENV
+
+    for name, value in RUN_LOG_ENV.items():
+        os.environ.setdefault(name, value)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -133,6 +138,8 @@ def up(
     except (BringUpError, *_known_errors()) as exc:
         _fail(str(exc))
     typer.echo(f"Prefect UI     : {stack.ui_url}  (deployments: nightly, train, score, backfill)")
+    typer.echo(f"Data Docs      : {stack.data_docs_url}  (Great Expectations results per night)")
+    typer.echo(f"MLflow UI      : {stack.mlflow_ui_url}  (model runs, plots, registry)")
     typer.echo(f"MongoDB        : {stack.mongodb_uri}")
     typer.echo(f"worker         : pid {stack.worker_pid}, pool {settings.schedule.work_pool}, "
                f"log {stack.logs['worker']}")
@@ -327,6 +334,30 @@ def run_nightly(
     summary = _run_nightly(as_of.date() if as_of else None, train, dry_run, force_train)
     scores = summary["scores"]
     _say(f"scored {scores['customers']} customers for {summary['as_of']}: {scores['band_counts']}")
+
+
+@run_app.command("backfill")
+def run_backfill(
+    start: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"],
+                                               help="First UTC date, inclusive.")],
+    end: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"],
+                                             help="Last UTC date, inclusive.")],
+    train: Annotated[bool, typer.Option(help="Retrain when due for each date.")] = True,
+    dry_run: Annotated[bool, typer.Option(help="Change nothing anyone else sees.")] = False,
+    skip_done: Annotated[bool, typer.Option(help="Skip nights that already finished.")] = True,
+) -> None:
+    """Run the nightly work for every date of a range, oldest first, in this process."""
+    from flows.backfill import BackfillNightsFailedError, BackfillRangeError, backfill, nights
+
+    try:
+        nights(start.date(), end.date())  # refused here, before a flow run exists
+        result = backfill(start_date=start.date(), end_date=end.date(), train=train,
+                          dry_run=dry_run, skip_done=skip_done)
+    except (BackfillRangeError, BackfillNightsFailedError, *_known_errors()) as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+    _say(f"backfill {start:%Y-%m-%d}..{end:%Y-%m-%d}: ran {', '.join(result['ran']) or 'none'}; "
+         f"skipped {', '.join(result['skipped']) or 'none'}")
 
 
 # --- demo ----------------------------------------------------------------------

@@ -362,6 +362,19 @@ class ScheduleSettings(BaseModel):
     work_pool: str = Field(default="bbx-process", description="The process work pool.")
 
 
+class ReportsSettings(BaseModel):
+    """Where a browser opens the reports a run links to (`bbx up` serves and sets these)."""
+
+    data_docs_url: str | None = Field(
+        default=None,
+        description="HTTP root serving home/data_docs; empty = links are file:// paths.",
+    )
+    mlflow_ui_url: str | None = Field(
+        default=None, description="An MLflow UI on this home's store; empty = no links.")
+    data_docs_port: int = Field(default=4201, description="`bbx up`: the Data Docs server.")
+    mlflow_port: int = Field(default=5000, description="`bbx up`: the MLflow UI.")
+
+
 class SimulationSettings(BaseModel):
     customers: int = Field(default=3000, ge=1)
     days: int = Field(default=180, ge=1)
@@ -418,6 +431,11 @@ class Settings(BaseSettings):
         description="Lake, MLflow store, data docs and embedded Mongo data live here.",
     )
     as_of: dt.date | None = Field(default=None, description="Scoring date; empty means today.")
+    dry_run_id: str | None = Field(
+        default=None,
+        description="Set for a dry run (by the flow): its lake and Data Docs go under "
+        "dry-runs/<id>, so the lake's validated state that later nights read is untouched.",
+    )
     mongo: MongoSettings = Field(default_factory=MongoSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     segmentation: SegmentationSettings = Field(default_factory=SegmentationSettings)
@@ -428,6 +446,7 @@ class Settings(BaseSettings):
     publish: PublishSettings = Field(default_factory=PublishSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     scale: ScaleSettings = Field(default_factory=ScaleSettings)
+    reports: ReportsSettings = Field(default_factory=ReportsSettings)
 
     mongodb_uri: str | None = Field(
         default=None,
@@ -465,6 +484,13 @@ class Settings(BaseSettings):
     # Derived locations: one place that says where things live under home.
     @property
     def lake_dir(self) -> Path:
+        if self.dry_run_id:
+            return self.home / "dry-runs" / self.dry_run_id / "lake"
+        return self.home / "lake"
+
+    @property
+    def live_lake_dir(self) -> Path:
+        """The lake the nights build on (a dry run reads it but writes elsewhere)."""
         return self.home / "lake"
 
     @property
@@ -477,6 +503,13 @@ class Settings(BaseSettings):
 
     @property
     def data_docs_dir(self) -> Path:
+        if self.dry_run_id:
+            return self.home / "data_docs" / "dry-runs" / self.dry_run_id
+        return self.home / "data_docs"
+
+    @property
+    def data_docs_root(self) -> Path:
+        """What `bbx up` serves over HTTP (every night's and every dry run's pages)."""
         return self.home / "data_docs"
 
     def resolved_as_of(self) -> dt.date:

@@ -37,6 +37,7 @@ from tasks.extract import (
     previous_validated_manifest,
     read_manifest,
 )
+from tasks.links import data_docs_link
 from tasks.validate import (
     DataValidationError,
     TableValidation,
@@ -210,6 +211,25 @@ def validate_lake(
     return versioned
 
 
+VOLUME_WHY = ("rows against the previous validated run; a jump or a drop beyond "
+              "validation.volume_tolerance often means a broken app job or extract")
+
+
+def warning_explanation(collection: str, warning: str, suite_dir: Path = SUITE_DIR) -> str:
+    """The suite's own explanation (`meta.why`) of the expectation a warning names."""
+    if warning.startswith("volume:"):
+        return VOLUME_WHY
+    path = suite_dir / f"{collection}.json"
+    if not path.exists():
+        return ""
+    for expectation in json.loads(path.read_text()).get("expectations", []):
+        column = expectation.get("kwargs", {}).get("column")
+        label = f"{expectation['type']}({column})" if column else expectation["type"]
+        if warning.startswith(f"{label}:"):
+            return str((expectation.get("meta") or {}).get("why", ""))
+    return ""
+
+
 def _publish_artifacts(settings: Settings, as_of: dt.date,
                        validations: list[TableValidation]) -> None:
     from prefect.artifacts import create_link_artifact, create_table_artifact
@@ -226,11 +246,12 @@ def _publish_artifacts(settings: Settings, as_of: dt.date,
             for v in validations
         ],
         key="data-validation",
-        description=f"Data gate for {as_of}",
+        description=f"Data gate for {as_of}: rows read and quarantined per table, "
+                    "expectations failed (warnings never stop a run; details in Data Docs)",
     )
     index = settings.data_docs_dir / f"index-{as_of.isoformat()}.html"
     create_link_artifact(
-        link=index.as_uri(), link_text=f"Data Docs {as_of}", key="data-docs",
+        link=data_docs_link(settings, index), link_text=f"Data Docs {as_of}", key="data-docs",
         description="Great Expectations result pages of this run",
     )
 
@@ -246,8 +267,9 @@ def validate_lake_task(
         if index.exists():
             from prefect.artifacts import create_link_artifact
 
-            create_link_artifact(link=index.as_uri(), link_text=f"Data Docs {as_of} (stopped)",
-                                 key="data-docs")
+            create_link_artifact(link=data_docs_link(settings, index),
+                                 link_text=f"Data Docs {as_of} (stopped)", key="data-docs",
+                                 description="Why the data gate stopped the run")
         raise
     _publish_artifacts(settings, as_of, validations)
     return validations

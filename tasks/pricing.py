@@ -213,13 +213,18 @@ def anchor_overrides(settings: Settings) -> dict[str, AnchorOverride]:
 
 
 def price_scores(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str],
-                 scores_file: str, bands: Mapping[str, PlanBand] | None = None) -> PricingResult:
+                 scores_file: str, bands: Mapping[str, PlanBand] | None = None,
+                 segment_version: str | None = None) -> PricingResult:
     """`bands` from plan_anchors_task; None: bands from the settings' anchors, else
-    around tonight's list price (anchor source "list": nothing recorded)."""
+    around tonight's list price (anchor source "list": nothing recorded).
+    `segment_version`: the segmentation version the scores used (default @champion)."""
     p = settings.pricing
     scores = pd.read_parquet(scores_file)
     registry.configure(settings, registry.SEGMENT_MODEL)
-    segment_model, _ = registry.load_by_alias(registry.SEGMENT_MODEL)
+    if segment_version is None:
+        segment_model, _ = registry.load_by_alias(registry.SEGMENT_MODEL)
+    else:
+        segment_model = registry.load_version(registry.SEGMENT_MODEL, segment_version)
 
     # 0. The lake bucket by bucket (one bucket's raw events in memory at a time); the
     # cohort cutoff needs the first usage over all buckets first (a key+timestamp pass).
@@ -365,14 +370,22 @@ def _fairness_warning(fairness: pd.DataFrame, max_gap: float) -> str:
     return "\n".join(lines)
 
 
+def _r(value: float | None) -> float | None:
+    """Rounded for reading (an elasticity to 2 decimals is what a decision uses)."""
+    return None if value is None or not np.isfinite(value) else round(float(value), 2)
+
+
 def _artifacts(as_of: dt.date, weights: PricingWeights, fit: WeightFit | None, estimates,
                fairness: pd.DataFrame, max_gap: float) -> None:
     create_table_artifact(
-        [{"segment": e.segment, "prior": e.prior, "data": e.data_estimate, "posterior":
-          e.posterior, "low95": e.posterior_low, "high95": e.posterior_high,
-          "customers": e.customers, "churners": e.churners, "source": e.source}
+        [{"segment": e.segment, "prior": _r(e.prior), "data": _r(e.data_estimate),
+          "posterior": _r(e.posterior), "95% interval": f"{_r(e.posterior_low)} … "
+          f"{_r(e.posterior_high)}", "customers": e.customers, "churners": e.churners,
+          "source": e.source}
          for e in estimates],
-        key="pricing-elasticity", description=f"Elasticity per segment, as-of {as_of}",
+        key="pricing-elasticity",
+        description=f"Price elasticity per segment, as-of {as_of}: the prior, the data's "
+                    "estimate and the posterior used for pricing",
     )
     fit_text = (f"expected horizon revenue {fit.revenue_uplift:+.2%} vs static, churn "
                 f"{fit.churn_static:.3f} → {fit.churn_dynamic:.3f} (model-based)"
@@ -381,17 +394,20 @@ def _artifacts(as_of: dt.date, weights: PricingWeights, fit: WeightFit | None, e
         f"# Pricing {as_of}\n\nα = {weights.alpha:.4f}, β = {weights.beta:.4f}, "
         f"γ = {weights.gamma:.4f}; {fit_text}\n",
         key="pricing-weights",
+        description=f"Dynamic price weights for {as_of} (demand α, elasticity β, risk γ)",
     )
     if fairness["flagged"].any():
         create_markdown_artifact(_fairness_warning(fairness, max_gap),
-                                 key="pricing-fairness-warning")
+                                 key="pricing-fairness-warning",
+                                 description=f"Groups priced unusually for {as_of}")
 
 
 @task(name="price", cache_policy=NONE)  # rewrites the scores file: never cached
 def price_customers_task(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str],
                          scores_file: str,
-                         bands: Mapping[str, PlanBand] | None = None) -> PricingResult:
-    return price_scores(settings, as_of, clean_paths, scores_file, bands)
+                         bands: Mapping[str, PlanBand] | None = None,
+                         segment_version: str | None = None) -> PricingResult:
+    return price_scores(settings, as_of, clean_paths, scores_file, bands, segment_version)
 
 
 def record_plan_anchors(uri: str, settings: Settings, as_of: dt.date, plans_path: str,

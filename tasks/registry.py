@@ -98,10 +98,11 @@ def log_and_register(
     registered_name: str,
     example_input: pd.DataFrame,
     example_output: Any,
-    alias: str,
+    alias: str | None,
     tags: dict[str, str] | None = None,
 ) -> RegisteredModel:
-    """Log `model` in the active run, register a version and point `alias` at it.
+    """Log `model` in the active run, register a version and point `alias` at it
+    (None: no alias, as for a dry run's version, which nothing may serve).
 
     `tags` are set on the new model version (e.g. the as-of it was trained for).
     """
@@ -121,7 +122,8 @@ def log_and_register(
     client = MlflowClient()
     for key, value in (tags or {}).items():
         client.set_model_version_tag(registered_name, registered_version, key, value)
-    client.set_registered_model_alias(registered_name, alias, registered_version)
+    if alias is not None:
+        client.set_registered_model_alias(registered_name, alias, registered_version)
     return RegisteredModel(registered_name, registered_version, mlflow.active_run().info.run_id)
 
 
@@ -148,6 +150,9 @@ PROMOTED_FROM = "promoted_from"
 PROMOTED_AT = "promoted_at"
 PROMOTION_REASON = "promotion_reason"
 TRAINED_AS_OF = "trained_as_of"
+# A dry run's version carries this instead of `trained_as_of`, so it never makes the
+# next night's "retrain when due" think the model is fresh.
+DRY_RUN_AS_OF = "dry_run_as_of"
 
 
 def alias_version(registered_name: str, alias: str) -> str | None:
