@@ -63,8 +63,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from bbx.mongo import MongoUnavailableError
     from tasks.gate import DataValidationError
     from tasks.lake_source import LakeSourceMismatchError
-    from tasks.registry import MlflowStoreMovedError
     from tasks.publish import PublishCheckError
+    from tasks.registry import MlflowStoreMovedError
     from tasks.train import NotEnoughTrainingDataError
 
     return (MongoUnavailableError, DataValidationError, PublishCheckError,

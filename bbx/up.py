@@ -131,6 +131,17 @@ def wait_for_url(url: str, what: str, timeout_s: float, process: subprocess.Pope
         time.sleep(0.5)
 
 
+def ensure_port_free(port: int, what: str, setting: str) -> None:
+    """Refuse a port something else already serves: links would lead to that server."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise BringUpError(f"port {port} for {what} is already in use by another process; "
+                               f"free it or choose another port ({setting})")
+
+
 def start_data_docs_server(settings: Settings, port: int, env: dict[str, str],
                            log_file: Path) -> subprocess.Popen:
     """A static file server of home/data_docs: every night's and dry run's GX pages."""
@@ -270,6 +281,9 @@ def bring_up(settings: Settings, port: int = 4200) -> Stack:
         started["server_pid"] = server.pid
     state.write_text(json.dumps(started))  # so `bbx down` can stop a half-started stack
     try:
+        ensure_port_free(reports.data_docs_port, "the Data Docs server",
+                         "BBX_REPORTS__DATA_DOCS_PORT")
+        ensure_port_free(reports.mlflow_port, "the MLflow UI", "BBX_REPORTS__MLFLOW_PORT")
         docs = start_data_docs_server(settings, reports.data_docs_port, env,
                                       Path(logs["data-docs"]))
         started["docs_pid"] = docs.pid
@@ -284,6 +298,9 @@ def bring_up(settings: Settings, port: int = 4200) -> Stack:
         wait_for_url(docs_url, "the Data Docs server", 30, docs, Path(logs["data-docs"]))
         wait_for_url(f"{mlflow_url}/health", "the MLflow UI", 120, mlflow_ui,
                      Path(logs["mlflow-ui"]))
+        for process, what in ((docs, "the Data Docs server"), (mlflow_ui, "the MLflow UI")):
+            if process.poll() is not None:  # answered, but not from our process
+                raise BringUpError(f"{what} exited with code {process.returncode}")
     except BaseException:
         for pid in reversed(list(started.values())):  # worker first, server last
             if pid:

@@ -29,6 +29,7 @@ from tasks.partition import partition_lake_task
 from tasks.point_in_time import app_state_source, lake_night_task, seed_dry_run_lake
 from tasks.pricing import plan_anchors_task, price_customers_task, record_pricing_task
 from tasks.publish import publish_scores_task
+from tasks.registry import check_store_location
 from tasks.report import band_text, on_flow_failure, report_run_task
 from tasks.score import Champions
 from tasks.train import train_churn_task, train_segmentation_task, training_due_task
@@ -90,6 +91,7 @@ def run_night(
         settings = settings.model_copy(update={"dry_run_id": f"{as_of}-{run_id[:8]}"})
         seed_dry_run_lake(settings, as_of)
         logger.info("dry run: lake %s; nothing is published or promoted", settings.lake_dir)
+    check_store_location(settings)  # a moved home stops here, before the lake is written
     mongo_retries = {
         "retries": settings.mongo.retries,
         "retry_delay_seconds": exponential_backoff(settings.mongo.retry_backoff_seconds),

@@ -44,6 +44,7 @@ class PlanBand:
     high: float
     source: str  # SETTINGS, RECORDED or LIST (tonight's list price: nothing recorded)
     yearly_factor: float  # yearly price / (12 × monthly) that keeps the plan's discount
+    plan_name: str = ""
 
     def __post_init__(self) -> None:
         if not (0 <= self.low <= self.anchor <= self.high):
@@ -98,7 +99,7 @@ def plan_band(
         high = high if override.max_price is None else float(override.max_price)
     factor = (yearly_factor(recorded_monthly, recorded_yearly)
               or yearly_factor(list_monthly, list_yearly) or 1.0)
-    return PlanBand(plan_id, anchor, low, high, source, factor)
+    return PlanBand(plan_id, anchor, low, high, source, factor, plan_name)
 
 
 def cycle_factor(billing_cycle: Iterable[str], yearly_discount: np.ndarray | float) -> np.ndarray:
@@ -169,9 +170,10 @@ def proposal_blockers(
     return reasons
 
 
-def change_id(run_id: str, plan_id: str) -> bytes:
-    """12 bytes derived from run and plan: a retried write gives a change the same _id."""
-    return hashlib.sha256(f"pricing-change:{run_id}:{plan_id}".encode()).digest()[:12]
+def change_id(night: str, plan_id: str) -> bytes:
+    """12 bytes derived from the night and the plan: a retried write or a rerun of the
+    same night gives a change the same _id."""
+    return hashlib.sha256(f"pricing-change:{night}:{plan_id}".encode()).digest()[:12]
 
 
 def plan_bands(

@@ -70,6 +70,8 @@ class AppViewsResult:
     alerts: int
     model_metrics_id: str
     proposal_skipped: dict[str, str] = field(default_factory=dict)  # plan name → why not
+    # What the proposal holds, per plan: name, current and proposed monthly price, change %.
+    proposal_changes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def as_of_instant(as_of: dt.date) -> dt.datetime:
@@ -153,7 +155,7 @@ def _plan_band(plan: pd.DataFrame, plan_id: str) -> PlanBand:
 def plan_proposals(
     scores: pd.DataFrame,
     min_change_percent: float,
-    run_id: str = "",
+    night: str = "",
     blocked: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Per plan: the plan's monthly price → the mean dynamic price of its customers,
@@ -163,8 +165,8 @@ def plan_proposals(
     `blocked`: plan id → reason no proposal may be made (models.plan_prices.
     proposal_blockers). Customers in a pricing control arm (column `pricing_arm` ==
     "control", when the scores carry one) keep the static price by design, so they are
-    left out of the mean. Each change's `_id` derives from run and plan, so a retried
-    write gives the same ids.
+    left out of the mean. Each change's `_id` derives from the night (its as-of date)
+    and the plan, so a retried write or a rerun of the night gives the same ids.
     """
     blocked = blocked or {}
     changes, skipped = [], {}
@@ -196,7 +198,7 @@ def plan_proposals(
         }
         term_text = ", ".join(f"{term} {value * 100:+.1f}%" for term, value in terms.items())
         change: dict[str, Any] = {
-            "_id": ObjectId(change_id(run_id, plan_id)),
+            "_id": ObjectId(change_id(night, plan_id)),
             "plan": ObjectId(plan_id),
             "planName": name,
             "currentPrice": current,
@@ -545,7 +547,7 @@ def write_app_views(
             blocked = proposal_blockers(plan_ids, proposal_states(db, plan_ids, tonight), now,
                                         settings.pricing.proposal_cooldown_days)
             changes, skipped = plan_proposals(scores, publish.proposal_min_change_percent,
-                                              run_id, blocked)
+                                              as_of.isoformat(), blocked)
         proposal_id, note = None, ("no plan's price is proposed tonight"
                                    if propose_prices else "no proposal for a past night")
         if changes:
@@ -573,8 +575,11 @@ def write_app_views(
     emit_high_risk_event(as_of, run_id, crossings, publish.alert_event_max_users)
     if skipped:
         note += "; not proposed: " + "; ".join(f"{n} ({why})" for n, why in skipped.items())
+    proposed = [{"planName": c["planName"], "currentPrice": float(c["currentPrice"]),
+                 "proposedPrice": float(c["proposedPrice"]),
+                 "changePercent": float(c["changePercent"])} for c in changes]
     return AppViewsResult(scan_id, proposal_id, len(changes), note, alerts, metrics_id,
-                          skipped)
+                          skipped, proposed)
 
 
 @task(name="write-app-views")  # retries: set by the flow
@@ -600,7 +605,9 @@ def write_app_views_task(
     if result.proposal_skipped:
         lines += ["", "| plan | not proposed because |", "|---|---|"]
         lines += [f"| {name} | {why} |" for name, why in result.proposal_skipped.items()]
-    create_markdown_artifact("\n".join(lines), key="pricing-proposal")
+    create_markdown_artifact("\n".join(lines), key="pricing-proposal",
+                             description=f"The plan price proposal written to the app for "
+                                         f"{as_of}, and why other plans are not in it")
     return result
 
 

@@ -540,7 +540,8 @@ def extract_collection(
     for attempt in range(1, attempts + 1):
         try:
             client = mongo_client(uri, settings)
-            ensure_lake_source(client, uri, settings)  # one home, one database
+            # One home, one database; a dry run leaves no marker in the app's database.
+            ensure_lake_source(client, uri, settings, may_write=not settings.dry_run_id)
             source = client[settings.mongo.database][collection]
             try:
                 tally = _read_into(path, source, spec, plan, settings.extract.batch_rows, as_of)

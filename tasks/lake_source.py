@@ -10,8 +10,9 @@ compares the two and stops with a clear message when they differ.
 The marker lives in the database rather than being derived from the URI: the embedded
 server listens on a new port every run, and one server has many names (localhost,
 127.0.0.1, a replica set's members), while a restored backup is still the same data.
-A read-only user (a dry run, an audit) cannot leave a marker: its lake records the
-server and database names instead, and those are what later runs are compared on.
+A read-only user cannot leave a marker, and a dry run must not: their lakes record
+the marker the database already has, else the server and database names, and those
+are what later runs are compared on.
 """
 
 from __future__ import annotations
@@ -76,8 +77,10 @@ def _lake_has_history(lake_dir: Path) -> bool:
     return manifests.exists() and any(manifests.glob("*.json"))
 
 
-def ensure_lake_source(client: MongoClient, uri: str, settings: Settings) -> dict[str, Any]:
-    """The lake's source record, written on first use; raises on another source."""
+def ensure_lake_source(client: MongoClient, uri: str, settings: Settings,
+                       may_write: bool = True) -> dict[str, Any]:
+    """The lake's source record, written on first use; raises on another source.
+    may_write=False (a dry run): never creates the database's marker."""
     path = lake.source_path(settings.lake_dir)
     recorded = json.loads(path.read_text()) if path.exists() else None
     meta = client[settings.mongo.database][META_COLLECTION].find_one({"_id": SOURCE_MARKER})
@@ -97,7 +100,8 @@ def ensure_lake_source(client: MongoClient, uri: str, settings: Settings) -> dic
         return recorded
     # First extract into this lake (or a lake from before sources were recorded: adopt it).
     record = here | {
-        "source_id": _database_marker(client, settings),
+        "source_id": _database_marker(client, settings) if may_write
+        else (meta or {}).get("sourceId"),
         "recorded_at": dt.datetime.now(dt.UTC).isoformat(),
         "adopted_existing_lake": _lake_has_history(settings.lake_dir),
     }

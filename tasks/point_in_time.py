@@ -68,7 +68,7 @@ def validated_versions(lake_dir: Path, as_of: dt.date) -> dict[str, str] | None:
         if not version.exists():
             return None
         parts = json.loads(version.read_text())["parts"]
-        if not all(Path(p).exists() for p in parts):
+        if not all(lake.from_record(lake_dir, p).exists() for p in parts):
             return None
         versions[collection] = str(version)
     return versions

@@ -454,8 +454,9 @@ def plan_anchors_task(uri: str, settings: Settings, as_of: dt.date, plans_path: 
                       run_id: str, record: bool = True) -> dict[str, PlanBand]:
     bands = record_plan_anchors(uri, settings, as_of, plans_path, run_id, record)
     create_table_artifact(
-        [{"plan": b.plan_id, "anchor": b.anchor, "low": b.low, "high": b.high,
-          "source": b.source, "yearly_factor": round(b.yearly_factor, 4)}
+        [{"plan": b.plan_name or b.plan_id, "anchor ₹": f"{b.anchor:,.0f}",
+          "band ₹": f"{b.low:,.0f} – {b.high:,.0f}", "anchor from": b.source,
+          "yearly / 12 × monthly": round(b.yearly_factor, 3)}
          for b in bands.values()],
         key="pricing-bands", description=f"Plan price bands, as-of {as_of}",
     )

@@ -24,6 +24,7 @@ from bbx.settings import Settings
 
 CHURN_MODEL = "churn"
 SEGMENT_MODEL = "segmentation"
+PIPELINE_EXPERIMENTS = (CHURN_MODEL, SEGMENT_MODEL, "pricing")  # what the night writes to
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
@@ -63,6 +64,30 @@ class RegisteredModel:
     run_id: str
 
 
+def check_store_location(settings: Settings) -> None:
+    """Stop before any work when the home's MLflow store keeps its artifacts elsewhere
+    (a copied or moved home), rather than at training, after the lake was written."""
+    if not (settings.home / "mlflow.db").exists():
+        return
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    for experiment in mlflow.search_experiments():
+        if experiment.name in PIPELINE_EXPERIMENTS:
+            _check_location(settings, experiment.name, experiment.artifact_location)
+
+
+def _check_location(settings: Settings, experiment: str, location: str) -> None:
+    expected = (settings.mlflow_artifacts_dir / experiment).as_uri()
+    if location.rstrip("/") != expected.rstrip("/"):
+        raise MlflowStoreMovedError(
+            f"the MLflow store {settings.mlflow_uri} keeps experiment '{experiment}' "
+            f"artifacts at {location}, not under this home "
+            f"({settings.mlflow_artifacts_dir.as_uri()}): the home was copied or moved, and "
+            "MLflow records absolute artifact paths, so runs would write into the old "
+            "location. Run from the original home, or move mlflow.db and mlartifacts/ out "
+            "of this home to start a fresh store (the next night retrains: --force-train)."
+        )
+
+
 def configure(settings: Settings, experiment: str) -> None:
     """Point MLflow at the project's SQLite store; artifacts under home."""
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -76,15 +101,8 @@ def configure(settings: Settings, experiment: str) -> None:
     existing = mlflow.get_experiment_by_name(experiment)
     if existing is None:
         mlflow.create_experiment(experiment, artifact_location=expected)
-    elif existing.artifact_location.rstrip("/") != expected.rstrip("/"):
-        raise MlflowStoreMovedError(
-            f"the MLflow store {settings.mlflow_uri} keeps experiment '{experiment}' "
-            f"artifacts at {existing.artifact_location}, not under this home "
-            f"({settings.mlflow_artifacts_dir.as_uri()}): the home was copied or moved, and "
-            "MLflow records absolute artifact paths, so runs would write into the old "
-            "location. Run from the original home, or move mlflow.db and mlartifacts/ out "
-            "of this home to start a fresh store (the next night retrains: --force-train)."
-        )
+    else:
+        _check_location(settings, experiment, existing.artifact_location)
     mlflow.set_experiment(experiment)
 
 

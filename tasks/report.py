@@ -191,12 +191,20 @@ def _segment_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def _price_change_rows(frame: pd.DataFrame, min_change: float) -> list[dict[str, Any]]:
-    return [
+def _price_change_rows(frame: pd.DataFrame, min_change: float,
+                       app_views: AppViewsResult | None) -> list[dict[str, Any]]:
+    """What the app's proposal holds, and why each other plan is not in it; without app
+    views (dry run, train flow) what the prices alone would propose."""
+    changes = app_views.proposal_changes if app_views else plan_price_changes(frame, min_change)
+    rows = [
         {"plan": c["planName"], "current ₹": f"{c['currentPrice']:,.0f}",
          "proposed ₹": f"{c['proposedPrice']:,.0f}", "change": f"{c['changePercent']:+.1f}%"}
-        for c in plan_price_changes(frame, min_change)
+        for c in changes
     ]
+    if app_views:
+        rows += [{"plan": plan, "current ₹": "", "proposed ₹": "", "change": f"not proposed: {why}"}
+                 for plan, why in app_views.proposal_skipped.items()]
+    return rows
 
 
 @task(name="report")
@@ -241,12 +249,14 @@ def report_run_task(
                     "mean monthly price static → dynamic",
     )
     min_change = settings.publish.proposal_min_change_percent if settings else 0.0
-    changes = _price_change_rows(frame, min_change)
+    changes = _price_change_rows(frame, min_change, app_views)
     create_table_artifact(
         changes or [{"plan": "-", "change": "no plan price moved enough to propose"}],
         key="nightly-price-changes",
-        description=f"Plan price changes proposed for {label} (at least {min_change:g}% off "
-                    "the plan's price; the reasons are in the app's pricing proposal)",
+        description=(f"Plan price changes proposed to the app for {label}, and why the other "
+                     "plans are not" if app_views else
+                     f"Plan price changes the prices of {label} would propose (nothing was "
+                     "proposed: not checked against proposals pending in the app)"),
     )
     return summary
 

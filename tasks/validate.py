@@ -15,8 +15,9 @@ GX runs the whole suite once on the pandas frame with result_format COMPLETE, wh
 Orphan `user_id`s are checked in Arrow, not GX: a value set of every user is slow there.
 Duplicates are the same document, never "the same user and time": a document the
 extract read twice (same `_id`) is kept once, its latest copy, and counted as a repeated
-read; in event tables a row identical to an earlier one in every column but `_id` is the
-same event written twice and is quarantined (`TableSpec.identical_content_is_duplicate`).
+read; where the lake's columns are a document's whole content (usage sessions) a row
+identical to an earlier one in every column but `_id` is the same event written twice
+and is quarantined (`TableSpec.identical_content_is_duplicate`).
 Every table's quarantine counts, by reason, are logged whether or not they stop the run.
 
 Suite parameters: `as_of_end` (first instant after the as-of day) and `fresh_since`

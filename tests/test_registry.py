@@ -156,4 +156,8 @@ def test_a_moved_home_with_an_mlflow_store_stops_clearly(tmp_path: Path) -> None
     with pytest.raises(registry.MlflowStoreMovedError,
                        match=r"keeps experiment 'churn' artifacts at .*first.*copied or moved"):
         registry.configure(moved, "churn")
+    # The night checks before it extracts anything.
+    with pytest.raises(registry.MlflowStoreMovedError):
+        registry.check_store_location(moved)
+    registry.check_store_location(first)
     registry.configure(first, "churn")  # the original home still works

@@ -47,3 +47,5 @@ def test_three_nights_beside_the_app_publish_and_hold_the_band(
         for deviation in (report.max_proposal_deviation, report.max_price_deviation):
             assert deviation is None or deviation <= band + 1e-6
     assert reports[-1].max_price_deviation is not None
+    # A proposal followed an apply (no cool-down here), and it too stayed in the band.
+    assert any(r.proposed_plans and r.max_proposal_deviation is not None for r in reports[1:])

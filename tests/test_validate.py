@@ -407,3 +407,12 @@ def test_column_of_the_wrong_type_stops(validate: Validate, tmp_path: Path) -> N
 def test_users_own_key_is_not_checked_for_orphans(validate: Validate) -> None:
     result = validate("users", raw_rows("users", 5), known_user_ids=set())
     assert result.quarantined == 0
+
+
+def test_two_logins_of_one_user_in_one_millisecond_are_both_kept(validate: Validate) -> None:
+    # A login row in the lake is only who and when: that is never "the same document".
+    rows = raw_rows("auditlogs", 6)
+    rows[1] |= {"user_id": rows[0]["user_id"], "timestamp": rows[0]["timestamp"]}
+    result = validate("auditlogs", rows)
+    assert result.quarantined == 0
+    assert pq.read_table(result.clean_file).num_rows == 6

@@ -97,11 +97,11 @@ def test_proposals_in_flight_or_recently_applied_hold_their_plans() -> None:
     assert set(proposal_blockers("abcd", proposals, NOW, cooldown_days=0)) == {"a", "b"}
 
 
-def test_change_ids_are_stable_per_run_and_plan() -> None:
-    assert change_id("run-1", "a") == change_id("run-1", "a")
-    assert len({change_id("run-1", "a"), change_id("run-1", "b"),
-                change_id("run-2", "a")}) == 3
-    assert len(change_id("run-1", "a")) == 12
+def test_change_ids_are_stable_per_night_and_plan() -> None:
+    assert change_id("2026-11-30", "a") == change_id("2026-11-30", "a")  # a rerun
+    assert len({change_id("2026-11-30", "a"), change_id("2026-11-30", "b"),
+                change_id("2026-12-01", "a")}) == 3
+    assert len(change_id("2026-11-30", "a")) == 12
 
 
 def test_yearly_subscribers_are_priced_on_their_cycle() -> None:
