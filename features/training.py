@@ -76,12 +76,23 @@ def split_by_customer(
 
 @dataclass(frozen=True)
 class ChurnSplits:
-    """Customer-disjoint train/validation/test; the test is also out of time."""
+    """Customer-disjoint train/validation/test, and out of time.
+
+    - train, valid: train/validation customers at cutoffs before the latest ones
+      (`test_cutoffs`): what boosters are fitted and early-stopped on;
+    - calibration: every non-test customer at the latest cutoffs, which no booster saw:
+      the out-of-time check that picks the training cutoffs, and the rows the
+      calibration and decision threshold are fitted on (the churn rate of now);
+    - test: test customers at the latest cutoffs: the headline metric;
+    - test_pooled: test customers at every cutoff (a pooled figure, named as such).
+    """
 
     train: pd.DataFrame
     valid: pd.DataFrame
     test: pd.DataFrame
     test_cutoffs: tuple[pd.Timestamp, ...]
+    calibration: pd.DataFrame
+    test_pooled: pd.DataFrame
 
 
 def customer_split_draw(user_ids: pd.Series, seed: int) -> np.ndarray:
@@ -101,15 +112,13 @@ def customer_split_draw(user_ids: pd.Series, seed: int) -> np.ndarray:
 def split_train_valid_test(
     df: pd.DataFrame, validation_share: float, test_share: float, test_cutoffs: int, seed: int
 ) -> ChurnSplits:
-    """Split training rows by customer and by time.
+    """Split training rows by customer and by time (see ChurnSplits).
 
     Customers are assigned to train/validation/test by `customer_split_draw`
     (shares 1 - v - t / v / t). Train and validation rows come only from cutoffs
-    before the latest `test_cutoffs`; every row of a test customer is a test row.
-    So the latest cutoffs are seen by the test alone (out of time) and no test
-    customer was trained on (out of customer); rows of train/validation customers
-    at the latest cutoffs are dropped. `test_cutoffs` names the out-of-time
-    cutoffs, for metrics on that slice alone.
+    before the latest `test_cutoffs`; the test is the test customers at those latest
+    cutoffs (out of time and out of customer); the other customers' rows at the latest
+    cutoffs are the calibration rows.
     """
     if not (0.0 < validation_share < 1.0 and 0.0 < test_share < 1.0):
         raise ValueError("validation_share and test_share must be in (0, 1)")
@@ -129,9 +138,16 @@ def split_train_valid_test(
     return ChurnSplits(
         train=df.loc[~in_test_period & ~is_test_customer & ~is_valid_customer].copy(),
         valid=df.loc[~in_test_period & is_valid_customer].copy(),
-        test=df.loc[is_test_customer].copy(),
+        test=df.loc[in_test_period & is_test_customer].copy(),
         test_cutoffs=tuple(pd.Timestamp(c) for c in latest),
+        calibration=df.loc[in_test_period & ~is_test_customer].copy(),
+        test_pooled=df.loc[is_test_customer].copy(),
     )
+
+
+def at_cutoffs(frame: pd.DataFrame, cutoffs: list[pd.Timestamp]) -> pd.DataFrame:
+    """The rows of `frame` at the given cutoffs."""
+    return frame.loc[frame["cutoff"].isin(cutoffs)]
 
 
 def combine_training_sets(frames: list[pd.DataFrame]) -> pd.DataFrame:

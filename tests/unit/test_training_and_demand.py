@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -72,18 +74,24 @@ def test_train_valid_test_split_by_customer_and_time(training) -> None:
     sets = [set(s["user_id"]) for s in (splits.train, splits.valid, splits.test)]
     assert sets[0].isdisjoint(sets[1]) and sets[0].isdisjoint(sets[2])
     assert sets[1].isdisjoint(sets[2])
-    # Out of time: only the test sees the latest cutoff.
+    # Out of time: no booster row is at the latest cutoff; the test and calibration are
+    # only there, the pooled test has the test customers everywhere.
     assert (splits.train["cutoff"] < latest).all() and (splits.valid["cutoff"] < latest).all()
-    assert (splits.test["cutoff"] == latest).any()
+    assert (splits.test["cutoff"] == latest).all() and len(splits.test)
+    assert (splits.calibration["cutoff"] == latest).all()
+    assert set(splits.calibration["user_id"]).isdisjoint(sets[2])
+    pooled = set(splits.test_pooled["user_id"])
+    assert sets[2] <= pooled and pooled.isdisjoint(sets[0] | sets[1])
+    assert pooled.isdisjoint(set(splits.calibration["user_id"]))
+    assert splits.test_pooled["cutoff"].nunique() == training["cutoff"].nunique()
     # Roughly 70/15/15 of the customers.
     customers = training["user_id"].nunique()
     shares = [len(x) / customers for x in sets]
     assert 0.6 < shares[0] < 0.8 and 0.08 < shares[1] < 0.22 and 0.08 < shares[2] < 0.22
-    # Every row is used once, except train/valid customers' rows at the latest cutoff.
-    dropped = training[(training["cutoff"] == latest)
-                       & ~training["user_id"].isin(sets[2])]
-    assert len(splits.train) + len(splits.valid) + len(splits.test) + len(dropped) == len(
-        training)
+    # Every row is used once: earlier test-customer rows only in the pooled test.
+    earlier_test = splits.test_pooled[splits.test_pooled["cutoff"] < latest]
+    assert len(splits.train) + len(splits.valid) + len(splits.test) + len(
+        splits.calibration) + len(earlier_test) == len(training)
     # Stable: the same customer lands in the same split on another run / row order.
     again = split_train_valid_test(training.sample(frac=1.0, random_state=3), 0.15, 0.15, 1, 7)
     assert set(again.test["user_id"]) == sets[2]
@@ -91,6 +99,20 @@ def test_train_valid_test_split_by_customer_and_time(training) -> None:
         split_train_valid_test(training, 0.15, 0.15, test_cutoffs=3, seed=7)
     with pytest.raises(ValueError):
         split_train_valid_test(training, 0.6, 0.5, test_cutoffs=1, seed=7)
+
+
+def test_cutoff_candidates_are_earlier_cutoffs_newest_first() -> None:
+    from features.cutoffs import cutoff_candidates, training_cutoffs
+
+    pool = training_cutoffs(dt.date(2026, 6, 1), 30, 16, 7)
+    chosen = cutoff_candidates(pool, 1, [(1, 1), (4, 1), (15, 1), (7, 2), (16, 1)])
+    assert set(chosen) == {"1x1", "4x1", "15x1", "7x2"}  # 16 earlier ones do not exist
+    latest = max(pool)
+    assert chosen["1x1"] == [latest - pd.Timedelta(days=7)]
+    assert chosen["7x2"][-1] == latest - pd.Timedelta(days=7)
+    assert all(c < latest for cs in chosen.values() for c in cs)
+    assert [b - a for a, b in zip(chosen["7x2"], chosen["7x2"][1:])] == [
+        pd.Timedelta(days=14)] * 6
 
 
 def test_customer_split_draw_is_uniform_and_seeded() -> None:
