@@ -157,16 +157,20 @@ def _yesterday() -> dt.date:
 
 
 def _simulate(customers: int, days: int, seed: int, end: dt.date, dirty: bool | None = None,
-              future_days: int | None = None) -> None:
+              future_days: int | None = None, scenario: str | None = None,
+              history_days: int | None = None) -> None:
     from bbx.mongo import connect, mongo_uri
     from simulator import SimulationSpec, simulate
 
     settings = load_settings()
     sim = settings.simulation
+    scenario = scenario or sim.scenario
     spec = SimulationSpec(
         customers=customers, days=days, seed=seed, end=end,
         sessions_per_day=sim.sessions_per_day, annual_churn=sim.annual_churn,
         future_days=sim.future_days if future_days is None else future_days,
+        scenario=scenario,
+        history_days=(history_days or sim.history_days) if scenario == "short-history" else None,
     )
     with mongo_uri(settings) as uri:
         client = connect(uri, settings)
@@ -176,6 +180,7 @@ def _simulate(customers: int, days: int, seed: int, end: dt.date, dirty: bool | 
                 end=end, sessions_per_day=spec.sessions_per_day,
                 annual_churn=spec.annual_churn, future_days=spec.future_days,
                 dirty=sim.dirty if dirty is None else dirty, progress=_say,
+                scenario=spec.scenario, history_days=spec.history_days,
             )
         finally:
             client.close()
@@ -202,12 +207,25 @@ def simulate(
         "--dirty/--clean", help="Inject the app's usual dirt (default: simulation.dirty).")] = None,
     future_days: Annotated[int | None, typer.Option(
         help="Days simulated after `end`, kept only in the truth.")] = None,
+    scenario: Annotated[str | None, typer.Option(
+        help="Churn population: default, contract-driven, short-history or drift "
+        "(default: simulation.scenario).")] = None,
+    history_days: Annotated[int | None, typer.Option(
+        help="short-history: days of usage logs and logins kept "
+        "(default: simulation.history_days).")] = None,
 ) -> None:
     """Write a simulated BroadbandX population into the app's collections."""
     sim = load_settings().simulation
+    try:
+        from simulator.scenarios import check
+
+        check(scenario or sim.scenario, history_days)
+    except ValueError as exc:
+        _fail(str(exc))
     _simulate(customers or sim.customers, days or sim.days,
               sim.seed if seed is None else seed, end.date() if end else _yesterday(),
-              dirty=dirty, future_days=future_days)
+              dirty=dirty, future_days=future_days, scenario=scenario,
+              history_days=history_days)
 
 
 # --- evaluate ------------------------------------------------------------------

@@ -354,6 +354,16 @@ class SimulationSettings(BaseModel):
     dirty: bool = Field(
         default=False, description="Inject the app's usual dirt (counted in the report)."
     )
+    scenario: Literal["default", "contract-driven", "short-history", "drift"] = Field(
+        default="default",
+        description="Churn population (simulator/scenarios.py): default; contract-driven "
+        "(hazard from what the documents show, no wind-down); short-history (usage logs "
+        "and logins only for the last history_days days); drift (one segment's hazard "
+        "rises inside the history).",
+    )
+    history_days: int = Field(
+        default=60, ge=1, description="short-history: days of usage logs and logins kept."
+    )
 
 
 class ScaleSettings(BaseModel):
