@@ -165,7 +165,7 @@ def main(argv: list[str]) -> None:
           + f": {len(y):,} live at {as_of}, {int(y.sum())} cancelled within 30 days "
           f"(mean model p {p_model.mean():.3f}, observed {y.mean():.3f})")
     print(_metrics_table(figures))
-    print(f"cutoff check (ROC-AUC at the latest labelled cutoff): "
+    print("cutoff check (ROC-AUC at the latest labelled cutoff): "
           + ", ".join(f"{k} {v:.3f}" for k, v in choice.scores.items())
           + f" -> {choice.name}")
     print(f"headline test (latest labelled cutoff, {len(splits.test):,} rows): "

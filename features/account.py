@@ -6,8 +6,8 @@ weeks of usage.
   lake covers (features/coverage.py), with a per-year rate over the covered tenure so
   a short ticket history does not read as a quiet customer.
 - Contract terms come from the current subscription's pricing, set at signup (the app
-  never reprices an existing subscription). `autoRenewal.enabled` is current state:
-  it is read only from subscriptions not updated since the cutoff, else unknown.
+  never reprices an existing subscription). `autoRenewal.enabled` is current state with
+  no dated history: not read (docs/features.md, "Coverage").
 - Payment method and spend come from payments, event-dated (captured_at, else
   created_at); the method is the one of the latest attempt before the cutoff.
 - Age band from users.dateOfBirth (fixed); it may inform churn, never price.
@@ -120,10 +120,9 @@ def spend_features(paid: Events, covered_months: np.ndarray) -> dict[str, np.nda
     }
 
 
-def contract_features(tables: LakeTables, pop: pd.DataFrame,
-                      cutoff: pd.Timestamp) -> dict[str, np.ndarray]:
-    """Terms of the current subscription: what is paid against the plan's list price,
-    extra charges on top, and auto-renewal where it is knowable at the cutoff."""
+def contract_features(tables: LakeTables, pop: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Terms of the current subscription: what is paid against the plan's list price and
+    the extra charges on top."""
     plans = tables.plans.drop_duplicates("plan_id").set_index("plan_id")
     list_monthly = pd.to_numeric(
         plans["monthly_price"].reindex(pop["plan_id"].to_numpy()), errors="coerce"
@@ -137,15 +136,10 @@ def contract_features(tables: LakeTables, pop: pd.DataFrame,
     with np.errstate(invalid="ignore", divide="ignore"):
         versus_list = np.where(list_monthly > 0, monthly_paid / list_monthly, np.nan)
         extra = np.where(final > 0, (total - final) / final, np.nan)
-    # Current state: the value now is the value at the cutoff only if the document has
-    # not changed since (updated_at before the cutoff).
-    unchanged = (utc_series(pop["updated_at"]) < cutoff).fillna(False).to_numpy(dtype=bool)
-    auto = pop["auto_renewal"].map({True: 1.0, False: 0.0}).to_numpy(dtype=float)
     return {
         "monthly_price_paid": monthly_paid,
         "price_paid_vs_list": versus_list,
         "extra_charge_share": extra,
-        "auto_renewal_enabled": np.where(unchanged, auto, np.nan),
     }
 
 

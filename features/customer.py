@@ -329,7 +329,7 @@ def _account_features(
     out |= account.failure_features(failures, paid, out["payment_history_months"])
     out |= account.payment_method_features(attempts)
     out |= account.spend_features(paid, out["payment_history_months"])
-    out |= account.contract_features(tables, pop, cutoff)
+    out |= account.contract_features(tables, pop)
     out["age_band"] = account.age_band(tables, idx, cutoff)
     out["device_types_90d"] = account.device_types(usage)
     out |= account.plan_changes(tables, idx, cutoff)

@@ -398,14 +398,6 @@ CHURN_FEATURES: tuple[Feature, ...] = (
         "subscriptions",
         None,
     ),
-    Feature(
-        "auto_renewal_enabled",
-        "autoRenewal.enabled (1/0) of the current subscription, read only when the "
-        "subscription was last updated before the cutoff (it is current state: a later "
-        "update may have switched it); NaN otherwise.",
-        "subscriptions",
-        None,
-    ),
     # Payment method: the latest attempt's before the cutoff (payments.method words).
     *(
         Feature(
@@ -496,10 +488,16 @@ COVERAGE_NOTE: tuple[str, ...] = (
     "it follows the churn rate of now rather than the pooled past; the headline test "
     "metric is the test customers' at that cutoff alone.",
     "",
-    "Current-state fields: `auto_renewal_enabled` is read only from subscriptions not "
-    "updated since the cutoff. Plan prices and the subscription's pricing are treated as "
-    "stable (the app never reprices an existing subscription; plan list prices change "
-    "rarely, a documented gap). `dateOfBirth` is fixed.",
+    "Current-state fields: `autoRenewal.enabled` is not a feature. The app keeps no dated "
+    "history of it, so at a past cutoff its current value leaks the future, and reading "
+    "it only from subscriptions not updated since the cutoff made it known at scoring "
+    "but almost never in training (monthly payments update every live subscription): on "
+    "a 10k-customer world that skew pushed every score towards \"stays\" (mean "
+    "probability 0.001 against 1.9 % who left). A point-in-time reading needs the lake's "
+    "nightly subscription snapshots (the one at or before the cutoff), not built yet. "
+    "Plan prices and the subscription's pricing are treated as stable (the app never "
+    "reprices an existing subscription; plan list prices change rarely, a documented "
+    "gap). `dateOfBirth` is fixed.",
     "",
 )
 

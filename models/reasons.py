@@ -101,7 +101,6 @@ REASON_TEMPLATES: dict[str, Callable[[str], str]] = {
     "monthly_price_paid": lambda v: f"Pays ₹{v} a month",
     "price_paid_vs_list": lambda v: f"Pays {v}x the plan's list price",
     "extra_charge_share": lambda v: f"Charges on top of the price: {v}%",
-    "auto_renewal_enabled": lambda v: f"Auto-renewal {'on' if v == '1' else 'off'} ({v})",
     **{
         f"pays_by_{m}": (lambda v, label=label: f"Pays by {label} ({v})")
         for m, label in (("card", "card"), ("upi", "UPI"), ("netbanking", "net banking"),
@@ -129,7 +128,6 @@ MISSING_TEXT: dict[str, str] = {
     "mean_resolution_days_90d": "No resolved tickets in the last 90 days",
     "ticket_satisfaction_90d": "No support ratings in the last 90 days",
     "payment_failure_share_lifetime": "No settled payment yet",
-    "auto_renewal_enabled": "Auto-renewal setting not known at the time",
     "price_paid_vs_list": "Plan list price unknown",
     "extra_charge_share": "Subscription price unknown",
     "age_band": "Age not given",

@@ -242,8 +242,8 @@ def plant_future_events(tables: LakeTables) -> LakeTables:
         ],
         ignore_index=True,
     )
-    # Current state changed after the cutoff (A switched auto-renewal off), and new
-    # contracts started after it: F down to the cheaper plan, H up to the dearer one.
+    # Current state changed after the cutoff (A switched auto-renewal off: not read), and
+    # new contracts started after it: F down to the cheaper plan, H up to the dearer one.
     subs = t.subscriptions.copy()
     a1 = subs["subscription_id"].eq(uid("a1"))
     subs.loc[a1, "auto_renewal"] = False
@@ -408,7 +408,6 @@ def test_account_features_by_hand() -> None:
     assert f["monthly_price_paid"] == pytest.approx(450.0)
     assert f["price_paid_vs_list"] == pytest.approx(450.0 / 399.0)
     assert f["extra_charge_share"] == pytest.approx(81.0 / 450.0)
-    assert np.isnan(f["auto_renewal_enabled"])  # updated after CUT: unknown then
     assert f["age_band"] == 2.0  # 40: the 35-44 band
     assert f["plan_upgrades"] == 0
     # Coverage: each source's history starts at its first event before CUT.
@@ -419,7 +418,6 @@ def test_account_features_by_hand() -> None:
     later = build_churn_features(plant_future_events(base_tables()), CUT + 3 * D)
     assert later.loc[H, "plan_upgrades"] == 1 and later.loc[F, "plan_downgrades"] == 1
     assert later.loc[F, "plan_upgrades"] == 1  # its earlier move from Starter to Premium
-    assert later.loc[A, "auto_renewal_enabled"] == 0.0
     assert np.isnan(build_churn_features(base_tables(), CUT).loc[DD, "age_band"])
 
 

@@ -111,7 +111,7 @@ def test_cutoff_candidates_are_earlier_cutoffs_newest_first() -> None:
     assert chosen["1x1"] == [latest - pd.Timedelta(days=7)]
     assert chosen["7x2"][-1] == latest - pd.Timedelta(days=7)
     assert all(c < latest for cs in chosen.values() for c in cs)
-    assert [b - a for a, b in zip(chosen["7x2"], chosen["7x2"][1:])] == [
+    assert [b - a for a, b in zip(chosen["7x2"], chosen["7x2"][1:], strict=False)] == [
         pd.Timedelta(days=14)] * 6
 
 
