@@ -249,3 +249,26 @@ def test_new_customer_rates_use_only_live_days(tables) -> None:
     assert row["active_day_share_30d"] == pytest.approx(1.0)
     assert row["usage_cv_30d"] == pytest.approx(0.0)  # same GB every live day
     assert row["monthly_gb"] == pytest.approx(10.0 * 30 / 5)
+
+
+def test_training_rows_say_how_much_of_each_window_was_covered() -> None:
+    """Usage kept only for the last 50 days of the lake: every training cutoff's usage
+    windows count only the covered days, and usage_covered_days says how many."""
+    import datetime as dt
+
+    from features.cutoffs import training_cutoffs
+    from features.training import build_training_set
+
+    tables = make_tables(n_customers=300, seed=11)
+    as_of = pd.Timestamp("2026-06-01", tz="UTC")
+    begins = as_of - pd.Timedelta(days=50)
+    tables.usagelogs = tables.usagelogs[tables.usagelogs["timestamp"] >= begins]
+    cutoffs = training_cutoffs(dt.date(2026, 6, 1), 30, 6, 7)
+    data = build_training_set(tables, cutoffs, 30, "cancelled")
+    first_day = tables.usagelogs["timestamp"].min().floor("D")
+    covered = ((data["cutoff"] - first_day) / pd.Timedelta(days=1)).clip(0, 126)
+    assert np.allclose(data["usage_covered_days"], covered)
+    assert (data["usage_covered_days"] < 21).all()  # the latest cutoff is 30 days back
+    # Nothing is counted from before the first recorded session.
+    early = data[data["usage_covered_days"] == 0]
+    assert (early["usage_gb_90d"] == 0).all() and (early["sessions_30d"] == 0).all()
