@@ -14,10 +14,15 @@ latent rates, the documents of the last days before as-of t are:
 (simulator/activity.py). The forward filter weighs every (C >= t, D) with its prior and
 the likelihood ratio of those documents against "no wind-down yet" (days before the
 customer's start or before the usage history was written carry nothing), and returns
-P(t <= C < t + horizon | documents, live at t). It uses the simulator's own model and the
-customer's latent rates, so no model of the same documents can do better on average (it
-is slightly generous: like the oracle it uses the realised hazard path, which includes the
-next weeks' incidents and failed charges; and it leaves non-renewals out).
+P(t <= C < t + horizon | documents, live at t). The hazard's noise term ("what no data
+shows: life events, competitor offers", catalog.HAZARD_WEIGHTS) is integrated out over
+its normal prior (Gauss-Hermite); its other drivers (line quality, payment stress, price
+pressure) are taken as known, since the documents show them (latency and loss per
+session, failed charges, the price paid). It uses the simulator's own model and the
+customer's latent rates, so no model of the same documents can do better on average; it
+is generous where it takes latent drivers as known and, like the oracle, uses the
+realised hazard path (the next weeks' incidents and failed charges); it leaves
+non-renewals out.
 
 contract-driven: the hazard is a function of the documents, so the reference is the true
 probability itself.
@@ -26,11 +31,13 @@ probability itself.
 from __future__ import annotations
 
 import numpy as np
+from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import logsumexp
 
 from simulator.activity import BYTES_PER_GB, WEEKEND_BOOST
-from simulator.catalog import LEAVER_ACTIVITY_FLOOR
+from simulator.catalog import HAZARD_WEIGHTS, LEAVER_ACTIVITY_FLOOR
 from simulator.encode import SECONDS_PER_DAY
+from simulator.population import Population, _zscore, price_pressure_of
 from simulator.scenarios import decline_range
 from simulator.truth import HORIZON_DAYS, churn_probabilities
 from simulator.world import World, in_service
@@ -38,6 +45,7 @@ from simulator.world import World, in_service
 LOG_BYTES_SHIFT, LOG_BYTES_SD = -0.32, 0.8  # activity.usage_documents' lognormal
 LOG_MINUTES_MEAN, LOG_MINUTES_SD = 3.5, 0.7
 MAX_LOGIN_CHANCE = 0.9
+NOISE_NODES = 9  # Gauss-Hermite nodes over the hazard's standard-normal noise term
 
 
 class ActivityDays:
@@ -101,15 +109,6 @@ def observable_probability(world: World, day: int, activity: ActivityDays | None
     k_days = longest
     cum = np.cumsum(tl.daily_hazard, axis=0, dtype=np.float64)
     last = cum.shape[0] - 1
-
-    def log_survival(x: int) -> np.ndarray:  # log G(x): not cancelled by the end of day x
-        return -cum[min(x, last)] if x >= 0 else np.zeros(pop.size)
-
-    base = log_survival(day - 1)
-    with np.errstate(divide="ignore"):
-        log_prior_c = [np.log(np.maximum(np.exp(log_survival(day + k - 1) - base)
-                                         - np.exp(log_survival(day + k) - base), 1e-300))
-                       for k in range(longest)]
     # Days that carry documents under both hypotheses: served, and written.
     ago = np.arange(1, k_days + 1)
     index = day - ago
@@ -122,38 +121,85 @@ def observable_probability(world: World, day: int, activity: ActivityDays | None
     logged = activity.logged_in * written
     not_logged = (1.0 - activity.logged_in) * written
 
-    lengths = range(shortest, longest + 1)
+    # Likelihood ratio of the documents for each (D, C = day + k) whose wind-down began.
+    lengths = list(range(shortest, longest + 1))
+    log_lr: dict[tuple[int, int], np.ndarray] = {}
+    for length in lengths:
+        for k in range(length):  # the wind-down began D - k days ago
+            progress = np.clip((length - k - ago) / length, 0.0, 1.0)
+            a = 1.0 - (1.0 - LEAVER_ACTIVITY_FLOOR) * np.sqrt(progress)
+            if np.all(a == 1.0):
+                log_lr[length, k] = np.zeros(pop.size)
+                continue
+            db, dm = np.log(0.4 + 0.6 * a), np.log(0.5 + 0.5 * a)
+            pa = np.minimum(pop.logins_per_day[:, None] * a[None, :], MAX_LOGIN_CHANCE)
+            log_lr[length, k] = (
+                n @ np.log(a) - lam @ (a - 1.0)
+                + xb @ (db / LOG_BYTES_SD**2) - n @ (db**2 / (2 * LOG_BYTES_SD**2))
+                + xm @ (dm / LOG_MINUTES_SD**2) - n @ (dm**2 / (2 * LOG_MINUTES_SD**2))
+                + np.sum(logged * np.log(pa / p1), axis=1)
+                + np.sum(not_logged * np.log((1.0 - pa) / (1.0 - p1)), axis=1)
+            )
+
+    # The hazard's unobservable part (life events, competitor offers) is integrated out.
+    unseen = pop.static_log_hazard - visible_log_hazard(pop)
+    nodes, weights = hermegauss(NOISE_NODES)
+    numerators, totals = [], []
+    for z, weight in zip(nodes, weights / weights.sum(), strict=True):
+        factor = np.exp(HAZARD_WEIGHTS["noise"] * z - unseen)
+        num, tot = _posterior_terms(cum * factor[None, :], last, day, lengths, log_lr)
+        numerators.append(num + np.log(weight))
+        totals.append(tot + np.log(weight))
+    p = np.exp(logsumexp(np.vstack(numerators), axis=0) - logsumexp(np.vstack(totals), axis=0))
+    return np.where(live, np.clip(p, 0.0, 1.0), np.nan)
+
+
+def _posterior_terms(cum: np.ndarray, last: int, day: int, lengths: list[int],
+                     log_lr: dict[tuple[int, int], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """log of (mass with C in the horizon, total mass) over (C >= day, D), given the
+    cumulative hazard `cum` (days, n) and the documents' likelihood ratios."""
+    n = cum.shape[1]
+
+    def log_survival(x: int) -> np.ndarray:  # log G(x): not cancelled by the end of day x
+        return -cum[min(x, last)] if x >= 0 else np.zeros(n)
+
+    base = log_survival(day - 1)
     log_d = -np.log(len(lengths))
+    with np.errstate(divide="ignore"):
+        log_prior_c = [np.log(np.maximum(np.exp(log_survival(day + k - 1) - base)
+                                         - np.exp(log_survival(day + k) - base), 1e-300))
+                       for k in range(max(lengths))]
+        horizon_end = np.exp(log_survival(day + HORIZON_DAYS - 1) - base)
     numerator, total = [], []
     for length in lengths:
         # No wind-down visible yet: C >= day + D (and, for the numerator, C < day + horizon).
         rest = log_survival(day + length - 1) - base
         total.append(rest + log_d)
         if length < HORIZON_DAYS:
-            inside = np.exp(rest) - np.exp(log_survival(day + HORIZON_DAYS - 1) - base)
             with np.errstate(divide="ignore"):
-                numerator.append(np.log(np.maximum(inside, 1e-300)) + log_d)
-        for k in range(length):  # C = day + k, so the wind-down began D - k days ago
-            progress = np.clip((length - k - ago) / length, 0.0, 1.0)
-            a = 1.0 - (1.0 - LEAVER_ACTIVITY_FLOOR) * np.sqrt(progress)
-            if np.all(a == 1.0):
-                log_lr = np.zeros(pop.size)
-            else:
-                db, dm = np.log(0.4 + 0.6 * a), np.log(0.5 + 0.5 * a)
-                pa = np.minimum(pop.logins_per_day[:, None] * a[None, :], MAX_LOGIN_CHANCE)
-                log_lr = (
-                    n @ np.log(a) - lam @ (a - 1.0)
-                    + xb @ (db / LOG_BYTES_SD**2) - n @ (db**2 / (2 * LOG_BYTES_SD**2))
-                    + xm @ (dm / LOG_MINUTES_SD**2) - n @ (dm**2 / (2 * LOG_MINUTES_SD**2))
-                    + np.sum(logged * np.log(pa / p1), axis=1)
-                    + np.sum(not_logged * np.log((1.0 - pa) / (1.0 - p1)), axis=1)
-                )
-            term = log_prior_c[k] + log_lr + log_d
+                numerator.append(np.log(np.maximum(np.exp(rest) - horizon_end, 1e-300))
+                                 + log_d)
+        for k in range(length):
+            term = log_prior_c[k] + log_lr[length, k] + log_d
             total.append(term)
             if k < HORIZON_DAYS:
                 numerator.append(term)
-    p = np.exp(logsumexp(np.vstack(numerator), axis=0) - logsumexp(np.vstack(total), axis=0))
-    return np.where(live, np.clip(p, 0.0, 1.0), np.nan)
+    return (logsumexp(np.vstack(numerator), axis=0), logsumexp(np.vstack(total), axis=0))
+
+
+def visible_log_hazard(pop: Population) -> np.ndarray:
+    """The static log-hazard without its noise term: line quality, payment stress and
+    price pressure (population.draw_population's drivers), which the documents show in
+    part (latency and loss per session, failed charges, the price paid)."""
+    w = HAZARD_WEIGHTS
+    paid = pop.monthly_list_price * (1 - pop.discount_rate)
+    pressure = price_pressure_of(paid, pop.reference_price, pop.elasticity)
+    return (
+        w["latency"] * _zscore(np.log(pop.latency_ms))
+        + w["packet_loss"] * _zscore(np.log(pop.packet_loss_pct))
+        + w["payment_stress"] * _zscore(pop.payment_stress)
+        + w["price_pressure"] * _zscore(pressure)
+    )
 
 
 def activity_from_lake(world: World, day: int, usagelogs, auditlogs) -> ActivityDays:
