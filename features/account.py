@@ -41,8 +41,9 @@ PAYMENT_METHOD_GROUPS: dict[str, tuple[str, ...]] = {
     "emi": ("emi", "cardless_emi"),
 }
 PAID_STATUSES = ("captured", "refunded", "partial_refund")  # money that was taken
-# Age bands: under 25, 25-34, ..., 65 and over (index 0..5).
-AGE_BAND_EDGES = (25, 35, 45, 55, 65)
+# Five-year age bands: under 20 (0), 20-24 (1), ..., 70 and over (11). Finer than the
+# pricing fairness check's bands: churn can turn on a few years (students, retirement).
+AGE_BAND_EDGES = tuple(range(20, 75, 5))
 USAGE_COVERAGE_CAP_DAYS = 126  # the longest usage/login window a feature reads
 DEVICE_WINDOW_DAYS = 90
 

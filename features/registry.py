@@ -428,9 +428,9 @@ CHURN_FEATURES: tuple[Feature, ...] = (
     ),
     Feature(
         "age_band",
-        "Age band at the cutoff from users.dateOfBirth: <25 0, 25-34 1, 35-44 2, 45-54 3, "
-        "55-64 4, 65+ 5; NaN without a plausible birth date. Informs churn only: pricing "
-        "never reads it.",
+        "Five-year age band at the cutoff from users.dateOfBirth: under 20 0, 20-24 1, ..., "
+        "65-69 10, 70 and over 11; NaN without a plausible birth date (10..110 years). "
+        "Informs churn only: pricing never reads it.",
         "users",
         None,
     ),

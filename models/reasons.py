@@ -110,7 +110,7 @@ REASON_TEMPLATES: dict[str, Callable[[str], str]] = {
     "paid_amount_365d": lambda v: f"Paid ₹{v} in the last year",
     "paid_per_month_lifetime": lambda v: f"Paid ₹{v} a month on average",
     "paid_amount_trend_90d": lambda v: f"Paid ₹{v} more in the last 90 days than the 90 before",
-    "age_band": lambda v: f"Age band {v} (0: under 25 ... 5: 65 and over)",
+    "age_band": lambda v: f"Age band {v} (0: under 20, 1: 20-24, ... 11: 70 and over)",
     "device_types_90d": lambda v: f"{v} kinds of device online in the last 90 days",
     "plan_upgrades": lambda v: f"{v} upgrades to a dearer plan",
     "plan_downgrades": lambda v: f"{v} downgrades to a cheaper plan",

@@ -72,7 +72,7 @@ def base_tables() -> LakeTables:
         last_login_at=NOW,
         account_status="active",
         nps_score=7.0,
-        # A is 40 at CUT (band 35-44); the others have no birth date.
+        # A is 40 at CUT (band 40-44); the others have no birth date.
         date_of_birth=[CUT - 40 * 365.25 * D] + [None] * 8,
     )
     usage = table(
@@ -408,7 +408,7 @@ def test_account_features_by_hand() -> None:
     assert f["monthly_price_paid"] == pytest.approx(450.0)
     assert f["price_paid_vs_list"] == pytest.approx(450.0 / 399.0)
     assert f["extra_charge_share"] == pytest.approx(81.0 / 450.0)
-    assert f["age_band"] == 2.0  # 40: the 35-44 band
+    assert f["age_band"] == 5.0  # 40: the 40-44 band
     assert f["plan_upgrades"] == 0
     # Coverage: each source's history starts at its first event before CUT.
     assert f["usage_covered_days"] == pytest.approx(45.0)
