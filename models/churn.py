@@ -365,8 +365,12 @@ def select_training_cutoffs(
     """Pick how many training cutoffs, how far apart: for each candidate set of cutoffs
     a booster (`params`, early-stopped on the validation customers at those cutoffs) is
     fitted on the training customers at them and scored on `latest` (customers at the
-    latest labelled cutoff, which no booster saw). The best ROC-AUC wins (ROC-AUC: the
-    more stable rank metric at a few hundred churners); a tie keeps the fewer cutoffs.
+    latest labelled cutoff, which no booster saw). ROC-AUC: the more stable rank metric
+    at a few hundred churners. The check is noisy at that size, so the rule is the
+    one-standard-error rule: among the candidates within one standard error (Hanley &
+    McNeil) of the best score, the one with the most training cutoffs wins (more rows, a
+    steadier model), then the higher score; a candidate clearly worse on the latest
+    cutoff (e.g. one reaching back before a source's coverage or across a drift) loses.
     A candidate whose rows have one class only is skipped."""
     y_latest = latest["label"].to_numpy(dtype=int)
     if len(np.unique(y_latest)) < 2:
@@ -382,8 +386,21 @@ def select_training_cutoffs(
         scores[name] = float(roc_auc_score(y_latest, model.predict_raw(latest)))
     if not scores:
         raise ValueError("no candidate set of training cutoffs has churners and non-churners")
-    best = max(scores, key=lambda k: (round(scores[k], 4), -len(candidates[k])))
+    top = max(scores.values())
+    margin = roc_auc_standard_error(top, int(y_latest.sum()), int(len(y_latest) - y_latest.sum()))
+    near = [k for k in scores if scores[k] >= top - margin]
+    best = max(near, key=lambda k: (len(candidates[k]), scores[k]))
     return CutoffChoice(best, tuple(candidates[best]), scores)
+
+
+def roc_auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil's (1982) standard error of a ROC-AUC from its class counts."""
+    if positives < 1 or negatives < 1:
+        return float("inf")
+    q1, q2 = auc / (2.0 - auc), 2.0 * auc**2 / (1.0 + auc)
+    variance = (auc * (1.0 - auc) + (positives - 1) * (q1 - auc**2)
+                + (negatives - 1) * (q2 - auc**2)) / (positives * negatives)
+    return float(np.sqrt(max(variance, 0.0)))
 
 
 def fit_churn_model(
