@@ -482,9 +482,12 @@ COVERAGE_NOTE: tuple[str, ...] = (
     "",
     "How far back training goes is then chosen by an out-of-time check "
     "(`features/cutoffs.py`, `churn.cutoff_candidates`): each candidate number and spacing "
-    "of cutoffs trains a booster on cutoffs before the latest labelled one, and the "
-    "candidate that ranks the non-test customers at the latest labelled cutoff best "
-    "(ROC-AUC) is kept. Calibration is fitted on those customers at that latest cutoff, so "
+    "of cutoffs trains a booster on cutoffs before the latest labelled one and is scored "
+    "(ROC-AUC) on the non-test customers at the latest labelled cutoff; among the "
+    "candidates within one standard error of the best score (the check is noisy at a few "
+    "hundred churners) the one with the most cutoffs is kept, so a candidate that reaches "
+    "back into poorly covered or drifted history loses only when it is clearly worse. "
+    "Calibration is fitted on those customers at that latest cutoff, so "
     "it follows the churn rate of now rather than the pooled past; the headline test "
     "metric is the test customers' at that cutoff alone.",
     "",
