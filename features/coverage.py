@@ -11,7 +11,9 @@ covered, so every cutoff can be used and the out-of-time check (features/cutoffs
 decides how far back training goes.
 
 The start is robust to a few back-dated rows (known dirt): it is the day of the
-COVERAGE_QUANTILE quantile of the source's event times, floored to midnight UTC.
+COVERAGE_QUANTILE quantile of the source's events before the cutoff's day. Computed
+from per-day event counts (EventDays), which buckets of customers sum to the whole
+lake's, so a bucketed run sees the same coverage as a whole one.
 """
 
 from __future__ import annotations
@@ -53,21 +55,60 @@ class Coverage:
         return float(np.clip(days, 0.0, window_days))
 
 
-def history_start(times: pd.Series) -> pd.Timestamp:
-    """The day a source's recorded history begins (NaT without any event)."""
-    values = utc_series(times).dropna()
-    if values.empty:
-        return pd.NaT
-    rank = int(np.floor(COVERAGE_QUANTILE * (len(values) - 1)))
-    first = pd.Timestamp(np.partition(values.to_numpy(dtype="datetime64[ns]"), rank)[rank])
-    return first.tz_localize("UTC").floor("D")
+@dataclass(frozen=True)
+class EventDays:
+    """Events per UTC day of every source (days since the epoch, sorted; counts): all a
+    coverage needs, small, and summable over buckets of customers, so bucketed features
+    see the whole lake's coverage."""
+
+    days: dict[str, np.ndarray]
+    counts: dict[str, np.ndarray]
+
+    def coverage(self, cutoff: pd.Timestamp) -> Coverage:
+        """Where each source's history begins, from its events on days before `cutoff`'s
+        (the COVERAGE_QUANTILE quantile event's day)."""
+        last = _epoch_day(cutoff)
+        starts: dict[str, pd.Timestamp] = {}
+        for source, days in self.days.items():
+            before = days < last
+            counts = self.counts[source][before]
+            if counts.sum() == 0:
+                starts[source] = pd.NaT
+                continue
+            rank = int(np.floor(COVERAGE_QUANTILE * (counts.sum() - 1)))
+            first = days[before][int(np.searchsorted(np.cumsum(counts), rank, side="right"))]
+            starts[source] = pd.Timestamp(int(first) * 86_400, unit="s", tz="UTC")
+        return Coverage(starts)
+
+
+def _epoch_day(when: pd.Timestamp) -> int:
+    return int(pd.Timestamp(when).value // (86_400 * 10**9))
+
+
+def event_days(tables: object) -> EventDays:
+    """EventDays of `tables` (a LakeTables, or any object with the sources as frames)."""
+    days, counts = {}, {}
+    for source, column in COVERAGE_SOURCES.items():
+        times = utc_series(getattr(tables, source)[column]).dropna()
+        stamps = times.dt.tz_convert(None).to_numpy(dtype="datetime64[D]").astype(np.int64)
+        days[source], counts[source] = np.unique(stamps, return_counts=True)
+    return EventDays(days, counts)
+
+
+def combine_event_days(parts: list[EventDays]) -> EventDays:
+    """The EventDays of buckets of customers, as one for the whole lake."""
+    days, counts = {}, {}
+    for source in COVERAGE_SOURCES:
+        all_days = np.concatenate([p.days[source] for p in parts]) if parts else np.zeros(0, int)
+        all_counts = (np.concatenate([p.counts[source] for p in parts]) if parts
+                      else np.zeros(0, int))
+        days[source], where = np.unique(all_days, return_inverse=True)
+        counts[source] = np.bincount(where, weights=all_counts,
+                                     minlength=len(days[source])).astype(np.int64)
+    return EventDays(days, counts)
 
 
 def source_coverage(tables: object, cutoff: pd.Timestamp) -> Coverage:
     """Coverage of every event source of `tables` (a LakeTables), from its events before
-    `cutoff` only (what a run at that cutoff would have seen)."""
-    starts: dict[str, pd.Timestamp] = {}
-    for source, column in COVERAGE_SOURCES.items():
-        times = utc_series(getattr(tables, source)[column])
-        starts[source] = history_start(times[times < cutoff])
-    return Coverage(starts)
+    `cutoff`'s day only (what a run at that cutoff would have seen)."""
+    return event_days(tables).coverage(cutoff)

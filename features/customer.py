@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from features import account
-from features.coverage import Coverage, source_coverage
+from features.coverage import Coverage, EventDays, event_days
 from features.registry import CHURN_CONTEXT_COLUMNS, CHURN_FEATURE_NAMES
 from features.subscriptions import current_subscription, subscription_lifecycle, to_utc, utc_series
 
@@ -134,16 +134,19 @@ def customer_since(tables: LakeTables, population: pd.DataFrame) -> pd.Series:
     return since.fillna(population["start_date"])
 
 
-def build_churn_features(tables: LakeTables, cutoff: pd.Timestamp) -> pd.DataFrame:
+def build_churn_features(
+    tables: LakeTables, cutoff: pd.Timestamp, lake_days: EventDays | None = None
+) -> pd.DataFrame:
     """One row per customer live at `cutoff`; index user_id.
 
     Columns: CHURN_CONTEXT_COLUMNS (subscription_id, plan_id, billing_cycle), then
     CHURN_FEATURE_NAMES in registry order. Where each source's history begins is read
-    from its events before the cutoff (features/coverage.py); windowed per-day rates
-    divide by the covered days of their window, not the window's length.
+    from its events before the cutoff (features/coverage.py): from `lake_days` (the
+    whole lake's, when `tables` is one bucket of customers), else from `tables`;
+    windowed per-day rates divide by the covered days of their window.
     """
     cutoff = to_utc(cutoff)
-    coverage = source_coverage(tables, cutoff)
+    coverage = (event_days(tables) if lake_days is None else lake_days).coverage(cutoff)
     pop = customer_population(tables, cutoff)
     idx = pd.Index(pop.index, name="user_id")
     out = pd.DataFrame(index=idx)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.coverage import EventDays, event_days
 from features.customer import LakeTables, build_churn_features
 from features.labels import ChurnDefinition, churn_labels
 from features.subscriptions import to_utc
@@ -17,21 +18,24 @@ def build_training_set(
     cutoffs: list[pd.Timestamp],
     horizon_days: int,
     definition: ChurnDefinition,
+    lake_days: EventDays | None = None,
 ) -> pd.DataFrame:
     """Features at each cutoff + `label` (churn in the next horizon) + `cutoff`.
 
     One row per (customer live at cutoff, cutoff); `user_id` is a column and the
     index is a plain RangeIndex (a customer appears once per cutoff). The caller
     must pick cutoffs whose label window has fully happened (cutoff + horizon <=
-    the data's as-of), see features/cutoffs.py.
+    the data's as-of), see features/cutoffs.py. `lake_days`: the whole lake's events per
+    day when `tables` is one bucket (see build_churn_features).
 
     Float features are kept as float32, the precision XGBoost reads them in: 16 weekly
     cutoffs of 100k customers are over a million rows, and float64 doubled
     the training process's memory for no change in the model.
     """
     frames = []
+    lake_days = event_days(tables) if lake_days is None else lake_days
     for raw in sorted(to_utc(c) for c in cutoffs):
-        features = as_float32(build_churn_features(tables, raw))
+        features = as_float32(build_churn_features(tables, raw, lake_days))
         labels = churn_labels(tables.subscriptions, features.index, raw, horizon_days, definition)
         frame = features.assign(label=labels.to_numpy(), cutoff=raw)
         frames.append(frame.reset_index())

@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from bbx.settings import Settings
 from features.buckets import combine_segmentation_features, segmentation_population_terms
+from features.coverage import EventDays
 from features.cutoffs import as_of_cutoff, cutoff_candidates, training_cutoffs
 from features.labels import ChurnDefinition
 from features.registry import CHURN_FEATURE_NAMES
@@ -45,7 +46,7 @@ from models.segmentation import (
     silhouette_by_k,
 )
 from tasks import registry
-from tasks.partition import LakePartitions, partition_lake, read_bucket
+from tasks.partition import LakePartitions, lake_event_days, partition_lake, read_bucket
 
 
 class NotEnoughTrainingDataError(RuntimeError):
@@ -190,9 +191,10 @@ def cluster_client(settings: Settings) -> Iterator[Any]:
 
 def bucket_training_set(
     partitions: LakePartitions, bucket: int, cutoffs: list[pd.Timestamp], horizon_days: int,
-    definition: ChurnDefinition,
+    definition: ChurnDefinition, lake_days: EventDays | None = None,
 ) -> pd.DataFrame:
-    return build_training_set(read_bucket(partitions, bucket), cutoffs, horizon_days, definition)
+    return build_training_set(read_bucket(partitions, bucket), cutoffs, horizon_days, definition,
+                              lake_days)
 
 
 def churn_training_set(
@@ -202,12 +204,13 @@ def churn_training_set(
     """Point-in-time rows built bucket by bucket (on the cluster's workers with a client),
     in the order of one whole-population build."""
     buckets = range(partitions.buckets)
+    lake_days = lake_event_days(partitions)  # every bucket sees the whole lake's coverage
     if client is None:
-        frames = [bucket_training_set(partitions, b, cutoffs, horizon_days, definition)
-                  for b in buckets]
+        frames = [bucket_training_set(partitions, b, cutoffs, horizon_days, definition,
+                                      lake_days) for b in buckets]
     else:
         futures = [client.submit(bucket_training_set, partitions, b, cutoffs, horizon_days,
-                                 definition, pure=False) for b in buckets]
+                                 definition, lake_days, pure=False) for b in buckets]
         frames = client.gather(futures)
     return combine_training_sets(frames)
 
