@@ -58,6 +58,7 @@ class TrainResult:
     model: str
     version: str
     run_id: str
+    # Churn: the headline (test customers at the latest labelled cutoff), then pooled_*.
     metrics: dict[str, float]
     # Churn only: did this version become champion, and why (or why not).
     promoted: bool = True
@@ -361,7 +362,8 @@ def _train_churn(
             registry.promote(registry.CHURN_MODEL, registered.version, decision.reason)
     create_markdown_artifact(markdown, key="churn-promotion")
     return TrainResult(
-        registered.name, registered.version, registered.run_id, metrics,
+        registered.name, registered.version, registered.run_id,
+        metrics | {f"pooled_{k}": v for k, v in pooled_metrics.items()},
         promoted=decision.promote, promotion_reason=decision.reason,
         champion_version=registered.version if decision.promote else (champion_version or ""),
     )
