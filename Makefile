@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_ASYNC_LOGGING := false
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo browser test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -23,8 +23,17 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/bbx demo
 
-test: $(STAMP)
-	$(PY) -m pytest
+# The browser test (tests/test_browser.py) drives Debian's chromium through Playwright
+# (never `playwright install`: no browser downloads). Installed here when missing; needs
+# root or sudo and the Debian mirrors.
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+test: $(STAMP) browser
+	BBX_REQUIRE_BROWSER=1 $(PY) -m pytest
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"

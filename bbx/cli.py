@@ -52,16 +52,23 @@ def main(
         if value:
             os.environ[name] = value
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Before Prefect is imported: the run log's format and levels (bbx/logs.py).
+    from bbx.up import RUN_LOG_ENV
+
+    for name, value in RUN_LOG_ENV.items():
+        os.environ.setdefault(name, value)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from bbx.mongo import MongoUnavailableError
     from tasks.gate import DataValidationError
+    from tasks.lake_source import LakeSourceMismatchError
     from tasks.publish import PublishCheckError
+    from tasks.registry import MlflowStoreMovedError
     from tasks.train import NotEnoughTrainingDataError
 
     return (MongoUnavailableError, DataValidationError, PublishCheckError,
-            NotEnoughTrainingDataError, LookupError)
+            NotEnoughTrainingDataError, LookupError, LakeSourceMismatchError, MlflowStoreMovedError)
 
 
 # --- mongo ---------------------------------------------------------------------
@@ -131,6 +138,8 @@ def up(
     except (BringUpError, *_known_errors()) as exc:
         _fail(str(exc))
     typer.echo(f"Prefect UI     : {stack.ui_url}  (deployments: nightly, train, score, backfill)")
+    typer.echo(f"Data Docs      : {stack.data_docs_url}  (Great Expectations results per night)")
+    typer.echo(f"MLflow UI      : {stack.mlflow_ui_url}  (model runs, plots, registry)")
     typer.echo(f"MongoDB        : {stack.mongodb_uri}")
     typer.echo(f"worker         : pid {stack.worker_pid}, pool {settings.schedule.work_pool}, "
                f"log {stack.logs['worker']}")
@@ -194,6 +203,45 @@ def _simulate(customers: int, days: int, seed: int, end: dt.date, dirty: bool | 
         typer.echo(f"  {collection:<16} {count:>10,}")
     for kind, count in report.dirt.items():
         typer.echo(f"  dirt {kind:<40} {count:>8,}")
+    _print_logins()
+
+
+def _print_logins() -> None:
+    from simulator.credentials import (
+        ADMIN_EMAILS,
+        ADMIN_PASSWORD,
+        CUSTOMER_PASSWORD,
+    )
+
+    typer.echo(f"  app login (admin)     {ADMIN_EMAILS[0]} / {ADMIN_PASSWORD}")
+    typer.echo(f"  app login (customers) any customer's e-mail / {CUSTOMER_PASSWORD}")
+
+
+def _continue(days: int, seed: int, app_writers: bool) -> None:
+    from bbx.mongo import connect, mongo_uri
+    from simulator.continuation import ContinuationError, continue_world
+
+    settings = load_settings()
+    with mongo_uri(settings) as uri:
+        client = connect(uri, settings)
+        try:
+            report = continue_world(
+                client[settings.mongo.database], days, seed=seed, app_writers=app_writers,
+                progress=_say,
+            )
+        except ContinuationError as exc:
+            _fail(str(exc))
+            raise  # unreachable: _fail exits
+        finally:
+            client.close()
+    _say(f"continued the world by {days} day(s), {report.first_day} .. {report.last_day}, "
+         f"in {report.seconds:.0f}s: {report.customers:,} customers")
+    for collection, count in report.documents.items():
+        typer.echo(f"  {collection:<18} +{count:>9,}")
+    for collection, count in report.updates.items():
+        typer.echo(f"  {collection:<18} ~{count:>9,} updated")
+    typer.echo("  " + ", ".join(f"{k} {v:,}" for k, v in report.events.items() if v))
+    _print_logins()
 
 
 @app.command()
@@ -213,9 +261,20 @@ def simulate(
     history_days: Annotated[int | None, typer.Option(
         help="short-history: days of usage logs and logins kept "
         "(default: simulation.history_days).")] = None,
+    continue_days: Annotated[int | None, typer.Option(
+        "--continue-days", min=1,
+        help="Continue the world already in the database by this many days (the app's "
+             "own writers and customer activity) instead of simulating a new one.")] = None,
+    app_writers: Annotated[bool, typer.Option(
+        "--app-writers/--no-app-writers",
+        help="With --continue-days: run the app's hourly usage, analytics, expiry and "
+             "churn-scan writers.")] = True,
 ) -> None:
-    """Write a simulated BroadbandX population into the app's collections."""
+    """Write a simulated BroadbandX population into the app's collections, or continue it."""
     sim = load_settings().simulation
+    if continue_days is not None:
+        _continue(continue_days, sim.seed if seed is None else seed, app_writers)
+        return
     try:
         from simulator.scenarios import check
 
@@ -293,6 +352,30 @@ def run_nightly(
     summary = _run_nightly(as_of.date() if as_of else None, train, dry_run, force_train)
     scores = summary["scores"]
     _say(f"scored {scores['customers']} customers for {summary['as_of']}: {scores['band_counts']}")
+
+
+@run_app.command("backfill")
+def run_backfill(
+    start: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"],
+                                               help="First UTC date, inclusive.")],
+    end: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"],
+                                             help="Last UTC date, inclusive.")],
+    train: Annotated[bool, typer.Option(help="Retrain when due for each date.")] = True,
+    dry_run: Annotated[bool, typer.Option(help="Change nothing anyone else sees.")] = False,
+    skip_done: Annotated[bool, typer.Option(help="Skip nights that already finished.")] = True,
+) -> None:
+    """Run the nightly work for every date of a range, oldest first, in this process."""
+    from flows.backfill import BackfillNightsFailedError, BackfillRangeError, backfill, nights
+
+    try:
+        nights(start.date(), end.date())  # refused here, before a flow run exists
+        result = backfill(start_date=start.date(), end_date=end.date(), train=train,
+                          dry_run=dry_run, skip_done=skip_done)
+    except (BackfillRangeError, BackfillNightsFailedError, *_known_errors()) as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+    _say(f"backfill {start:%Y-%m-%d}..{end:%Y-%m-%d}: ran {', '.join(result['ran']) or 'none'}; "
+         f"skipped {', '.join(result['skipped']) or 'none'}")
 
 
 # --- demo ----------------------------------------------------------------------

@@ -21,6 +21,11 @@ Layout under `<home>/lake/` (hive partitions, one file per collection and as-of)
                                               tasks.lake_io, de-duplicated by key)
     manifests/<as_of>.json                    rows, watermarks, schema fingerprint,
                                               durations; `validated` once gated
+    source.json                               the server and database this lake was
+                                              extracted from (one source per home)
+
+Paths inside the lake's own records (manifests, table versions) are relative to the
+lake folder, so a copied or moved home keeps working.
 
 This module is declarations and path helpers only: no I/O.
 """
@@ -53,9 +58,14 @@ class TableSpec:
     columns: tuple[Column, ...]
     time_column: str | None = None  # event time: set = append-only, extracted incrementally
     query: dict = field(default_factory=dict)  # server-side filter (e.g. only logins)
-    # Columns that identify one real-world event when the app wrote it twice under two
-    # _ids (e.g. a session logged twice): later copies are quarantined as duplicates.
-    natural_key: tuple[str, ...] = ()
+    # A row whose every column but the key equals an earlier row's is the same event
+    # written twice under two _ids, and is quarantined. Only where the lake's columns
+    # are the document's content: a usage session's measurements (bytes, speeds,
+    # latency, loss, duration) do not repeat by chance. Elsewhere the lake sees too
+    # little to call two documents identical: a login row is only who and when (the
+    # app may log one user twice in a millisecond), and payments and invoices carry
+    # unique order and invoice numbers the lake does not read.
+    identical_content_is_duplicate: bool = False
     # Snapshots only: the column the app stamps on every change (Mongoose timestamps'
     # updatedAt). Set = the snapshot is refreshed from the documents changed since the
     # previous one (tasks/extract.py); unset = read in full every run.
@@ -64,6 +74,11 @@ class TableSpec:
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def content_columns(self) -> list[str]:
+        """Every column but the key: what "identical content" compares."""
+        return [c.name for c in self.columns if c.name != self.key]
 
     @property
     def incremental(self) -> bool:
@@ -156,7 +171,7 @@ TABLES: dict[str, TableSpec] = {
             "usagelogs",
             key="session_id",
             time_column="timestamp",
-            natural_key=("user_id", "timestamp"),
+            identical_content_is_duplicate=True,
             columns=(
                 _c("session_id", "_id", OBJECT_ID),
                 _c("user_id", "userId", OBJECT_ID),
@@ -291,3 +306,29 @@ def table_version_path(lake_dir: Path, collection: str, as_of: dt.date) -> Path:
     Under `_versions/` so hive-partition readers of `clean/<collection>/` skip it.
     """
     return lake_dir / "clean" / collection / "_versions" / f"{partition(as_of)}.json"
+
+
+def source_path(lake_dir: Path) -> Path:
+    """Which MongoDB database this lake holds the history of (tasks/lake_source.py)."""
+    return lake_dir / "source.json"
+
+
+def to_record(lake_dir: Path, path: str | Path) -> str:
+    """A path as the lake's own records keep it: relative to the lake folder."""
+    path = Path(path)
+    for base, target in ((lake_dir, path), (lake_dir.resolve(), path.resolve())):
+        try:
+            return target.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return str(path)  # outside the lake: kept as it is
+
+
+def from_record(lake_dir: Path, recorded: str | Path) -> Path:
+    """The file a record names (records written before paths were relative are absolute)."""
+    return lake_dir / recorded
+
+
+def lake_dir_of_version(version_file: Path) -> Path:
+    """The lake folder of a table version file (clean/<c>/_versions/<file>.json)."""
+    return Path(version_file).parents[3]

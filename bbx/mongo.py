@@ -249,6 +249,8 @@ PIPELINE_COLLECTIONS = (
     "ml_model_metrics",
     "ml_pricing_log",
     "ml_segments",
+    "ml_pipeline_meta",
+    "ml_price_anchors",
 )
 _READ = ["find", "listIndexes", "collStats"]
 _OWN = [*_READ, "insert", "update", "remove", "createCollection", "createIndex", "dropIndex",

@@ -191,14 +191,44 @@ class SegmentationSettings(BaseModel):
     )
 
 
+class PlanAnchorSettings(BaseModel):
+    """An admin-owned anchor for one plan (monthly, in the plan's currency)."""
+
+    anchor: float = Field(gt=0, description="The plan's anchor monthly price (P_base).")
+    min_price: float | None = Field(
+        default=None, ge=0, description="Lowest monthly price; empty: anchor × min_ratio.")
+    max_price: float | None = Field(
+        default=None, gt=0, description="Highest monthly price; empty: anchor × max_ratio.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PlanAnchorSettings:
+        low = self.min_price if self.min_price is not None else self.anchor
+        high = self.max_price if self.max_price is not None else self.anchor
+        if not low <= self.anchor <= high:
+            raise ValueError("a plan anchor must satisfy min_price <= anchor <= max_price")
+        return self
+
+
 class PricingSettings(BaseModel):
-    """P = P_base × (1 + α·D + β·E + γ·R), clamped to [min_ratio, max_ratio] × P_base."""
+    """P = P_base × (1 + α·D + β·E + γ·R), clamped to the plan's band around its anchor:
+    [min_ratio, max_ratio] × anchor, or a plan's own bounds in `plan_anchors`."""
 
     alpha: float = Field(default=0.10, description="Weight of demand D (0..1).")
     beta: float = Field(default=0.05, description="Weight of elasticity E (negative number).")
     gamma: float = Field(default=-0.15, description="Weight of churn risk R (0..1).")
     min_ratio: float = Field(default=0.8, gt=0)
     max_ratio: float = Field(default=1.2, gt=0)
+    plan_anchors: dict[str, PlanAnchorSettings] = Field(
+        default_factory=dict,
+        description="Per plan (key: plan name or plan id) an anchor and optional bounds the "
+        "admin owns; they win over the anchor the pipeline recorded when it first saw the "
+        "plan (collection ml_price_anchors).",
+    )
+    proposal_cooldown_days: float = Field(
+        default=30, ge=0,
+        description="No new price proposal for a plan this many days after one of its "
+        "proposals was applied (one billing cycle, so the change shows in renewals first).",
+    )
     currency: str = "INR"
     demand_window_days: int = Field(default=7, ge=1, description="Recent load window for D.")
     demand_baseline_days: int = Field(default=90, ge=7, description="Window D is normalised on.")
@@ -338,6 +368,19 @@ class ScheduleSettings(BaseModel):
     work_pool: str = Field(default="bbx-process", description="The process work pool.")
 
 
+class ReportsSettings(BaseModel):
+    """Where a browser opens the reports a run links to (`bbx up` serves and sets these)."""
+
+    data_docs_url: str | None = Field(
+        default=None,
+        description="HTTP root serving home/data_docs; empty = links are file:// paths.",
+    )
+    mlflow_ui_url: str | None = Field(
+        default=None, description="An MLflow UI on this home's store; empty = no links.")
+    data_docs_port: int = Field(default=4201, description="`bbx up`: the Data Docs server.")
+    mlflow_port: int = Field(default=5000, description="`bbx up`: the MLflow UI.")
+
+
 class SimulationSettings(BaseModel):
     customers: int = Field(default=3000, ge=1)
     days: int = Field(default=180, ge=1)
@@ -404,6 +447,11 @@ class Settings(BaseSettings):
         description="Lake, MLflow store, data docs and embedded Mongo data live here.",
     )
     as_of: dt.date | None = Field(default=None, description="Scoring date; empty means today.")
+    dry_run_id: str | None = Field(
+        default=None,
+        description="Set for a dry run (by the flow): its lake and Data Docs go under "
+        "dry-runs/<id>, so the lake's validated state that later nights read is untouched.",
+    )
     mongo: MongoSettings = Field(default_factory=MongoSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     segmentation: SegmentationSettings = Field(default_factory=SegmentationSettings)
@@ -414,6 +462,7 @@ class Settings(BaseSettings):
     publish: PublishSettings = Field(default_factory=PublishSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     scale: ScaleSettings = Field(default_factory=ScaleSettings)
+    reports: ReportsSettings = Field(default_factory=ReportsSettings)
 
     mongodb_uri: str | None = Field(
         default=None,
@@ -451,6 +500,13 @@ class Settings(BaseSettings):
     # Derived locations: one place that says where things live under home.
     @property
     def lake_dir(self) -> Path:
+        if self.dry_run_id:
+            return self.home / "dry-runs" / self.dry_run_id / "lake"
+        return self.home / "lake"
+
+    @property
+    def live_lake_dir(self) -> Path:
+        """The lake the nights build on (a dry run reads it but writes elsewhere)."""
         return self.home / "lake"
 
     @property
@@ -463,6 +519,13 @@ class Settings(BaseSettings):
 
     @property
     def data_docs_dir(self) -> Path:
+        if self.dry_run_id:
+            return self.home / "data_docs" / "dry-runs" / self.dry_run_id
+        return self.home / "data_docs"
+
+    @property
+    def data_docs_root(self) -> Path:
+        """What `bbx up` serves over HTTP (every night's and every dry run's pages)."""
         return self.home / "data_docs"
 
     def resolved_as_of(self) -> dt.date:

@@ -2,7 +2,10 @@
 
 Up: the embedded MongoDB (`bbx mongo start`'s server, unless MONGODB_URI is set),
 a Prefect server, the process work pool, the deployments of prefect.yaml (schedules
-from the `schedule:` settings) and a worker whose flow runs use that MongoDB.
+from the `schedule:` settings) and a worker whose flow runs use that MongoDB, plus
+the reports a run links to: a static server of home/data_docs (Data Docs) and an
+MLflow UI on home's store (model runs and plots), whose URLs the worker's runs put
+in their artifacts.
 What was started is recorded in `<home>/up.json` so `bbx down` stops exactly those
 processes. The integration test (tests/test_deployment.py) drives these functions.
 """
@@ -23,7 +26,9 @@ from pathlib import Path
 
 import yaml
 
+from bbx.logs import LOGGING_CONFIG
 from bbx.mongo import free_port, start_persistent, stop_persistent
+from bbx.schedule import schedule_note
 from bbx.settings import PROJECT_ROOT, Settings
 
 STATE_FILE = "up.json"
@@ -43,6 +48,10 @@ class Stack:
     mongodb_uri: str
     started_mongo: bool
     logs: dict[str, str]
+    docs_pid: int | None = None
+    mlflow_pid: int | None = None
+    data_docs_url: str | None = None
+    mlflow_ui_url: str | None = None
 
     @property
     def ui_url(self) -> str:
@@ -100,6 +109,56 @@ def run_prefect(args: list[str], env: dict[str, str], what: str,
     return result.stdout
 
 
+def url_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_for_url(url: str, what: str, timeout_s: float, process: subprocess.Popen,
+                 log_file: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not url_answers(url):
+        if process.poll() is not None:
+            raise BringUpError(f"{what} exited with code {process.returncode}; see {log_file}")
+        if time.monotonic() > deadline:
+            raise BringUpError(f"{what} at {url} did not answer within {timeout_s:.0f}s; "
+                               f"see {log_file}")
+        time.sleep(0.5)
+
+
+def ensure_port_free(port: int, what: str, setting: str) -> None:
+    """Refuse a port something else already serves: links would lead to that server."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise BringUpError(f"port {port} for {what} is already in use by another process; "
+                               f"free it or choose another port ({setting})")
+
+
+def start_data_docs_server(settings: Settings, port: int, env: dict[str, str],
+                           log_file: Path) -> subprocess.Popen:
+    """A static file server of home/data_docs: every night's and dry run's GX pages."""
+    root = settings.data_docs_root
+    root.mkdir(parents=True, exist_ok=True)
+    return start_detached([sys.executable, "-m", "http.server", str(port), "--bind",
+                           "127.0.0.1", "--directory", str(root)], env, log_file)
+
+
+def start_mlflow_ui(settings: Settings, port: int, env: dict[str, str],
+                    log_file: Path) -> subprocess.Popen:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return start_detached([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
+                           settings.mlflow_uri, "--host", "127.0.0.1", "--port", str(port),
+                           "--workers", "1"], env, log_file)
+
+
 def create_work_pool(pool: str, env: dict[str, str]) -> None:
     run_prefect(["work-pool", "create", pool, "--type", "process", "--overwrite"], env,
                 f"creating work pool {pool}")
@@ -116,6 +175,10 @@ def render_prefect_file(settings: Settings, target: Path, source: Path = PREFECT
             entry["timezone"] = schedule.timezone
             if cron_field:
                 entry["cron"] = getattr(schedule, cron_field)
+            # The description says what the configured schedule means in UTC.
+            description = deployment.get("description", "").split(" Schedule:")[0]
+            deployment["description"] = (
+                f"{description} {schedule_note(entry['cron'], schedule.timezone)}")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(yaml.safe_dump(config, sort_keys=False))
     return target
@@ -164,14 +227,31 @@ def _wait_group_gone(pid: int, timeout_s: float) -> bool:
         time.sleep(0.2)
 
 
-def stack_env(settings: Settings, api_url: str, mongodb_uri: str) -> dict[str, str]:
-    return os.environ | {
+RUN_LOG_ENV = {
+    # Project loggers to the run log with their level, every line naming its step,
+    # library chatter out (bbx/logs.py).
+    "PREFECT_LOGGING_SETTINGS_PATH": str(LOGGING_CONFIG),
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "GX_ANALYTICS_ENABLED": "false",
+}
+
+
+def stack_env(settings: Settings, api_url: str, mongodb_uri: str,
+              data_docs_url: str | None = None, mlflow_ui_url: str | None = None
+              ) -> dict[str, str]:
+    env = os.environ | RUN_LOG_ENV | {
         "PREFECT_API_URL": api_url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "BBX_HOME": str(settings.home),
         "MONGODB_URI": mongodb_uri,
         "BBX_MONGO__DATABASE": settings.mongo.database,
     }
+    if data_docs_url:
+        env["BBX_REPORTS__DATA_DOCS_URL"] = data_docs_url
+    if mlflow_ui_url:
+        env["BBX_REPORTS__MLFLOW_UI_URL"] = mlflow_ui_url
+    return env
 
 
 def bring_up(settings: Settings, port: int = 4200) -> Stack:
@@ -186,25 +266,49 @@ def bring_up(settings: Settings, port: int = 4200) -> Stack:
     else:
         mongodb_uri, started_mongo = start_persistent(settings).uri, True
     api_url = f"http://127.0.0.1:{port}/api"
-    env = stack_env(settings, api_url, mongodb_uri)
-    logs = {"server": str(home / "prefect-server.log"), "worker": str(home / "prefect-worker.log")}
+    reports = settings.reports
+    docs_url = f"http://127.0.0.1:{reports.data_docs_port}"
+    mlflow_url = f"http://127.0.0.1:{reports.mlflow_port}"
+    env = stack_env(settings, api_url, mongodb_uri, docs_url, mlflow_url)
+    logs = {name: str(home / f"{name}.log")
+            for name in ("prefect-server", "prefect-worker", "data-docs", "mlflow-ui")}
+    logs["server"], logs["worker"] = logs["prefect-server"], logs["prefect-worker"]
+    started: dict[str, int | None] = {"server_pid": None, "docs_pid": None, "mlflow_pid": None,
+                                      "worker_pid": None}
     server = None
     if not api_healthy(api_url):
         server = start_prefect_server(port, env, Path(logs["server"]))
-    stack_pids = {"server_pid": server.pid if server else None}
-    state.write_text(json.dumps(stack_pids))  # so `bbx down` can stop a half-started stack
+        started["server_pid"] = server.pid
+    state.write_text(json.dumps(started))  # so `bbx down` can stop a half-started stack
     try:
+        ensure_port_free(reports.data_docs_port, "the Data Docs server",
+                         "BBX_REPORTS__DATA_DOCS_PORT")
+        ensure_port_free(reports.mlflow_port, "the MLflow UI", "BBX_REPORTS__MLFLOW_PORT")
+        docs = start_data_docs_server(settings, reports.data_docs_port, env,
+                                      Path(logs["data-docs"]))
+        started["docs_pid"] = docs.pid
+        mlflow_ui = start_mlflow_ui(settings, reports.mlflow_port, env, Path(logs["mlflow-ui"]))
+        started["mlflow_pid"] = mlflow_ui.pid
+        state.write_text(json.dumps(started))
         wait_for_api(api_url, 120, server, Path(logs["server"]))
         create_work_pool(settings.schedule.work_pool, env)
         deploy_all(render_prefect_file(settings, home / "prefect.rendered.yaml"), env)
         worker = start_worker(settings.schedule.work_pool, env, Path(logs["worker"]))
+        started["worker_pid"] = worker.pid
+        wait_for_url(docs_url, "the Data Docs server", 30, docs, Path(logs["data-docs"]))
+        wait_for_url(f"{mlflow_url}/health", "the MLflow UI", 120, mlflow_ui,
+                     Path(logs["mlflow-ui"]))
+        for process, what in ((docs, "the Data Docs server"), (mlflow_ui, "the MLflow UI")):
+            if process.poll() is not None:  # answered, but not from our process
+                raise BringUpError(f"{what} exited with code {process.returncode}")
     except BaseException:
-        if server:
-            stop_group(server.pid)
+        for pid in reversed(list(started.values())):  # worker first, server last
+            if pid:
+                stop_group(pid)
         state.unlink(missing_ok=True)
         raise
-    stack = Stack(api_url, server.pid if server else None, worker.pid, mongodb_uri,
-                  started_mongo, logs)
+    stack = Stack(api_url, started["server_pid"], worker.pid, mongodb_uri, started_mongo,
+                  logs, docs.pid, mlflow_ui.pid, docs_url, mlflow_url)
     state.write_text(json.dumps(asdict(stack)))
     return stack
 
@@ -215,7 +319,7 @@ def bring_down(settings: Settings, stop_mongo: bool = True) -> list[str]:
     stopped: list[str] = []
     if state.exists():
         recorded = json.loads(state.read_text())
-        for name in ("worker_pid", "server_pid"):
+        for name in ("worker_pid", "docs_pid", "mlflow_pid", "server_pid"):
             pid = recorded.get(name)
             if pid:
                 stop_group(pid)

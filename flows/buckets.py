@@ -11,11 +11,13 @@ import datetime as dt
 from collections.abc import Mapping
 
 from prefect import flow
+from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from bbx.settings import Settings
 from tasks.partition import partition_lake_task
 from tasks.score import (
+    Champions,
     ScoreResult,
     bucket_cache_options,
     champion_versions,
@@ -34,10 +36,13 @@ def bucket_task_runner(settings: Settings) -> TaskRunner:
 
 @flow(name="score-buckets", validate_parameters=False)
 def score_buckets(
-    settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str]
+    settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str],
+    champions: Champions | None = None,
 ) -> ScoreResult:
+    """Score every customer bucket with one set of model versions (default: @champion)."""
     partitions = partition_lake_task(settings, as_of, clean_paths)  # reused if unchanged
-    champions = champion_versions(settings)  # every bucket scores with the same versions
+    # Every bucket scores with the same versions.
+    champions = champions or champion_versions(settings)
     futures = [
         score_bucket_task.with_options(
             **bucket_cache_options(settings, as_of, partitions, b, champions))
@@ -50,8 +55,12 @@ def score_buckets(
 
 
 def score_in_buckets(
-    settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str]
+    settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str],
+    champions: Champions | None = None,
 ) -> ScoreResult:
-    """Run `score_buckets` on the runner the settings ask for."""
+    """Run `score_buckets` on the runner the settings ask for, named under its parent run
+    (`nightly 2026-12-01 › score buckets`)."""
     runner = bucket_task_runner(settings)
-    return score_buckets.with_options(task_runner=runner)(settings, as_of, clean_paths)
+    name = f"{flow_run.get_name() or 'nightly'} › score buckets"
+    return score_buckets.with_options(task_runner=runner, flow_run_name=name)(
+        settings, as_of, clean_paths, champions)

@@ -2,20 +2,30 @@
 
 Wiring only. Extract and validate run as usual, both models are trained and
 registered (champion/challenger rules decide promotion), and the night is scored
-with the resulting champions as a dry run, which proves they can score.
+with the resulting champions without publishing, which proves they can score.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-
 from prefect import flow
+from prefect.runtime import flow_run
 
-from flows.nightly import nightly
+from flows.nightly import OptionalDate, night_label, run_night
 from tasks.report import on_flow_failure
 
 
-@flow(name="train", log_prints=True, on_failure=[on_flow_failure])
-def train(as_of: dt.date | None = None) -> dict:
-    """Retrain both models for `as_of` (default today); the app's collections are untouched."""
-    return nightly(as_of=as_of, train=True, force_train=True, dry_run=True)
+def _train_run_name() -> str:
+    return f"train {night_label(flow_run.parameters.get('as_of'))}"
+
+
+@flow(name="train", flow_run_name=_train_run_name, log_prints=True,
+      on_failure=[on_flow_failure])
+def train(as_of: OptionalDate = None) -> dict:
+    """Retrain both models, promote by the champion/challenger rules, score without
+    publishing. The app's collections are untouched.
+
+    Args:
+        as_of: The UTC date to train for (YYYY-MM-DD): training data ends a churn
+            horizon before it. Leave empty for today (UTC) at the run's start.
+    """
+    return run_night(as_of, train=True, force_train=True, publish=False)

@@ -32,18 +32,27 @@ from models.pricing import PricingWeights, dynamic_price
 
 @dataclass(frozen=True)
 class PricingBook:
-    """The customers a weight fit is about (arrays of one length)."""
+    """The customers a weight fit is about (arrays of one length).
+
+    `base` is the static price (what a customer is charged without dynamic pricing):
+    churn responds to a price relative to it. The formula's P_base is `anchor` and
+    prices are held to [floor, ceiling]; without them, base and [min_ratio, max_ratio]
+    × base. A high-risk customer is never priced above min(anchor, base)."""
 
     base: np.ndarray
     demand: np.ndarray
     elasticity: np.ndarray
     churn_probability: np.ndarray  # per label horizon (30 days)
     high_risk: np.ndarray  # bool
+    anchor: np.ndarray | None = None
+    floor: np.ndarray | None = None
+    ceiling: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.base)
+        optional = [a for a in (self.anchor, self.floor, self.ceiling) if a is not None]
         if any(len(a) != n for a in (self.demand, self.elasticity, self.churn_probability,
-                                     self.high_risk)):
+                                     self.high_risk, *optional)):
             raise ValueError("every PricingBook array must have one length")
         if n == 0:
             raise ValueError("cannot fit pricing weights on no customers")
@@ -78,8 +87,10 @@ def expected_churn(
 def book_prices(
     book: PricingBook, weights: PricingWeights, min_ratio: float, max_ratio: float
 ) -> np.ndarray:
-    return dynamic_price(book.base, book.demand, book.elasticity, book.churn_probability,
-                         weights, min_ratio, max_ratio, book.high_risk)
+    anchor = book.base if book.anchor is None else book.anchor
+    return dynamic_price(anchor, book.demand, book.elasticity, book.churn_probability,
+                         weights, min_ratio, max_ratio, book.high_risk, floor=book.floor,
+                         ceiling=book.ceiling, risk_cap=np.minimum(anchor, book.base))
 
 
 def revenue_and_churn(

@@ -46,18 +46,30 @@ def dynamic_price(
     min_ratio: float,
     max_ratio: float,
     high_risk: np.ndarray | bool,
+    *,
+    floor: ArrayLike | None = None,
+    ceiling: ArrayLike | None = None,
+    risk_cap: ArrayLike | None = None,
 ) -> np.ndarray:
-    """P = base × (1 + α·D + β·E + γ·R), clamped to [min_ratio·base, max_ratio·base];
-    a high-risk customer is never priced above base (no increase for the at-risk)."""
+    """P = base × (1 + α·D + β·E + γ·R), clamped to [floor, ceiling] (default
+    [min_ratio·base, max_ratio·base]); a high-risk customer is never priced above
+    `risk_cap` (default base: no increase for the at-risk), nor below the floor."""
     if min_ratio > max_ratio:
         raise ValueError("min_ratio must not exceed max_ratio")
     base = np.asarray(base_price, dtype=float)
     terms = price_terms(demand, elasticity, churn_probability, weights)
     multiplier = 1.0 + terms["demand"] + terms["elasticity"] + terms["risk"]
     base, multiplier, risky = np.broadcast_arrays(base, multiplier, np.asarray(high_risk, bool))
+    low = min_ratio * base if floor is None else np.broadcast_to(np.asarray(floor, float),
+                                                                 base.shape)
+    high = max_ratio * base if ceiling is None else np.broadcast_to(np.asarray(ceiling, float),
+                                                                    base.shape)
+    if np.any(low > high + 1e-9):
+        raise ValueError("a price floor lies above its ceiling")
+    cap = base if risk_cap is None else np.broadcast_to(np.asarray(risk_cap, float), base.shape)
     with np.errstate(over="ignore"):  # an absurd multiplier just lands on a bound
-        price = np.clip(base * multiplier, min_ratio * base, max_ratio * base)
-    return np.where(risky, np.minimum(price, base), price)
+        price = np.clip(base * multiplier, low, high)
+    return np.where(risky, np.clip(np.minimum(price, cap), low, high), price)
 
 
 def risk_score(probability: ArrayLike, periods: float = 1.0) -> np.ndarray:

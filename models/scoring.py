@@ -37,6 +37,9 @@ def assemble_scores(
     plan_info = plans.set_index("plan_id")[["plan_name", "monthly_price"]]
     scores = pd.DataFrame(index=customers.index)
     scores["plan_id"] = customers["plan_id"].to_numpy()
+    for column in ("subscription_id", "billing_cycle"):  # pricing prices each cycle
+        if column in customers.columns:
+            scores[column] = customers[column].to_numpy()
     scores = scores.join(plan_info, on="plan_id")
     if scores["monthly_price"].isna().any():
         unknown = scores.loc[scores["monthly_price"].isna(), "plan_id"].unique()[:5]

@@ -6,6 +6,7 @@ Leavers' sessions, volumes and logins fade over the weeks before they leave
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ class Identity:
     user_ids: list[ObjectId]
     device_ids: list[list[str]]
     ip_addresses: list[str]
+    emails: list[str]
 
 
 def day_chunks(days: int, first_day_of_month: np.ndarray, max_days: int) -> list[np.ndarray]:
@@ -167,22 +169,32 @@ def login_documents(
     ids = object_ids(rng, seconds)
     when = to_datetimes(seconds)
     docs = [
-        {
-            "_id": ids[i],
-            "userId": ident.user_ids[c],
-            "action": "login",
-            "entity": "User",
-            "entityId": ident.user_ids[c],
-            "details": {"method": "password", "success": True},
-            "ipAddress": ident.ip_addresses[c],
-            "userAgent": "Mozilla/5.0 (BroadbandX web)",
-            "timestamp": when[i],
-        }
+        login_document(ids[i], ident.user_ids[c], ident.emails[c], ident.ip_addresses[c], when[i])
         for i, c in enumerate(customer.tolist())
     ]
     last = np.full(pop.size, -1, dtype=np.int64)
     np.maximum.at(last, customer, seconds)
     return docs, last
+
+
+def login_document(
+    login_id: ObjectId, user_id: ObjectId, email: str, ip_address: str, when: dt.datetime
+) -> dict:
+    """The audit row the app writes when a customer logs in."""
+    return {
+        "_id": login_id,
+        "userId": user_id,
+        "user": user_id,
+        "userEmail": email,
+        "userRole": "customer",
+        "action": "login",
+        "entity": "User",
+        "entityId": user_id,
+        "details": {"method": "password", "success": True},
+        "ipAddress": ip_address,
+        "userAgent": "Mozilla/5.0 (BroadbandX web)",
+        "timestamp": when,
+    }
 
 
 def monthly_batches(

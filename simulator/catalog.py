@@ -187,7 +187,8 @@ DEVICE_TYPES = ("Desktop", "Mobile", "Tablet", "IoT", "Other")
 DEVICE_TYPE_WEIGHTS = (0.25, 0.40, 0.15, 0.12, 0.08)
 PAYMENT_METHODS = ("card", "upi", "netbanking", "wallet")  # payments.method (Razorpay words)
 PAYMENT_METHOD_WEIGHTS = (0.35, 0.40, 0.15, 0.10)
-BILLING_METHODS = ("credit_card", "upi", "bank_transfer", "wallet")  # billings.paymentMethod.type
+# billings.paymentMethod.type knows no UPI or wallet: the app files those under "other".
+BILLING_METHODS = ("credit_card", "other", "bank_transfer", "other")
 HISTORY_METHODS = ("Card", "UPI", "Net Banking", "Wallet")  # paymentHistory[].paymentMethod
 PAYMENT_ERROR_CODES = ("BAD_REQUEST_ERROR", "GATEWAY_ERROR", "SERVER_ERROR", "INSUFFICIENT_FUNDS")
 CANCELLATION_REASONS = (
@@ -203,6 +204,31 @@ TICKET_PRIORITIES = ("low", "medium", "high", "urgent")
 TICKET_OPEN_STATUSES = ("open", "assigned", "in-progress", "pending-customer")
 TICKET_DONE_STATUSES = ("resolved", "closed")
 SENTIMENTS = ("negative", "neutral", "positive")
+FEEDBACK_TYPES = ("service", "support", "billing", "general")
+FEEDBACK_SOURCES = ("web", "mobile", "email", "support")
+# A comment per feedback type and sentiment (negative, neutral, positive).
+FEEDBACK_COMMENTS = {
+    "service": (
+        "The connection keeps dropping in the evening.",
+        "Speeds are fine most of the day.",
+        "Fast and stable connection, very happy.",
+    ),
+    "support": (
+        "Support took days to answer my ticket.",
+        "Support solved my issue eventually.",
+        "Support was quick and helpful.",
+    ),
+    "billing": (
+        "I was charged twice this month.",
+        "The invoice is clear enough.",
+        "Billing is simple and on time.",
+    ),
+    "general": (
+        "Not worth the price.",
+        "It does the job.",
+        "Great value for money.",
+    ),
+}
 
 FIRST_NAMES = (
     "Aarav",

@@ -12,6 +12,7 @@ from pymongo.database import Database
 
 from simulator import documents as docs
 from simulator.activity import Identity, monthly_batches
+from simulator.continuation import DAILY_USAGE_COLLECTION, STATE_COLLECTION, initial_state
 from simulator.dirty import Dirt
 from simulator.encode import (
     STREAM_DOCUMENTS,
@@ -102,13 +103,25 @@ def simulate(
         raise ValueError("batch_size must be at least 1")
     began = time.perf_counter()
     say = progress or (lambda _message: None)
-    for name in (*APP_COLLECTIONS, *DIRTY_ONLY_COLLECTIONS, TRUTH_COLLECTION):
+    for name in (
+        *APP_COLLECTIONS,
+        *DIRTY_ONLY_COLLECTIONS,
+        TRUTH_COLLECTION,
+        STATE_COLLECTION,
+        DAILY_USAGE_COLLECTION,
+    ):
         db.drop_collection(name)
+    # The app's own scans from an earlier world's continued days (the pipeline's stay).
+    db.churnscanhistories.delete_many({"scanType": "automatic", "source": {"$exists": False}})
 
     world = build_world(spec)
     pop, tl, keys = world.pop, world.seen, world.keys
     window = tl.window
-    ident = _identity(rng_for(seed, STREAM_DOCUMENTS, _DOC_PARTS["identity"]), keys, customers)
+    ident = _identity(
+        rng_for(seed, STREAM_DOCUMENTS, _DOC_PARTS["identity"]),
+        keys,
+        [email for _, _, email in docs.customer_names(doc_rng_users(seed), customers)],
+    )
     dirt = Dirt(seed, end) if dirty else None
 
     def doc_rng(part: str) -> np.random.Generator:
@@ -176,6 +189,20 @@ def simulate(
                 ),
             )
         writer.write(TRUTH_COLLECTION, truth_documents(world, usage_gb))
+    # Where the world ends, for a later `continue_world`.
+    db[STATE_COLLECTION].insert_one(
+        initial_state(
+            seed=seed,
+            end=end,
+            sessions_per_day=sessions_per_day,
+            annual_churn=annual_churn,
+            future_days=future_days,
+            plans=docs.plan_documents(keys),
+            customers=customers,
+            invoices=len(tl.invoices.day),
+            tickets=len(tl.tickets.seconds),
+        )
+    )
     status = docs.subscription_status(tl)
     future = world.full.cancel_day >= days
     report = SimulationReport(
@@ -191,11 +218,18 @@ def simulate(
     return report
 
 
-def _identity(rng: np.random.Generator, keys: docs.Keys, customers: int) -> Identity:
+def doc_rng_users(seed: int) -> np.random.Generator:
+    """The users' document stream (customers' names and e-mails come first in it)."""
+    return rng_for(seed, STREAM_DOCUMENTS, _DOC_PARTS["users"])
+
+
+def _identity(rng: np.random.Generator, keys: docs.Keys, emails: list[str]) -> Identity:
+    customers = len(emails)
     device_tokens = hex_tokens(rng, customers, 10)
     octets = rng.integers(1, 255, size=(customers, 3))
     return Identity(
         user_ids=keys.user_ids,
         device_ids=[[f"dev-{token}-{d}" for d in range(MAX_DEVICES)] for token in device_tokens],
         ip_addresses=[f"49.{a}.{b}.{c}" for a, b, c in octets.tolist()],
+        emails=emails,
     )

@@ -14,7 +14,10 @@ from simulator.catalog import (
     CANCELLATION_REASONS,
     CITIES,
     EXPIRE_AFTER_DAYS,
+    FEEDBACK_COMMENTS,
     FEEDBACK_RATE,
+    FEEDBACK_SOURCES,
+    FEEDBACK_TYPES,
     FIRST_NAMES,
     GRACE_PERIOD_DAYS,
     GST_RATE,
@@ -31,7 +34,8 @@ from simulator.catalog import (
     TICKET_OPEN_STATUSES,
     TICKET_PRIORITIES,
 )
-from simulator.encode import SECONDS_PER_DAY, fake_bcrypt_hashes, object_ids
+from simulator.credentials import ADMIN_EMAILS, ADMIN_PASSWORD_HASHES, CUSTOMER_PASSWORD_HASHES
+from simulator.encode import SECONDS_PER_DAY, object_ids
 from simulator.population import Population
 from simulator.timeline import (
     TICKET_CAUSE_BILLING,
@@ -130,16 +134,15 @@ def plan_documents(keys: Keys) -> list[dict]:
 
 def admin_documents(rng: np.random.Generator, keys: Keys, window_end_seconds: int) -> list[dict]:
     created = _dt(keys.catalogue_seconds)
-    hashes = fake_bcrypt_hashes(rng, ADMIN_COUNT)
     last = _dt(window_end_seconds - 3 * 3600)
     return [
         {
             "_id": keys.admin_ids[i],
             "firstName": "Admin",
             "lastName": f"User{i + 1}",
-            "email": f"admin{i + 1}@broadbandx.example",
-            "password": hashes[i],
-            "phone": f"+91 98{i:08d}",
+            "email": ADMIN_EMAILS[i],
+            "password": ADMIN_PASSWORD_HASHES[i],
+            "phone": f"+9198{i:08d}",
             "role": "admin",
             "status": "active",
             "address": {
@@ -178,13 +181,26 @@ def subscription_status(tl: Timeline) -> np.ndarray:
     )
 
 
+def customer_names(rng: np.random.Generator, n: int) -> list[tuple[str, str, str]]:
+    """(first name, last name, e-mail) per customer: the first draws of the users' stream."""
+    first = rng.integers(0, len(FIRST_NAMES), n)
+    last = rng.integers(0, len(LAST_NAMES), n)
+    return [
+        (FIRST_NAMES[f], LAST_NAMES[s], customer_email(FIRST_NAMES[f], LAST_NAMES[s], i))
+        for i, (f, s) in enumerate(zip(first.tolist(), last.tolist(), strict=True))
+    ]
+
+
+def customer_email(first_name: str, last_name: str, number: int) -> str:
+    return f"{first_name.lower()}.{last_name.lower()}{number}@example.com"
+
+
 def user_documents(
     rng: np.random.Generator, pop: Population, tl: Timeline, keys: Keys, last_login: np.ndarray
 ) -> Iterator[dict]:
     n = pop.size
-    first = rng.integers(0, len(FIRST_NAMES), n)
-    last = rng.integers(0, len(LAST_NAMES), n)
-    hashes = fake_bcrypt_hashes(rng, n)
+    names = customer_names(rng, n)
+    hashes = rng.integers(0, len(CUSTOMER_PASSWORD_HASHES), n)
     phones = rng.integers(6_000_000_000, 9_999_999_999, n)
     house = rng.integers(1, 400, n)
     street = rng.integers(0, len(STREET_NAMES), n)
@@ -204,14 +220,14 @@ def user_documents(
     updated = np.maximum(np.maximum(since, last_login), pop.start_seconds)
     for i in range(n):
         city = CITIES[pop.city[i]]
-        first_name, last_name = FIRST_NAMES[first[i]], LAST_NAMES[last[i]]
+        first_name, last_name, email = names[i]
         doc = {
             "_id": keys.user_ids[i],
             "firstName": first_name,
             "lastName": last_name,
-            "email": f"{first_name.lower()}.{last_name.lower()}{i}@example.com",
-            "password": hashes[i],
-            "phone": f"+91 {phones[i]}",
+            "email": email,
+            "password": CUSTOMER_PASSWORD_HASHES[hashes[i]],
+            "phone": f"+91{phones[i]}",
             "role": "customer",
             "status": str(account[i]),
             "address": {
@@ -415,6 +431,7 @@ def payment_documents(
             "_id": ids[row],
             "user": keys.user_ids[c],
             "subscription": keys.subscription_ids[c],
+            "razorpayOrderId": order_id(ids[row]),
             "razorpayPaymentId": f"pay_{transaction_ids[row]}",
             "amount": float(amounts[c]),
             "currency": "INR",
@@ -434,6 +451,11 @@ def payment_documents(
             doc["errorCode"] = PAYMENT_ERROR_CODES[errors[row]]
             doc["errorDescription"] = "Payment could not be completed"
         yield doc
+
+
+def order_id(payment_id: ObjectId) -> str:
+    """The gateway order of a payment attempt: unique because the payment's _id is."""
+    return f"order_{payment_id}"
 
 
 def billing_documents(
@@ -457,6 +479,7 @@ def billing_documents(
             "subscription": keys.subscription_ids[c],
             "invoiceNumber": f"INV-{_dt(issued):%Y%m}-{row + 1:07d}",
             "amount": price["finalPrice"],
+            "subtotal": price["basePrice"],
             "tax": price["taxAmount"],
             "discount": price["discountApplied"],
             "total": price["totalAmount"],
@@ -552,16 +575,36 @@ def feedback_documents(
     leaving_soon = tl.decline_start_day[customer] <= day
     overall = _rating(rng, pop.satisfaction[customer], np.where(leaving_soon, 1.0, 0.0))
     ids = object_ids(rng, seconds)
-    sentiment = np.where(overall <= 2, 0, np.where(overall == 3, 1, 2))
+    kinds = rng.integers(0, len(FEEDBACK_TYPES), len(day))
+    sources = rng.integers(0, len(FEEDBACK_SOURCES), len(day))
     return [
-        {
-            "_id": ids[row],
-            "user": keys.user_ids[c],
-            "rating": {"overall": int(overall[row])},
-            "sentiment": SENTIMENTS[sentiment[row]],
-            "comment": "",
-            "createdAt": _dt(seconds[row]),
-            "updatedAt": _dt(seconds[row]),
-        }
+        feedback_document(
+            ids[row],
+            keys.user_ids[c],
+            int(overall[row]),
+            int(kinds[row]),
+            int(sources[row]),
+            int(seconds[row]),
+        )
         for row, c in enumerate(customer.tolist())
     ]
+
+
+def feedback_document(
+    feedback_id: ObjectId, user_id: ObjectId, overall: int, kind: int, source: int, seconds: int
+) -> dict:
+    """One feedback form as the app stores it when a customer sends it (status pending)."""
+    sentiment = 0 if overall <= 2 else 1 if overall == 3 else 2
+    feedback_type = FEEDBACK_TYPES[kind]
+    return {
+        "_id": feedback_id,
+        "user": user_id,
+        "type": feedback_type,
+        "rating": {"overall": overall},
+        "comment": FEEDBACK_COMMENTS[feedback_type][sentiment],
+        "sentiment": SENTIMENTS[sentiment],
+        "status": "pending",
+        "source": FEEDBACK_SOURCES[source],
+        "createdAt": _dt(seconds),
+        "updatedAt": _dt(seconds),
+    }

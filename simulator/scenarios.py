@@ -31,7 +31,8 @@ from simulator.catalog import (
     SEGMENTS,
     STREET_NAMES,
 )
-from simulator.encode import STREAM_DOCUMENTS, fake_bcrypt_hashes, rng_for
+from simulator.credentials import CUSTOMER_PASSWORD_HASHES
+from simulator.encode import STREAM_DOCUMENTS, rng_for
 from simulator.population import Population
 
 DEFAULT = "default"
@@ -81,7 +82,7 @@ def ages_at_signup_days(seed: int, n: int) -> np.ndarray:
     rng = rng_for(seed, STREAM_DOCUMENTS, 2)  # documents' "users" part
     rng.integers(0, len(FIRST_NAMES), n)
     rng.integers(0, len(LAST_NAMES), n)
-    fake_bcrypt_hashes(rng, n)
+    rng.integers(0, len(CUSTOMER_PASSWORD_HASHES), n)
     rng.integers(6_000_000_000, 9_999_999_999, n)
     rng.integers(1, 400, n)
     rng.integers(0, len(STREET_NAMES), n)

@@ -55,6 +55,11 @@ class BatchWriter:
         while len(self._pending) >= MAX_PENDING:
             self._pending.pop(0).result()  # re-raises a failed insert here
 
+    def flush(self) -> None:
+        """Wait until every queued batch is stored (re-raises a failed insert)."""
+        while self._pending:
+            self._pending.pop(0).result()
+
     def close(self) -> None:
         try:
             for future in self._pending:

@@ -1,7 +1,10 @@
 """What the app's screens read, written after the night's scores are published.
 
-- `churnscanhistories` (the app's admin trends chart): one scan per as-of date.
-- `pricingproposals` (the app's approval screen): plan-level price changes, `pending`.
+- `churnscanhistories` (the app's admin trends chart): one scan per as-of date, dated
+  when the run finished (the chart keeps the latest scan of a day; docs/runbook.md).
+- `pricingproposals` (the app's approval screen): plan-level price changes, `pending`,
+  inside each plan's anchor band, never for a plan with a proposal in flight or in
+  its cool-down after an applied one (models/plan_prices.py).
 - `ml_model_metrics`: champions, their metrics, segment profiles, pricing weights, and
   when the last good night finished (so the app can show stale scores as stale).
 - `ml_churn_alerts`: customers who crossed into the high band since the last
@@ -16,9 +19,10 @@ replaces its documents instead of duplicating them. Pipeline-owned marker fields
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from bson import ObjectId
 from prefect import task
@@ -29,6 +33,14 @@ from pymongo.errors import PyMongoError
 from bbx.lake import SCORES_COLLECTION
 from bbx.mongo import MongoUnavailableError, connect, redact
 from bbx.settings import Settings
+from models.plan_prices import (
+    PlanBand,
+    ProposalState,
+    banded_proposal,
+    change_id,
+    proposal_blockers,
+    proposed_yearly_price,
+)
 
 SCAN_HISTORY_COLLECTION = "churnscanhistories"
 PROPOSALS_COLLECTION = "pricingproposals"
@@ -57,10 +69,22 @@ class AppViewsResult:
     proposal_note: str
     alerts: int
     model_metrics_id: str
+    proposal_skipped: dict[str, str] = field(default_factory=dict)  # plan name → why not
+    # What the proposal holds, per plan: name, current and proposed monthly price, change %.
+    proposal_changes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def as_of_instant(as_of: dt.date) -> dt.datetime:
     return dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
+
+
+def scan_instant(as_of: dt.date, finished_at: dt.datetime) -> dt.datetime:
+    """When the scan happened: the time the run finished, kept inside the as-of day
+    (UTC) so a backfilled past night or a future-dated test night is charted on its
+    own day, never on the day it happened to be written."""
+    start = as_of_instant(as_of)
+    last = start + dt.timedelta(days=1) - dt.timedelta(milliseconds=1)
+    return min(max(finished_at, start), last)
 
 
 # --- documents (pure) ----------------------------------------------------------------
@@ -73,18 +97,20 @@ def scan_history_document(
     scan_duration_ms: int,
     top_n: int,
     model_versions: dict[str, str],
+    finished_at: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """One `churnscanhistories` scan: band counts, risk statistics, the riskiest customers.
 
     `probability` in the top list is the published riskScore (0..100), the number
-    the bands are cut on, so the chart and the list agree.
+    the bands are cut on, so the chart and the list agree. `finished_at` (default now)
+    dates the scan.
     """
     bands = scores["risk_band"].value_counts()
     at_risk = scores[scores["risk_band"].isin(list(RISK_LEVEL))]
     top = at_risk.sort_values(["risk_score", "user_id"], ascending=[False, True]).head(top_n)
     risk = scores["risk_score"].astype(float)
     return {
-        "scanDate": as_of_instant(as_of),
+        "scanDate": scan_instant(as_of, finished_at or dt.datetime.now(dt.UTC)),
         "scanType": SCAN_TYPE,
         "totalCustomers": int(len(scores)),
         "highRisk": int(bands.get("high", 0)),
@@ -114,42 +140,92 @@ def scan_history_document(
     }
 
 
-def plan_price_changes(scores: pd.DataFrame, min_change_percent: float) -> list[dict[str, Any]]:
-    """Per plan: the plan's monthly price → the mean dynamic price of its customers.
+def _plan_band(plan: pd.DataFrame, plan_id: str) -> PlanBand:
+    """The band the pricing step priced the plan in (columns of the scores file); scores
+    priced without one are bounded by nothing and have no known yearly discount."""
+    first = plan.iloc[0]
+    if {"anchor_price", "band_low", "band_high", "yearly_factor"} <= set(plan.columns):
+        return PlanBand(plan_id, float(first["anchor_price"]), float(first["band_low"]),
+                        float(first["band_high"]), str(first.get("anchor_source", "")),
+                        float(first["yearly_factor"]))
+    current = float(first["base_price"])
+    return PlanBand(plan_id, current, 0.0, float("inf"), "list", float("nan"))
 
-    Customers in a pricing control arm (column `pricing_arm` == "control", when the
-    scores carry one) keep the static price by design, so they are left out of the mean.
+
+def plan_proposals(
+    scores: pd.DataFrame,
+    min_change_percent: float,
+    night: str = "",
+    blocked: dict[str, str] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Per plan: the plan's monthly price → the mean dynamic price of its customers,
+    in whole rupees inside the plan's band, and the yearly price that keeps the plan's
+    yearly discount. Returns (changes, plan name → why it is not proposed).
+
+    `blocked`: plan id → reason no proposal may be made (models.plan_prices.
+    proposal_blockers). Customers in a pricing control arm (column `pricing_arm` ==
+    "control", when the scores carry one) keep the static price by design, so they are
+    left out of the mean. Each change's `_id` derives from the night (its as-of date)
+    and the plan, so a retried write or a rerun of the night gives the same ids.
     """
-    priced = scores
+    blocked = blocked or {}
+    changes, skipped = [], {}
+    treated = pd.Series(True, index=scores.index)
     if "pricing_arm" in scores.columns:
-        priced = scores[scores["pricing_arm"].astype(str) != "control"]
-    changes = []
-    for plan_id, plan in priced.groupby("plan_id", sort=True):
+        treated = scores["pricing_arm"].astype(str) != "control"
+    for plan_id, everyone in scores.groupby("plan_id", sort=True):
+        plan_id = str(plan_id)
+        name = str(everyone["plan_name"].iloc[0])
+        if plan_id in blocked:
+            skipped[name] = blocked[plan_id]
+            continue
+        plan = everyone[treated.loc[everyone.index]]
+        if plan.empty:
+            skipped[name] = "no customer of the plan is in the dynamic-price arm"
+            continue
+        band = _plan_band(plan, plan_id)
         current = round(float(plan["base_price"].iloc[0]), 2)
-        proposed = float(round(float(plan["dynamic_price"].mean())))  # whole rupees
+        proposed = banded_proposal(float(plan["dynamic_price"].mean()), band)
         change_percent = round((proposed - current) / current * 100.0, 2) if current else 0.0
         if abs(change_percent) < min_change_percent or proposed == current:
+            skipped[name] = (f"proposed {proposed:g} is within {min_change_percent:g}% of the "
+                             f"list price {current:g}")
             continue
         terms = {
             "demand": float(plan["price_term_demand"].mean()),
             "elasticity": float(plan["price_term_elasticity"].mean()),
             "churn risk": float(plan["price_term_risk"].mean()),
         }
-        term_text = ", ".join(f"{name} {value * 100:+.1f}%" for name, value in terms.items())
-        changes.append({
-            "plan": ObjectId(str(plan_id)),
-            "planName": str(plan["plan_name"].iloc[0]),
+        term_text = ", ".join(f"{term} {value * 100:+.1f}%" for term, value in terms.items())
+        change: dict[str, Any] = {
+            "_id": ObjectId(change_id(night, plan_id)),
+            "plan": ObjectId(plan_id),
+            "planName": name,
             "currentPrice": current,
             "proposedPrice": proposed,
             "changePercent": change_percent,
             "reason": (
-                f"Mean dynamic price of the plan's {len(plan)} scored customers "
+                f"Mean dynamic price of the plan's {len(plan)} dynamically priced customers "
                 f"(mean terms: {term_text}; high-risk share "
                 f"{float((plan['risk_band'] == 'high').mean()) * 100:.0f}%)"
+                + (f", inside the band {band.low:.0f}-{band.high:.0f} around the anchor "
+                   f"{band.anchor:g} ({band.source})" if np.isfinite(band.high) else "")
             ),
             "customers": int(len(plan)),
-        })
-    return changes
+        }
+        if np.isfinite(band.high):
+            change |= {"anchorPrice": band.anchor, "bandMin": round(band.low, 2),
+                       "bandMax": round(band.high, 2)}
+        if np.isfinite(band.yearly_factor):
+            change["proposedYearlyPrice"] = proposed_yearly_price(proposed, band)
+        changes.append(change)
+    return changes, skipped
+
+
+def plan_price_changes(scores: pd.DataFrame, min_change_percent: float,
+                       run_id: str = "") -> list[dict[str, Any]]:
+    """The changes of `plan_proposals`, with no plan blocked."""
+    return plan_proposals(scores, min_change_percent, run_id)[0]
 
 
 def first_order_revenue_change(changes: list[dict[str, Any]]) -> float:
@@ -281,6 +357,25 @@ def proposal_admin(db: Database, email: str | None) -> ObjectId:
             "publish.proposal_admin_email"
         )
     return admin["_id"]
+
+
+def proposal_states(db: Database, plan_ids: list[str], tonight: dict[str, Any]
+                    ) -> list[ProposalState]:
+    """The proposals (any author) that may hold tonight's plans: pending, approved or
+    applied ones naming them, except tonight's own (a rerun replaces it)."""
+    found = db[PROPOSALS_COLLECTION].find(
+        {"changes.plan": {"$in": [ObjectId(p) for p in plan_ids]},
+         "status": {"$in": ["pending", "approved", "applied"]}},
+        {"status": 1, "updatedAt": 1, "changes.plan": 1, "source": 1, "proposalType": 1,
+         "asOf": 1},
+    )
+    return [
+        ProposalState(str(d["_id"]), str(d.get("status")), d.get("updatedAt"),
+                      frozenset(str(c.get("plan")) for c in d.get("changes") or []
+                                if isinstance(c, dict)))
+        for d in found
+        if not all(d.get(k) == v for k, v in tonight.items())
+    ]
 
 
 def upsert_scan_history(db: Database, document: dict[str, Any], now: dt.datetime) -> str:
@@ -439,13 +534,21 @@ def write_app_views(
         db = client[settings.mongo.database]
         scan = scan_history_document(
             scores, as_of, run_id, int((now - run_started_at).total_seconds() * 1000),
-            publish.top_at_risk, versions,
+            publish.top_at_risk, versions, finished_at=now,
         )
         scan_id = upsert_scan_history(db, scan, now)
 
-        changes = plan_price_changes(scores, publish.proposal_min_change_percent) \
-            if propose_prices else []
-        proposal_id, note = None, ("no plan's price moved enough for a proposal"
+        changes: list[dict[str, Any]] = []
+        skipped: dict[str, str] = {}
+        if propose_prices and len(scores):
+            tonight = {"source": SOURCE, "proposalType": PROPOSAL_TYPE,
+                       "asOf": as_of_instant(as_of)}
+            plan_ids = sorted(scores["plan_id"].astype(str).unique())
+            blocked = proposal_blockers(plan_ids, proposal_states(db, plan_ids, tonight), now,
+                                        settings.pricing.proposal_cooldown_days)
+            changes, skipped = plan_proposals(scores, publish.proposal_min_change_percent,
+                                              as_of.isoformat(), blocked)
+        proposal_id, note = None, ("no plan's price is proposed tonight"
                                    if propose_prices else "no proposal for a past night")
         if changes:
             admin = proposal_admin(db, publish.proposal_admin_email)
@@ -470,7 +573,13 @@ def write_app_views(
     finally:
         client.close()
     emit_high_risk_event(as_of, run_id, crossings, publish.alert_event_max_users)
-    return AppViewsResult(scan_id, proposal_id, len(changes), note, alerts, metrics_id)
+    if skipped:
+        note += "; not proposed: " + "; ".join(f"{n} ({why})" for n, why in skipped.items())
+    proposed = [{"planName": c["planName"], "currentPrice": float(c["currentPrice"]),
+                 "proposedPrice": float(c["proposedPrice"]),
+                 "changePercent": float(c["changePercent"])} for c in changes]
+    return AppViewsResult(scan_id, proposal_id, len(changes), note, alerts, metrics_id,
+                          skipped, proposed)
 
 
 @task(name="write-app-views")  # retries: set by the flow
@@ -484,8 +593,22 @@ def write_app_views_task(
     propose_prices: bool = True,
     projected_impact: dict[str, float | None] | None = None,
 ) -> AppViewsResult:
-    return write_app_views(uri, settings, as_of, run_id, scores_file, run_started_at,
-                           projected_impact=projected_impact, propose_prices=propose_prices)
+    from prefect import get_run_logger
+    from prefect.artifacts import create_markdown_artifact
+
+    result = write_app_views(uri, settings, as_of, run_id, scores_file, run_started_at,
+                             projected_impact=projected_impact, propose_prices=propose_prices)
+    logger = get_run_logger()
+    logger.info("pricing proposal: %s", result.proposal_note)
+    lines = [f"# Price proposal {as_of}", "", f"{result.proposal_plans} plan(s) proposed"
+             + (f" in proposal {result.proposal_id}" if result.proposal_id else "") + "."]
+    if result.proposal_skipped:
+        lines += ["", "| plan | not proposed because |", "|---|---|"]
+        lines += [f"| {name} | {why} |" for name, why in result.proposal_skipped.items()]
+    create_markdown_artifact("\n".join(lines), key="pricing-proposal",
+                             description=f"The plan price proposal written to the app for "
+                                         f"{as_of}, and why other plans are not in it")
+    return result
 
 
 def finished_nights(uri: str, settings: Settings, dates: list[dt.date]) -> set[dt.date]:

@@ -63,6 +63,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from bbx import lake
 from bbx.mongo import MongoUnavailableError, connect, redact
 from bbx.settings import Settings
+from tasks.lake_source import ensure_lake_source
 
 with warnings.catch_warnings():
     # pymongoarrow's wheel was built against a newer pyarrow header; harmless.
@@ -538,7 +539,10 @@ def extract_collection(
     attempts = settings.extract.retries + 1
     for attempt in range(1, attempts + 1):
         try:
-            source = mongo_client(uri, settings)[settings.mongo.database][collection]
+            client = mongo_client(uri, settings)
+            # One home, one database; a dry run leaves no marker in the app's database.
+            ensure_lake_source(client, uri, settings, may_write=not settings.dry_run_id)
+            source = client[settings.mongo.database][collection]
             try:
                 tally = _read_into(path, source, spec, plan, settings.extract.batch_rows, as_of)
             except (OSError, pa.ArrowException):
@@ -600,7 +604,11 @@ def write_manifest(settings: Settings, as_of: dt.date, results: list[ExtractResu
     entries = []
     for result in results:
         schema = pq.read_schema(result.path)
-        entries.append(asdict(result) | {"schema": schema.to_string(show_schema_metadata=False)})
+        entry = asdict(result) | {"schema": schema.to_string(show_schema_metadata=False)}
+        for name in ("path", "merged_onto"):  # relative: a moved home keeps working
+            if entry[name]:
+                entry[name] = lake.to_record(settings.lake_dir, entry[name])
+        entries.append(entry)
     previous = previous_validated_manifest(settings.lake_dir, as_of)
     manifest = {
         "as_of": as_of.isoformat(),

@@ -37,6 +37,7 @@ from tasks.extract import (
     previous_validated_manifest,
     read_manifest,
 )
+from tasks.links import data_docs_link
 from tasks.validate import (
     DataValidationError,
     TableValidation,
@@ -81,15 +82,18 @@ def _volume_warning(
 
 
 def _history(
+    lake_dir: Path,
     collection: str,
     entry: dict[str, Any] | None,
     previous: dict[str, Any] | None,
     clean_file: str,
 ) -> list[str]:
+    """The clean parts making up the table's history, as lake-relative records."""
+    current = lake.to_record(lake_dir, clean_file)
     if entry is None or entry["mode"] in (SNAPSHOT, FULL) or previous is None:
-        return [clean_file]
+        return [current]
     earlier = manifest_entry(previous, collection) or {}
-    return [*earlier.get("history", []), clean_file]
+    return [*(lake.to_record(lake_dir, p) for p in earlier.get("history", [])), current]
 
 
 def _sha256(path: str) -> str:
@@ -101,14 +105,17 @@ def _sha256(path: str) -> str:
 
 
 def _fingerprints(
-    collection: str, parts: list[str], previous: dict[str, Any] | None, clean_file: str
+    lake_dir: Path, collection: str, parts: list[str], previous: dict[str, Any] | None,
+    clean_file: str,
 ) -> dict[str, str]:
     """sha256 per part, so the version file changes whenever any part's content does
     (input-keyed caches of later steps fingerprint the version file)."""
     earlier = (manifest_entry(previous, collection) or {}) if previous else {}
-    known = dict(earlier.get("fingerprints") or {})
+    known = {lake.to_record(lake_dir, p): f for p, f in (earlier.get("fingerprints") or {}).items()}
+    current = lake.to_record(lake_dir, clean_file)
     return {
-        part: known[part] if part != clean_file and part in known else _sha256(part)
+        part: known[part] if part != current and part in known
+        else _sha256(str(lake.from_record(lake_dir, part)))
         for part in parts
     }
 
@@ -180,8 +187,9 @@ def validate_lake(
     for validation in results:
         collection = validation.collection
         entry = manifest_entry(manifest, collection) if manifest else None
-        parts = _history(collection, entry, previous, validation.clean_file)
-        fingerprints = _fingerprints(collection, parts, previous, validation.clean_file)
+        parts = _history(settings.lake_dir, collection, entry, previous, validation.clean_file)
+        fingerprints = _fingerprints(settings.lake_dir, collection, parts, previous,
+                                     validation.clean_file)
         version = lake.table_version_path(settings.lake_dir, collection, as_of)
         _write_json(version, {
             "collection": collection,
@@ -203,6 +211,25 @@ def validate_lake(
     return versioned
 
 
+VOLUME_WHY = ("rows against the previous validated run; a jump or a drop beyond "
+              "validation.volume_tolerance often means a broken app job or extract")
+
+
+def warning_explanation(collection: str, warning: str, suite_dir: Path = SUITE_DIR) -> str:
+    """The suite's own explanation (`meta.why`) of the expectation a warning names."""
+    if warning.startswith("volume:"):
+        return VOLUME_WHY
+    path = suite_dir / f"{collection}.json"
+    if not path.exists():
+        return ""
+    for expectation in json.loads(path.read_text()).get("expectations", []):
+        column = expectation.get("kwargs", {}).get("column")
+        label = f"{expectation['type']}({column})" if column else expectation["type"]
+        if warning.startswith(f"{label}:"):
+            return str((expectation.get("meta") or {}).get("why", ""))
+    return ""
+
+
 def _publish_artifacts(settings: Settings, as_of: dt.date,
                        validations: list[TableValidation]) -> None:
     from prefect.artifacts import create_link_artifact, create_table_artifact
@@ -219,11 +246,12 @@ def _publish_artifacts(settings: Settings, as_of: dt.date,
             for v in validations
         ],
         key="data-validation",
-        description=f"Data gate for {as_of}",
+        description=f"Data gate for {as_of}: rows read and quarantined per table, "
+                    "expectations failed (warnings never stop a run; details in Data Docs)",
     )
     index = settings.data_docs_dir / f"index-{as_of.isoformat()}.html"
     create_link_artifact(
-        link=index.as_uri(), link_text=f"Data Docs {as_of}", key="data-docs",
+        link=data_docs_link(settings, index), link_text=f"Data Docs {as_of}", key="data-docs",
         description="Great Expectations result pages of this run",
     )
 
@@ -239,8 +267,9 @@ def validate_lake_task(
         if index.exists():
             from prefect.artifacts import create_link_artifact
 
-            create_link_artifact(link=index.as_uri(), link_text=f"Data Docs {as_of} (stopped)",
-                                 key="data-docs")
+            create_link_artifact(link=data_docs_link(settings, index),
+                                 link_text=f"Data Docs {as_of} (stopped)", key="data-docs",
+                                 description="Why the data gate stopped the run")
         raise
     _publish_artifacts(settings, as_of, validations)
     return validations

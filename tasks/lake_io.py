@@ -18,14 +18,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bbx.lake import TABLES
+from bbx.lake import TABLES, from_record, lake_dir_of_version
 from features.customer import LakeTables
 
 
 def table_parts(path: str | Path) -> list[Path]:
     path = Path(path)
     if path.suffix == ".json":
-        return [Path(p) for p in json.loads(path.read_text())["parts"]]
+        lake_dir = lake_dir_of_version(path)
+        return [from_record(lake_dir, p) for p in json.loads(path.read_text())["parts"]]
     return [path]
 
 

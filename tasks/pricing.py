@@ -9,6 +9,11 @@ segment per run, the admin pie chart) and `ml_demand_profile` (24 hours per run)
 Each of those writes first removes the same run's documents, so a retried task
 does not duplicate them.
 
+`plan_anchors_task` runs before pricing: it records in `ml_price_anchors` the list
+price of each plan the pipeline sees for the first time (never moved afterwards,
+and kept when the lake is wiped) and returns every plan's band (models/plan_prices.py).
+Customers are priced from the anchor, inside the band, per billing cycle.
+
 Pricing reads the lake bucket by bucket (tasks/partition.py), one bucket's raw
 events in memory at a time: per bucket the per-customer pieces (price history,
 segmentation features, users' city and birth date) and the bucket's share of the
@@ -51,17 +56,25 @@ from features.price_history import price_response_history
 from features.segmentation import build_segmentation_features
 from models.ab import TREATMENT, age_band, arm_prices, assign_arms, fairness_report
 from models.elasticity import estimate_segment_elasticity, estimates_table
-from models.price_optimizer import PricingBook, WeightFit, fit_pricing_weights
-from models.pricing import PricingWeights, dynamic_price, price_terms
+from models.plan_prices import (
+    AnchorOverride,
+    PlanBand,
+    customer_bands,
+    paid_per_cycle,
+    plan_bands,
+)
+from models.price_optimizer import PricingBook, WeightFit, book_prices, fit_pricing_weights
+from models.pricing import PricingWeights, price_terms
 from models.segmentation import segment_profiles
 from tasks import registry
 from tasks.extract import write_parquet_atomically
-from tasks.lake_io import newest_copies
+from tasks.lake_io import newest_copies, read_table
 from tasks.partition import LakePartitions, partition_lake, read_bucket
 
 PRICING_LOG_COLLECTION = "ml_pricing_log"
 SEGMENTS_COLLECTION = "ml_segments"
 DEMAND_PROFILE_COLLECTION = "ml_demand_profile"
+ANCHORS_COLLECTION = "ml_price_anchors"
 PRICING_EXPERIMENT = "pricing"
 FEATURE_WINDOW_DAYS = 90  # the longest window of the segmentation features
 MIN_FOLLOWUP_DAYS = 14  # less follow-up than this cannot show a price response
@@ -147,10 +160,12 @@ class _LakePieces:
     features: list[pd.DataFrame] = field(default_factory=list)
     terms: list[pd.DataFrame] = field(default_factory=list)
     users: list[pd.DataFrame] = field(default_factory=list)
+    subscriptions: list[pd.DataFrame] = field(default_factory=list)
     hourly_load: np.ndarray = field(default_factory=lambda: np.zeros(24))
 
     def add(self, tables: LakeTables, cutoff: pd.Timestamp, cohort_cutoff: pd.Timestamp | None,
-            customers: pd.Index, baseline_days: int) -> None:
+            customers: pd.Index, baseline_days: int,
+            subscriptions: pd.Index | None = None) -> None:
         """One bucket's pieces (the follow-up of the cohort ends at `cutoff`)."""
         if cohort_cutoff is not None:
             self.history.append(price_response_history(tables, cohort_cutoff, cutoff))
@@ -160,6 +175,11 @@ class _LakePieces:
         self.terms.append(segmentation_population_terms(tables, cutoff))
         users = tables.users.drop_duplicates("user_id").set_index("user_id")
         self.users.append(users.loc[users.index.isin(customers), ["city", "date_of_birth"]])
+        if subscriptions is not None:
+            subs = tables.subscriptions.drop_duplicates("subscription_id", keep="last")
+            subs = subs[subs["subscription_id"].astype(str).isin(subscriptions)]
+            self.subscriptions.append(subs.set_index(subs["subscription_id"].astype(str))
+                                      .reindex(columns=["final_price", "total_amount"]))
         self.hourly_load = self.hourly_load + hourly_network_load(tables.usagelogs, cutoff,
                                                                   baseline_days)
 
@@ -187,12 +207,24 @@ def _segment_documents(features: pd.DataFrame, scores: pd.DataFrame, as_of: dt.d
     ]
 
 
+def anchor_overrides(settings: Settings) -> dict[str, AnchorOverride]:
+    return {key: AnchorOverride(a.anchor, a.min_price, a.max_price)
+            for key, a in settings.pricing.plan_anchors.items()}
+
+
 def price_scores(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str],
-                 scores_file: str) -> PricingResult:
+                 scores_file: str, bands: Mapping[str, PlanBand] | None = None,
+                 segment_version: str | None = None) -> PricingResult:
+    """`bands` from plan_anchors_task; None: bands from the settings' anchors, else
+    around tonight's list price (anchor source "list": nothing recorded).
+    `segment_version`: the segmentation version the scores used (default @champion)."""
     p = settings.pricing
     scores = pd.read_parquet(scores_file)
     registry.configure(settings, registry.SEGMENT_MODEL)
-    segment_model, _ = registry.load_by_alias(registry.SEGMENT_MODEL)
+    if segment_version is None:
+        segment_model, _ = registry.load_by_alias(registry.SEGMENT_MODEL)
+    else:
+        segment_model = registry.load_version(registry.SEGMENT_MODEL, segment_version)
 
     # 0. The lake bucket by bucket (one bucket's raw events in memory at a time); the
     # cohort cutoff needs the first usage over all buckets first (a key+timestamp pass).
@@ -203,9 +235,18 @@ def price_scores(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, s
     cohort_cutoff = _cohort_cutoff(settings, cutoff, first_seen)
     pieces = _LakePieces()
     customers = pd.Index(scores["user_id"].astype(str))
+    subscriptions = (pd.Index(scores["subscription_id"].astype(str))
+                     if "subscription_id" in scores.columns else None)
     for b in range(partitions.buckets):
         pieces.add(read_bucket(partitions, b), cutoff, cohort_cutoff, customers,
-                   p.demand_baseline_days)
+                   p.demand_baseline_days, subscriptions)
+
+    # The band each plan's prices keep to, and what each customer pays per cycle today.
+    plans = read_table("plans", partitions.shared["plans"])
+    if bands is None:
+        bands = plan_bands(plans, {}, anchor_overrides(settings), p.min_ratio, p.max_ratio)
+    scores = customer_bands(scores, bands, plans)
+    scores["paid_price"] = paid_per_cycle(scores, pieces.subscriptions)
 
     # 1. Elasticity per segment: the data where it speaks, the paper's prior where not.
     history = _elasticity_history(pieces, segment_model)
@@ -219,10 +260,12 @@ def price_scores(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, s
 
     # 2. Weights: learned to maximise horizon revenue under the bounds and churn ceiling.
     book = PricingBook(
-        base=scores["base_price"].to_numpy(float), demand=scores["demand"].to_numpy(float),
+        base=scores["static_price"].to_numpy(float), demand=scores["demand"].to_numpy(float),
         elasticity=scores["elasticity"].to_numpy(float),
         churn_probability=scores["churn_probability"].to_numpy(float),
         high_risk=(scores["risk_band"] == "high").to_numpy(),
+        anchor=scores["anchor_price"].to_numpy(float),
+        floor=scores["band_low"].to_numpy(float), ceiling=scores["band_high"].to_numpy(float),
     )
     fit: WeightFit | None = None
     weights = PricingWeights(p.alpha, p.beta, p.gamma)
@@ -231,12 +274,13 @@ def price_scores(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, s
                                   p.weight_bounds, p.churn_ceiling, p.seed)
         weights = fit.weights
 
-    # 3. Prices, terms, arms: control always pays the static price.
-    formula = dynamic_price(book.base, book.demand, book.elasticity, book.churn_probability,
-                            weights, p.min_ratio, p.max_ratio, book.high_risk)
+    # 3. Prices (monthly, from the anchor, in the band), terms, arms: control always
+    # pays the static price (the list price, held to the band). Then per billing cycle.
+    formula = book_prices(book, weights, p.min_ratio, p.max_ratio)
     arms = assign_arms(scores["user_id"].astype(str), p.experiment, p.treatment_share)
     scores["formula_price"] = formula
     scores["dynamic_price"] = arm_prices(book.base, formula, arms)
+    scores["cycle_dynamic_price"] = scores["dynamic_price"] * scores["cycle_factor"]
     scores["pricing_arm"] = arms.astype(str)
     scores["pricing_experiment"] = p.experiment
     for name, values in price_terms(book.demand, book.elasticity, book.churn_probability,
@@ -251,7 +295,7 @@ def price_scores(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, s
     groups["city"] = users["city"].reindex(groups.index).fillna("unknown").to_numpy()
     groups["age_band"] = age_band(users["date_of_birth"].reindex(groups.index), as_of,
                                   p.age_band_edges).to_numpy()
-    ratio = pd.Series(formula / book.base, index=groups.index)
+    ratio = pd.Series(formula / book.anchor, index=groups.index)
     fairness = fairness_report(ratio, groups, p.fairness_max_gap, p.fairness_min_group)
 
     # 5. Demand by hour and segment profiles for the admin screens.
@@ -326,14 +370,22 @@ def _fairness_warning(fairness: pd.DataFrame, max_gap: float) -> str:
     return "\n".join(lines)
 
 
+def _r(value: float | None) -> float | None:
+    """Rounded for reading (an elasticity to 2 decimals is what a decision uses)."""
+    return None if value is None or not np.isfinite(value) else round(float(value), 2)
+
+
 def _artifacts(as_of: dt.date, weights: PricingWeights, fit: WeightFit | None, estimates,
                fairness: pd.DataFrame, max_gap: float) -> None:
     create_table_artifact(
-        [{"segment": e.segment, "prior": e.prior, "data": e.data_estimate, "posterior":
-          e.posterior, "low95": e.posterior_low, "high95": e.posterior_high,
-          "customers": e.customers, "churners": e.churners, "source": e.source}
+        [{"segment": e.segment, "prior": _r(e.prior), "data": _r(e.data_estimate),
+          "posterior": _r(e.posterior), "95% interval": f"{_r(e.posterior_low)} … "
+          f"{_r(e.posterior_high)}", "customers": e.customers, "churners": e.churners,
+          "source": e.source}
          for e in estimates],
-        key="pricing-elasticity", description=f"Elasticity per segment, as-of {as_of}",
+        key="pricing-elasticity",
+        description=f"Price elasticity per segment, as-of {as_of}: the prior, the data's "
+                    "estimate and the posterior used for pricing",
     )
     fit_text = (f"expected horizon revenue {fit.revenue_uplift:+.2%} vs static, churn "
                 f"{fit.churn_static:.3f} → {fit.churn_dynamic:.3f} (model-based)"
@@ -342,16 +394,73 @@ def _artifacts(as_of: dt.date, weights: PricingWeights, fit: WeightFit | None, e
         f"# Pricing {as_of}\n\nα = {weights.alpha:.4f}, β = {weights.beta:.4f}, "
         f"γ = {weights.gamma:.4f}; {fit_text}\n",
         key="pricing-weights",
+        description=f"Dynamic price weights for {as_of} (demand α, elasticity β, risk γ)",
     )
     if fairness["flagged"].any():
         create_markdown_artifact(_fairness_warning(fairness, max_gap),
-                                 key="pricing-fairness-warning")
+                                 key="pricing-fairness-warning",
+                                 description=f"Groups priced unusually for {as_of}")
 
 
 @task(name="price", cache_policy=NONE)  # rewrites the scores file: never cached
 def price_customers_task(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str],
-                         scores_file: str) -> PricingResult:
-    return price_scores(settings, as_of, clean_paths, scores_file)
+                         scores_file: str,
+                         bands: Mapping[str, PlanBand] | None = None,
+                         segment_version: str | None = None) -> PricingResult:
+    return price_scores(settings, as_of, clean_paths, scores_file, bands, segment_version)
+
+
+def record_plan_anchors(uri: str, settings: Settings, as_of: dt.date, plans_path: str,
+                        run_id: str, record: bool = True) -> dict[str, PlanBand]:
+    """Record the list price of every plan seen for the first time (insert-only: an
+    anchor once recorded is never moved by the pipeline), then every plan's band.
+    record=False (a dry run writes nothing to MongoDB): read the recorded anchors only;
+    a plan without one is banded around tonight's list price."""
+    plans = read_table("plans", plans_path).drop_duplicates("plan_id")
+    now = dt.datetime.now(dt.UTC)
+    client = connect(uri, settings)
+    try:
+        collection = client[settings.mongo.database][ANCHORS_COLLECTION]
+        if record:
+            collection.create_index([("planId", 1)], unique=True, name="planId_unique")
+        for plan in plans.itertuples(index=False) if record else ():
+            monthly = float(plan.monthly_price)
+            if not np.isfinite(monthly) or monthly <= 0:
+                continue  # nothing to anchor on; scoring refuses its customers
+            yearly = float(getattr(plan, "yearly_price", np.nan))
+            collection.update_one(
+                {"planId": ObjectId(str(plan.plan_id))},
+                {"$setOnInsert": {
+                    "planName": str(plan.plan_name), "monthly": monthly,
+                    "yearly": yearly if np.isfinite(yearly) and yearly > 0 else None,
+                    "currency": settings.pricing.currency,
+                    "firstSeenAt": now, "firstSeenAsOf": dt.datetime.combine(
+                        as_of, dt.time(), tzinfo=dt.UTC), "firstSeenRunId": run_id}},
+                upsert=True,
+            )
+        recorded = {str(d["planId"]): {"monthly": d.get("monthly"), "yearly": d.get("yearly")}
+                    for d in collection.find({}, {"planId": 1, "monthly": 1, "yearly": 1})}
+    except PyMongoError as exc:
+        raise MongoUnavailableError(
+            f"plan anchors on {redact(uri)} failed: {type(exc).__name__}") from None
+    finally:
+        client.close()
+    p = settings.pricing
+    return plan_bands(plans, recorded, anchor_overrides(settings), p.min_ratio, p.max_ratio)
+
+
+@task(name="plan-anchors", cache_policy=NONE)  # reads what the database holds tonight
+def plan_anchors_task(uri: str, settings: Settings, as_of: dt.date, plans_path: str,
+                      run_id: str, record: bool = True) -> dict[str, PlanBand]:
+    bands = record_plan_anchors(uri, settings, as_of, plans_path, run_id, record)
+    create_table_artifact(
+        [{"plan": b.plan_name or b.plan_id, "anchor ₹": f"{b.anchor:,.0f}",
+          "band ₹": f"{b.low:,.0f} – {b.high:,.0f}", "anchor from": b.source,
+          "yearly / 12 × monthly": round(b.yearly_factor, 3)}
+         for b in bands.values()],
+        key="pricing-bands", description=f"Plan price bands, as-of {as_of}",
+    )
+    return bands
 
 
 def pricing_log_documents(scores: pd.DataFrame, as_of: dt.date, run_id: str,
@@ -363,6 +472,9 @@ def pricing_log_documents(scores: pd.DataFrame, as_of: dt.date, run_id: str,
          "planId": ObjectId(r.plan_id), "plan": str(r.plan_name),
          "base": float(r.base_price), "dynamic": float(r.dynamic_price),
          "formulaPrice": float(r.formula_price), "currency": str(r.currency),
+         "anchor": float(r.anchor_price), "anchorSource": str(r.anchor_source),
+         "band": {"min": float(r.band_low), "max": float(r.band_high)},
+         "billingCycle": str(r.billing_cycle), "cycleDynamic": float(r.cycle_dynamic_price),
          "D": float(r.demand), "E": float(r.elasticity), "R": float(r.churn_probability),
          "terms": {"demand": float(r.price_term_demand),
                    "elasticity": float(r.price_term_elasticity),

@@ -109,12 +109,7 @@ def score_documents(
             "segment": {"id": int(row.segment_id), "name": str(row.segment_name)},
             "elasticity": float(row.elasticity),
             "planId": ObjectId(row.plan_id),
-            "price": {
-                "plan": str(row.plan_name),
-                "base": round(float(row.base_price), 2),
-                "dynamic": round(float(row.dynamic_price), 2),
-                "currency": str(row.currency),
-            },
+            "price": price_document(row),
             "priceTerms": {
                 "demand": float(row.demand),
                 "demandTerm": float(row.price_term_demand),
@@ -137,6 +132,36 @@ def score_documents(
     return documents
 
 
+def _money(value: object) -> float | None:
+    number = float(value)  # type: ignore[arg-type]
+    return round(number, 2) if number == number else None  # NaN: not known
+
+
+def price_document(row) -> dict:
+    """The per-customer `price` object, per billing cycle (docs/data-contract.md).
+    Scores the pricing step did not price (no band: a tool's or a test's) keep the
+    short form: the monthly list price as base and the scoring's dynamic price."""
+    if not hasattr(row, "cycle_dynamic_price"):
+        return {"plan": str(row.plan_name), "base": round(float(row.base_price), 2),
+                "dynamic": round(float(row.dynamic_price), 2), "currency": str(row.currency)}
+    factor = float(row.cycle_factor)
+    return {
+        "plan": str(row.plan_name),
+        "billingCycle": str(row.billing_cycle),
+        "base": round(float(row.anchor_price) * factor, 2),  # the formula's P_base: the anchor
+        "list": round(float(row.cycle_list_price), 2),
+        "paid": _money(row.paid_price),
+        "dynamic": round(float(row.cycle_dynamic_price), 2),
+        "band": {"min": round(float(row.band_low) * factor, 2),
+                 "max": round(float(row.band_high) * factor, 2),
+                 "anchorSource": str(row.anchor_source)},
+        "monthly": {"anchor": round(float(row.anchor_price), 2),
+                    "list": round(float(row.base_price), 2),
+                    "dynamic": round(float(row.dynamic_price), 2)},
+        "currency": str(row.currency),
+    }
+
+
 def check_scores(scores: pd.DataFrame, min_ratio: float, max_ratio: float) -> None:
     """The contract the app relies on; raise before anything is written."""
     problems: list[str] = []
@@ -150,9 +175,14 @@ def check_scores(scores: pd.DataFrame, min_ratio: float, max_ratio: float) -> No
     outside = ~scores["churn_probability"].between(0, 1)
     if outside.any():
         problems.append(f"{int(outside.sum())} churn probabilities outside [0, 1]")
-    # A cent of slack: prices are rounded to paise when published.
-    low = scores["dynamic_price"] < scores["base_price"] * min_ratio - 0.01
-    high = scores["dynamic_price"] > scores["base_price"] * max_ratio + 0.01
+    # A cent of slack: prices are rounded to paise when published. Priced scores carry
+    # their plan's band around its anchor; others the ratios around the list price.
+    if {"band_low", "band_high"} <= set(scores.columns):
+        floor, ceiling = scores["band_low"], scores["band_high"]
+    else:
+        floor, ceiling = scores["base_price"] * min_ratio, scores["base_price"] * max_ratio
+    low = scores["dynamic_price"] < floor - 0.01
+    high = scores["dynamic_price"] > ceiling + 0.01
     if (low | high).any():
         problems.append(f"{int((low | high).sum())} prices outside their bounds")
     if problems:

@@ -24,6 +24,7 @@ from bbx.settings import Settings
 
 CHURN_MODEL = "churn"
 SEGMENT_MODEL = "segmentation"
+PIPELINE_EXPERIMENTS = (CHURN_MODEL, SEGMENT_MODEL, "pricing")  # what the night writes to
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
@@ -52,11 +53,39 @@ class _Assign(mlflow.pyfunc.PythonModel):
         return self.model.assign(model_input)
 
 
+class MlflowStoreMovedError(RuntimeError):
+    """The tracking store's artifact locations point outside this home."""
+
+
 @dataclass(frozen=True)
 class RegisteredModel:
     name: str
     version: str
     run_id: str
+
+
+def check_store_location(settings: Settings) -> None:
+    """Stop before any work when the home's MLflow store keeps its artifacts elsewhere
+    (a copied or moved home), rather than at training, after the lake was written."""
+    if not (settings.home / "mlflow.db").exists():
+        return
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    for experiment in mlflow.search_experiments():
+        if experiment.name in PIPELINE_EXPERIMENTS:
+            _check_location(settings, experiment.name, experiment.artifact_location)
+
+
+def _check_location(settings: Settings, experiment: str, location: str) -> None:
+    expected = (settings.mlflow_artifacts_dir / experiment).as_uri()
+    if location.rstrip("/") != expected.rstrip("/"):
+        raise MlflowStoreMovedError(
+            f"the MLflow store {settings.mlflow_uri} keeps experiment '{experiment}' "
+            f"artifacts at {location}, not under this home "
+            f"({settings.mlflow_artifacts_dir.as_uri()}): the home was copied or moved, and "
+            "MLflow records absolute artifact paths, so runs would write into the old "
+            "location. Run from the original home, or move mlflow.db and mlartifacts/ out "
+            "of this home to start a fresh store (the next night retrains: --force-train)."
+        )
 
 
 def configure(settings: Settings, experiment: str) -> None:
@@ -68,10 +97,12 @@ def configure(settings: Settings, experiment: str) -> None:
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # the cloudpickle notice
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_registry_uri(settings.mlflow_uri)
-    if mlflow.get_experiment_by_name(experiment) is None:
-        mlflow.create_experiment(
-            experiment, artifact_location=(settings.mlflow_artifacts_dir / experiment).as_uri()
-        )
+    expected = (settings.mlflow_artifacts_dir / experiment).as_uri()
+    existing = mlflow.get_experiment_by_name(experiment)
+    if existing is None:
+        mlflow.create_experiment(experiment, artifact_location=expected)
+    else:
+        _check_location(settings, experiment, existing.artifact_location)
     mlflow.set_experiment(experiment)
 
 
@@ -85,10 +116,11 @@ def log_and_register(
     registered_name: str,
     example_input: pd.DataFrame,
     example_output: Any,
-    alias: str,
+    alias: str | None,
     tags: dict[str, str] | None = None,
 ) -> RegisteredModel:
-    """Log `model` in the active run, register a version and point `alias` at it.
+    """Log `model` in the active run, register a version and point `alias` at it
+    (None: no alias, as for a dry run's version, which nothing may serve).
 
     `tags` are set on the new model version (e.g. the as-of it was trained for).
     """
@@ -108,7 +140,8 @@ def log_and_register(
     client = MlflowClient()
     for key, value in (tags or {}).items():
         client.set_model_version_tag(registered_name, registered_version, key, value)
-    client.set_registered_model_alias(registered_name, alias, registered_version)
+    if alias is not None:
+        client.set_registered_model_alias(registered_name, alias, registered_version)
     return RegisteredModel(registered_name, registered_version, mlflow.active_run().info.run_id)
 
 
@@ -135,6 +168,9 @@ PROMOTED_FROM = "promoted_from"
 PROMOTED_AT = "promoted_at"
 PROMOTION_REASON = "promotion_reason"
 TRAINED_AS_OF = "trained_as_of"
+# A dry run's version carries this instead of `trained_as_of`, so it never makes the
+# next night's "retrain when due" think the model is fresh.
+DRY_RUN_AS_OF = "dry_run_as_of"
 
 
 def alias_version(registered_name: str, alias: str) -> str | None:

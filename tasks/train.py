@@ -230,10 +230,13 @@ def segmentation_training_features(
 
 @task(name="train-churn")
 def train_churn_task(
-    settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str]
+    settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str], dry_run: bool = False
 ) -> TrainResult:
     """Build point-in-time data, tune, calibrate, evaluate on test, register as challenger,
-    and promote to champion only by the rules in models/promotion.py."""
+    and promote to champion only by the rules in models/promotion.py.
+
+    A dry run registers the version without alias or promotion (`promoted` then says
+    what a real night would have decided)."""
     c = settings.churn
     partitions = partition_lake(settings, as_of, clean_paths)
     cutoffs = training_cutoffs(as_of, c.horizon_days, c.training_cutoffs,
@@ -242,7 +245,7 @@ def train_churn_task(
         data = churn_training_set(partitions, cutoffs, c.horizon_days, c.definition, client)
         splits = _split_training_set(settings, as_of, data, cutoffs)
         del data  # the splits are copies: at 100k customers this frees a third of the peak
-        return _train_churn(settings, as_of, splits, cutoffs, client)
+        return _train_churn(settings, as_of, splits, cutoffs, client, dry_run)
 
 
 def _split_training_set(
@@ -265,7 +268,7 @@ def _split_training_set(
 
 def _train_churn(
     settings: Settings, as_of: dt.date, splits: ChurnSplits, cutoffs: list[pd.Timestamp],
-    client: Any,
+    client: Any, dry_run: bool = False,
 ) -> TrainResult:
     c = settings.churn
     for side, frame in (("train", splits.train), ("validation", splits.valid),
@@ -351,16 +354,20 @@ def _train_churn(
         example = valid[names].head(50)
         registered = registry.log_and_register(
             model, "predict_proba", registry.CHURN_MODEL, example,
-            model.predict_proba(example), alias=registry.CHALLENGER,
-            tags={registry.TRAINED_AS_OF: as_of.isoformat()},
+            model.predict_proba(example), alias=None if dry_run else registry.CHALLENGER,
+            tags={registry.DRY_RUN_AS_OF if dry_run else registry.TRAINED_AS_OF:
+                  as_of.isoformat()},
         )
         record = decision.to_dict() | {"challenger_version": registered.version}
         mlflow.log_dict(record, "promotion.json")
         markdown = _decision_markdown(decision, registered.version)
         mlflow.log_text(markdown, "promotion.md")
-        if decision.promote:
+        if decision.promote and not dry_run:
             registry.promote(registry.CHURN_MODEL, registered.version, decision.reason)
-    create_markdown_artifact(markdown, key="churn-promotion")
+    if dry_run:
+        markdown += "\n\nDry run: registered without alias; nothing was promoted."
+    create_markdown_artifact(markdown, key="churn-promotion",
+                             description="Churn challenger against champion: the decision")
     return TrainResult(
         registered.name, registered.version, registered.run_id,
         metrics | {f"pooled_{k}": v for k, v in pooled_metrics.items()},
@@ -371,7 +378,7 @@ def _train_churn(
 
 @task(name="train-segmentation")
 def train_segmentation_task(
-    settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str]
+    settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str], dry_run: bool = False
 ) -> TrainResult:
     partitions = partition_lake(settings, as_of, clean_paths)
     features = segmentation_training_features(partitions, as_of_cutoff(as_of))
@@ -406,6 +413,7 @@ def train_segmentation_task(
         example = features.head(50)
         registered = registry.log_and_register(
             model, "assign", registry.SEGMENT_MODEL, example, model.assign(example),
-            alias=registry.CHAMPION,
+            alias=None if dry_run else registry.CHAMPION,
+            tags={registry.DRY_RUN_AS_OF: as_of.isoformat()} if dry_run else None,
         )
     return TrainResult(registered.name, registered.version, registered.run_id, metrics)

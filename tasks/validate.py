@@ -12,10 +12,13 @@ expectation carries `meta.severity`:
 GX runs the whole suite once on the pandas frame with result_format COMPLETE, whose
 `unexpected_index_list` gives the failing rows of each row-level expectation
 (measured fast enough for ~1M rows, so no pandas re-implementation of the rules).
-Orphan `user_id`s are checked in Arrow, not GX: a value set of every user is slow there;
-so are duplicates on a table's natural key (`bbx.lake.TableSpec.natural_key`, e.g. a
-session the app logged twice under two _ids): the first copy stays, later ones are
-quarantined.
+Orphan `user_id`s are checked in Arrow, not GX: a value set of every user is slow there.
+Duplicates are the same document, never "the same user and time": a document the
+extract read twice (same `_id`) is kept once, its latest copy, and counted as a repeated
+read; where the lake's columns are a document's whole content (usage sessions) a row
+identical to an earlier one in every column but `_id` is the same event written twice
+and is quarantined (`TableSpec.identical_content_is_duplicate`).
+Every table's quarantine counts, by reason, are logged whether or not they stop the run.
 
 Suite parameters: `as_of_end` (first instant after the as-of day) and `fresh_since`
 (`as_of_end` minus `validation.freshness_max_lag_hours`), for freshness expectations.
@@ -33,7 +36,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +61,7 @@ WARNING = "warning"
 SEVERITIES = (CRITICAL, QUARANTINE, WARNING)
 REASON_COLUMN = "quarantine_reason"
 ORPHAN_REASON = "orphan user_id"
+DUPLICATE_REASON = "identical to an earlier document (same event written twice)"
 USER_KEY = "user_id"
 FEATURES_SUITE = "churn_features"
 # The settings' default, for callers (tests, tools) that validate without a Settings.
@@ -88,6 +92,8 @@ class TableValidation:
     failed_expectations: int = 0  # critical, warning and row-level expectations that failed
     docs_page: str | None = None  # this table's GX result page for the run
     history_file: str | None = None  # set by the gate: the table's full validated history
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)  # reason → rows
+    repeated_reads: int = 0  # copies of a document the extract read more than once (dropped)
 
 
 @dataclass(frozen=True)
@@ -244,13 +250,37 @@ def _orphan_rows(table: pa.Table, known_user_ids: set[str]) -> np.ndarray:
     return np.flatnonzero(orphan.to_numpy(zero_copy_only=False))
 
 
-def _duplicate_rows(table: pa.Table, natural_key: tuple[str, ...]) -> np.ndarray:
-    """Rows repeating an earlier row's natural key (first copy kept; nulls never match)."""
-    if not natural_key or table.num_rows == 0:
+def _drop_repeated_reads(
+    table: pa.Table, key: str, updated_column: str | None
+) -> tuple[pa.Table, int]:
+    """Keep one copy of a document the extract read twice (same key): the latest one.
+
+    A cursor can return a document again when it moves during the scan; the copies are
+    the same document, so this is not bad data. Rows without a key are left for the
+    suite's critical not-null check.
+    """
+    if table.num_rows == 0:
+        return table, 0
+    columns = [key] + ([updated_column] if updated_column in table.column_names else [])
+    frame = table.select(columns).to_pandas()
+    keyed = frame[frame[key].notna()]
+    if not keyed[key].duplicated().any():
+        return table, 0
+    if len(columns) == 2:
+        keyed = keyed.sort_values(updated_column, kind="stable", na_position="first")
+    keep = np.sort(np.concatenate([
+        keyed.drop_duplicates(key, keep="last").index.to_numpy(),
+        frame.index[frame[key].isna()].to_numpy(),
+    ]))
+    return table.take(pa.array(keep)), table.num_rows - len(keep)
+
+
+def _identical_rows(table: pa.Table, columns: list[str]) -> np.ndarray:
+    """Rows equal to an earlier row in every given column (the first copy is kept)."""
+    if not columns or table.num_rows == 0:
         return np.array([], dtype=np.int64)
-    frame = table.select(list(natural_key)).to_pandas()
-    duplicated = frame.duplicated(keep="first") & frame.notna().all(axis=1)
-    return np.flatnonzero(duplicated.to_numpy())
+    frame = table.select(columns).to_pandas()
+    return np.flatnonzero(frame.duplicated(keep="first").to_numpy())
 
 
 def _quarantine_reasons(n_rows: int, row_failures: dict[str, np.ndarray]) -> np.ndarray:
@@ -277,6 +307,29 @@ def _share_message(
         f"{collection}: {quarantined} of {rows} rows ({quarantined / rows:.1%}) {what} — "
         f"above the {limit:.1%} quarantine limit; run stopped before features"
     )
+
+
+def quarantine_message(validation: TableValidation) -> str:
+    """One line a person reads: how many rows a table quarantined, and why."""
+    v = validation
+    if not v.quarantined:
+        line = f"{v.collection}: 0 of {v.rows} rows quarantined"
+    else:
+        reasons = ", ".join(
+            f"{label} ({n})"
+            for label, n in sorted(v.quarantine_reasons.items(), key=lambda kv: -kv[1])
+        )
+        line = (f"{v.collection}: {v.quarantined} of {v.rows} rows "
+                f"({v.quarantined / max(v.rows, 1):.2%}) quarantined: {reasons}")
+    if v.repeated_reads:
+        line += f"; {v.repeated_reads} repeated reads of a document kept once"
+    return line
+
+
+def log_quarantine(validation: TableValidation) -> None:
+    # Always said, below the stop limit too: silent drops hide a writer's change.
+    level = logging.WARNING if validation.quarantined else logging.INFO
+    log.log(level, quarantine_message(validation))
 
 
 # ---------------------------------------------------------------- files
@@ -387,7 +440,14 @@ def validate_table(
     file and data docs are still written, as evidence).
     """
     clean_file, quarantine_file = Path(clean_file), Path(quarantine_file)
+    spec = TABLES.get(collection)
     table = pq.read_table(raw_file)
+    repeated_reads = 0
+    if spec is not None and spec.key in table.column_names:
+        table, repeated_reads = _drop_repeated_reads(table, spec.key, spec.updated_column)
+        if repeated_reads:
+            log.info("%s: %d repeated reads of the same document kept once", collection,
+                     repeated_reads)
     rows = table.num_rows
     outcome, page = _check_table(
         collection, table, Path(suite_dir), Path(data_docs_dir), as_of,
@@ -399,17 +459,19 @@ def validate_table(
         orphans = _orphan_rows(table, known_user_ids)
         if orphans.size:
             row_failures[ORPHAN_REASON] = orphans
-    natural_key = TABLES[collection].natural_key if collection in TABLES else ()
-    duplicates = _duplicate_rows(table, natural_key) if not outcome.failed_critical else []
-    if len(duplicates):
-        row_failures[f"duplicate of an earlier row on ({', '.join(natural_key)})"] = duplicates
+    if spec is not None and spec.identical_content_is_duplicate and not outcome.failed_critical:
+        content = [c for c in spec.content_columns if c in table.column_names]
+        duplicates = _identical_rows(table, content)
+        if duplicates.size:
+            row_failures[DUPLICATE_REASON] = duplicates
+    reason_counts = {label: int(len(r)) for label, r in row_failures.items() if len(r)}
     failed = len(outcome.failed_critical) + len(outcome.warnings) + len(row_failures)
 
     if outcome.failed_critical:
         _remove_stale([clean_file])
         validation = TableValidation(
             collection, rows, 0, outcome.warnings, outcome.failed_critical, str(clean_file), None,
-            failed, docs_page,
+            failed, docs_page, repeated_reads=repeated_reads,
         )
         raise DataValidationError(
             f"{collection}: critical expectation failed — {'; '.join(outcome.failed_critical)}"
@@ -437,7 +499,10 @@ def validate_table(
         str(quarantine_file) if quarantined else None,
         failed,
         docs_page,
+        quarantine_reasons=reason_counts,
+        repeated_reads=repeated_reads,
     )
+    log_quarantine(validation)
 
     if rows and quarantined / rows > max_quarantine_share:
         _remove_stale([clean_file])

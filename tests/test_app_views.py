@@ -33,17 +33,21 @@ RISK_LEVELS = {"High", "Medium"}
 PROPOSAL_REQUIRED = {"title", "description", "model", "changes", "status", "createdBy",
                      "expiresAt", "projectedImpact", "createdAt", "updatedAt"}
 CHANGE_REQUIRED = {"plan", "planName", "currentPrice", "proposedPrice", "changePercent", "reason"}
+# The pipeline's additions to a change (Mongoose keeps fields it does not know).
+CHANGE_EXTRA = {"_id", "proposedYearlyPrice", "anchorPrice", "bandMin", "bandMax"}
 PROPOSAL_STATUSES = {"pending", "approved", "rejected", "applied", "expired"}
 
 
 def _scores(risk_scores: list[float], users: list[str] | None = None,
-            price_ratio: float = 0.9) -> pd.DataFrame:
+            price_ratio: float = 0.9, banded: bool = False) -> pd.DataFrame:
+    """Scores as the scoring step writes them; `banded`: as the pricing step leaves
+    them (each plan's band around its anchor, here the list price, yearly at 10% off)."""
     n = len(risk_scores)
     users = users or [str(ObjectId()) for _ in range(n)]
     bands = ["high" if r > 70 else "medium" if r >= 40 else "low" for r in risk_scores]
     plan_ids = [BASIC if i % 3 else PREMIUM for i in range(n)]
     base = [499.0 if p == BASIC else 1199.0 for p in plan_ids]
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         "user_id": users,
         "plan_id": plan_ids,
         "plan_name": ["Basic" if p == BASIC else "Premium" for p in plan_ids],
@@ -65,6 +69,13 @@ def _scores(risk_scores: list[float], users: list[str] | None = None,
         "churn_model_version": ["3"] * n,
         "segment_model_version": ["2"] * n,
     })
+    if banded:
+        frame["anchor_price"] = frame["base_price"]
+        frame["band_low"] = 0.8 * frame["base_price"]
+        frame["band_high"] = 1.2 * frame["base_price"]
+        frame["anchor_source"] = "recorded"
+        frame["yearly_factor"] = 0.9
+    return frame
 
 
 def _publish(settings, tmp_path, scores: pd.DataFrame, as_of: dt.date, run_id: str) -> str:
@@ -102,7 +113,9 @@ def test_scan_history_has_the_apps_fields_enums_and_top_ten(settings, db, tmp_pa
     assert set(scan) >= SCAN_REQUIRED
     assert scan["scanType"] in SCAN_TYPES and scan["scanType"] == "scheduled"
     assert scan["status"] in SCAN_STATUSES and scan["status"] == "completed"
-    assert scan["scanDate"] == dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    # A past night is charted on its own day, as its latest scan (was: midnight, so any
+    # automatic scan of the app that day hid it from the trends chart).
+    assert scan["scanDate"] == dt.datetime(2026, 3, 1, 23, 59, 59, 999000, tzinfo=dt.UTC)
     bands = scores["risk_band"].value_counts()
     assert (scan["highRisk"], scan["mediumRisk"], scan["lowRisk"]) == (
         bands["high"], bands["medium"], bands["low"])
@@ -123,10 +136,23 @@ def test_scan_history_has_the_apps_fields_enums_and_top_ten(settings, db, tmp_pa
     assert scan["scanDuration"] >= 90_000  # milliseconds since the run started
 
 
+def test_tonights_scan_carries_the_time_the_run_finished(settings, db, tmp_path) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    path = _publish(settings, tmp_path, _scores([20.0, 50.0, 80.0]), today, "run-t")
+    before = dt.datetime.now(dt.UTC)
+    write_app_views(settings.mongo.uri, settings, today, "run-t", path, _started())
+    after = dt.datetime.now(dt.UTC)
+    scan = db[SCAN_HISTORY_COLLECTION].find_one()
+    if after.date() == today:  # not run across midnight UTC
+        assert before - dt.timedelta(milliseconds=1) <= scan["scanDate"] <= after
+        assert scan["scanDate"] > dt.datetime.combine(today, dt.time(), tzinfo=dt.UTC)
+    assert scan["asOf"] == dt.datetime.combine(today, dt.time(), tzinfo=dt.UTC)
+
+
 def test_pricing_proposal_has_the_apps_fields_and_proposes_only_moved_plans(
     settings, db, tmp_path
 ) -> None:
-    scores = _scores([10.0 + i for i in range(30)])
+    scores = _scores([10.0 + i for i in range(30)], banded=True)
     path = _publish(settings, tmp_path, scores, NIGHT_1, "run-1")
     result = write_app_views(settings.mongo.uri, settings, NIGHT_1, "run-1", path, _started())
 
@@ -145,11 +171,21 @@ def test_pricing_proposal_has_the_apps_fields_and_proposes_only_moved_plans(
     assert set(proposal["projectedImpact"]) == {"revenueChange", "churnReduction",
                                                 "customersSaved"}
     [change] = proposal["changes"]  # Premium kept its price: not proposed
-    assert set(change) == CHANGE_REQUIRED
+    assert set(change) == CHANGE_REQUIRED | CHANGE_EXTRA
     assert change["plan"] == ObjectId(BASIC) and change["planName"] == "Basic"
     assert change["currentPrice"] == 499.0
     assert change["proposedPrice"] == round(499.0 * 0.9) == 449.0
     assert change["changePercent"] == pytest.approx((449 - 499) / 499 * 100, abs=0.01)
+    # The yearly list price at the plan's yearly discount (10% off 12 months).
+    assert change["proposedYearlyPrice"] == round(12 * 0.9 * 449.0)
+    assert (change["bandMin"], change["anchorPrice"], change["bandMax"]) == pytest.approx(
+        (0.8 * 499, 499.0, 1.2 * 499))
+    assert "Premium" in result.proposal_skipped and "within" in result.proposal_skipped["Premium"]
+    # A retried write of the same run gives the changes the same _ids; another run new ones.
+    write_app_views(settings.mongo.uri, settings, NIGHT_1, "run-1", path, _started())
+    assert db[PROPOSALS_COLLECTION].find_one()["changes"][0]["_id"] == change["_id"]
+    write_app_views(settings.mongo.uri, settings, NIGHT_1, "run-1b", path, _started())
+    assert db[PROPOSALS_COLLECTION].find_one()["changes"][0]["_id"] != change["_id"]
     basic_customers = int((scores["plan_id"] == BASIC).sum())
     assert proposal["projectedImpact"]["revenueChange"] == pytest.approx(-50.0 * basic_customers)
 
@@ -174,10 +210,28 @@ def test_rerun_of_the_same_night_does_not_duplicate_and_respects_admin_decisions
     assert result.proposal_id is None and "approved" in result.proposal_note
     assert [p["status"] for p in db[PROPOSALS_COLLECTION].find()] == ["approved"]
 
-    # The next night gets its own scan and proposal.
+    # The next night gets its own scan, but no proposal for a plan whose last one is
+    # approved and not yet applied (was: a second proposal on top of the first).
     path = _publish(settings, tmp_path, scores, NIGHT_2, "run-2")
-    write_app_views(settings.mongo.uri, settings, NIGHT_2, "run-2", path, _started())
+    result = write_app_views(settings.mongo.uri, settings, NIGHT_2, "run-2", path, _started())
     assert db[SCAN_HISTORY_COLLECTION].count_documents({}) == 2
+    assert db[PROPOSALS_COLLECTION].count_documents({"status": "pending"}) == 0
+    assert result.proposal_id is None
+    assert "approved but not yet applied" in result.proposal_skipped["Basic"]
+    assert "Basic" in result.proposal_note
+
+    # Applied (the app stamps updatedAt): the cool-down holds the plan ...
+    applied_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    db[PROPOSALS_COLLECTION].update_one({}, {"$set": {"status": "applied",
+                                                      "updatedAt": applied_at}})
+    result = write_app_views(settings.mongo.uri, settings, NIGHT_2, "run-2b", path, _started())
+    assert result.proposal_id is None and "cool-down" in result.proposal_skipped["Basic"]
+    # ... until it has passed; then the night proposes again.
+    cooldown = dt.timedelta(days=settings.pricing.proposal_cooldown_days)
+    db[PROPOSALS_COLLECTION].update_one(
+        {}, {"$set": {"updatedAt": dt.datetime.now(dt.UTC) - cooldown - dt.timedelta(hours=1)}})
+    result = write_app_views(settings.mongo.uri, settings, NIGHT_2, "run-2c", path, _started())
+    assert result.proposal_id is not None and result.proposal_plans == 1
     assert db[PROPOSALS_COLLECTION].count_documents({"status": "pending"}) == 1
 
 

@@ -21,7 +21,7 @@ from bbx.settings import Settings
 from simulator import simulate
 from tasks.extract import extract_collection, write_manifest
 from tasks.gate import DataValidationError, validate_lake
-from tasks.validate import REASON_COLUMN
+from tasks.validate import DUPLICATE_REASON, REASON_COLUMN
 
 AS_OF = dt.date(2026, 5, 1)
 TODAY = dt.date(2026, 11, 26)
@@ -106,7 +106,7 @@ def test_future_timestamp_is_quarantined(db, lenient) -> None:
     assert reasons == {str(doc["_id"]): "expect_column_values_to_be_between(timestamp)"}
 
 
-def test_duplicate_session_keeps_the_first_copy(db, lenient) -> None:
+def test_the_same_session_under_a_second_id_keeps_the_first_copy(db, lenient) -> None:
     original = db.usagelogs.find_one({"userId": customer(db)})
     copy = original | {"_id": ObjectId()}
     db.usagelogs.insert_one(copy)
@@ -115,9 +115,20 @@ def test_duplicate_session_keeps_the_first_copy(db, lenient) -> None:
     assert len(reasons) == 1
     (key, reason), = reasons.items()
     assert key in {str(original["_id"]), str(copy["_id"])}
-    assert reason == "duplicate of an earlier row on (user_id, timestamp)"
+    assert reason == DUPLICATE_REASON
     clean = pq.read_table(usage.clean_file).to_pandas()
     assert len({str(original["_id"]), str(copy["_id"])} & set(clean["session_id"])) == 1
+
+
+def test_sessions_the_app_wrote_in_one_hourly_batch_are_all_kept(db, settings) -> None:
+    user = customer(db)
+    batch = [session(user, deviceId=f"dev-{i}", download=gb * 1e9, deviceType=kind)
+             for i, (gb, kind) in enumerate(((0.4, "Mobile"), (1.9, "Desktop"), (0.8, "Tablet")))]
+    db.usagelogs.insert_many(batch)  # one timestamp to the millisecond, three sessions
+    usage = gate(settings)["usagelogs"]
+    clean = set(pq.read_table(usage.clean_file).column("session_id").to_pylist())
+    assert {str(d["_id"]) for d in batch} <= clean
+    assert usage.quarantined == 0
 
 
 def test_status_outside_the_enum_is_quarantined_and_known_extras_kept(db, lenient) -> None:

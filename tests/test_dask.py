@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from bbx.lake import SCORES_COLLECTION
 from bbx.settings import Settings
 from flows.nightly import nightly
+from flows.train import train
 from simulator import simulate
 
 pytestmark = pytest.mark.slow
@@ -112,7 +113,8 @@ def test_training_on_dask_uses_xgboost_dask_and_is_deterministic(
     from tasks.train import churn_params, churn_training_set
 
     monkeypatch.setenv("BBX_SCALE__DASK_ADDRESS", cluster)
-    summary = nightly(as_of=AS_OF, force_train=True, dry_run=True)
+    # The weekly retrain: trains and keeps its lake (a dry run removes its own).
+    summary = train(as_of=AS_OF)
     churn = summary["models"]["churn"]
     client = MlflowClient(tracking_uri=simulated.mlflow_uri)
     run = client.get_run(client.get_model_version("churn", churn["version"]).run_id)

@@ -309,6 +309,8 @@ def test_backfill_dates_are_inclusive_and_a_reversed_range_is_refused() -> None:
         AS_OF, AS_OF + dt.timedelta(days=1), AS_OF + dt.timedelta(days=2)]
     with pytest.raises(BackfillRangeError, match="reversed"):
         nights(AS_OF, AS_OF - dt.timedelta(days=1))
+    with pytest.raises(BackfillRangeError, match="after today"):
+        nights(AS_OF, AS_OF + dt.timedelta(days=1), today=AS_OF)
 
 
 @pytest.mark.slow
@@ -323,13 +325,14 @@ def test_backfill_runs_each_night_once_and_never_replaces_a_newer_night(
     first, last = AS_OF - dt.timedelta(days=1), AS_OF
 
     result = backfill(start_date=first, end_date=last)
-    assert result == {"ran": [first.isoformat(), last.isoformat()], "skipped": []}
+    assert (result["ran"], result["skipped"], result["failed"]) == (
+        [first.isoformat(), last.isoformat()], [], [])
     assert db[SCORES_COLLECTION].distinct("asOf") == [dt.datetime(2026, 6, 1, tzinfo=dt.UTC)]
     assert db[SCAN_HISTORY_COLLECTION].count_documents({}) == 2
     assert db[MODEL_METRICS_COLLECTION].count_documents({}) == 2
 
     again = backfill(start_date=first, end_date=last)  # idempotent: nothing to redo
-    assert again == {"ran": [], "skipped": [first.isoformat(), last.isoformat()]}
+    assert (again["ran"], again["skipped"]) == ([], [first.isoformat(), last.isoformat()])
 
     # Forcing the older night again records it but the app keeps the newer one.
     backfill(start_date=first, end_date=first, skip_done=False, train=False)

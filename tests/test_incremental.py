@@ -82,9 +82,9 @@ def test_second_run_reads_only_the_increment_and_history_is_complete(
     assert dt.datetime.fromisoformat(usage.watermark) == new_time
 
     version = json.loads(Path(validations["usagelogs"].history_file).read_text())
-    assert version["parts"] == [
-        str(lake.clean_path(settings.lake_dir, "usagelogs", AS_OF)),
-        str(lake.clean_path(settings.lake_dir, "usagelogs", next_day)),
+    assert version["parts"] == [  # relative to the lake: a moved home keeps working
+        f"clean/usagelogs/dt={AS_OF}/part-0.parquet",
+        f"clean/usagelogs/dt={next_day}/part-0.parquet",
     ]
     history = read_table("usagelogs", validations["usagelogs"].history_file)
     assert "dt" not in history.columns
@@ -190,7 +190,7 @@ def test_full_refresh_after_the_configured_days(settings: Settings, simulated) -
     extracts, validations = _run(weekly, day2)
     assert extracts["usagelogs"].mode == FULL
     version = json.loads(Path(validations["usagelogs"].history_file).read_text())
-    assert version["parts"] == [str(lake.clean_path(settings.lake_dir, "usagelogs", day2))]
+    assert version["parts"] == [f"clean/usagelogs/dt={day2}/part-0.parquet"]
 
 
 def test_volume_against_the_previous_run_is_reported(settings: Settings, simulated) -> None:
@@ -360,3 +360,49 @@ def test_one_client_serves_every_collection_of_a_run(settings: Settings, simulat
     reopened = mongo_client(uri, settings)  # closed cleanly; the next run connects again
     assert reopened is not client
     assert reopened[settings.mongo.database].users.estimated_document_count() > 0
+
+
+def test_a_moved_home_keeps_its_history(settings: Settings, simulated, tmp_path: Path) -> None:
+    import shutil
+
+    _run(settings, AS_OF)
+    moved_home = tmp_path / "moved-home"
+    shutil.move(settings.home, moved_home)
+    moved = settings.model_copy(update={"home": moved_home})
+    next_day = AS_OF + dt.timedelta(days=1)
+    customer = simulated.subscriptions.find_one({"status": "active"})["user"]
+    simulated.usagelogs.insert_one(
+        _session(customer, dt.datetime.combine(next_day, dt.time(9), tzinfo=dt.UTC)))
+    second, validations = _run(moved, next_day)
+    assert second["usagelogs"].mode == INCREMENTAL  # the old manifests still seed the marks
+    history = read_table("usagelogs", validations["usagelogs"].history_file)
+    assert len(history) == simulated.usagelogs.count_documents({})
+    assert not settings.home.exists()  # nothing was written back into the old place
+
+
+def test_pointing_a_used_home_at_another_database_stops_clearly(
+    settings: Settings, simulated, mongo_client
+) -> None:
+    from tasks.lake_source import LakeSourceMismatchError
+
+    _run(settings, AS_OF)
+    recorded = json.loads(lake.source_path(settings.lake_dir).read_text())
+    assert recorded["database"] == settings.mongo.database
+    other_name = settings.mongo.database + "_other"
+    simulate(mongo_client[other_name], customers=30, days=20, seed=9,
+             end=AS_OF - dt.timedelta(days=1))
+    other = settings.model_copy(
+        update={"mongo": settings.mongo.model_copy(update={"database": other_name})})
+    try:
+        with pytest.raises(LakeSourceMismatchError, match=(
+                f"holds the history of database '{settings.mongo.database}'.*points at "
+                f"database '{other_name}'.*separate home")):
+            extract_collection(other.mongo.uri, other, "users", AS_OF + dt.timedelta(days=1),
+                               today=TODAY)
+        # The lake is untouched: no raw partition of the other database was written.
+        assert not lake.raw_path(settings.lake_dir, "users", AS_OF + dt.timedelta(days=1)).exists()
+        # The same database under another home is fine (a second home is a fresh lake).
+        fresh = other.model_copy(update={"home": settings.home.parent / "other-home"})
+        assert extract_collection(fresh.mongo.uri, fresh, "users", AS_OF, today=TODAY).rows > 0
+    finally:
+        mongo_client.drop_database(other_name)

@@ -59,7 +59,7 @@ def test_no_pii_in_any_lake_file_or_mlflow_artifact(flow_env: Settings, mongo_cl
     texts, names = _pii(db)
     assert len(texts) > 600 and names
 
-    summary = nightly(as_of=AS_OF, dry_run=True)
+    summary = nightly(as_of=AS_OF)  # a real night: a dry run removes its lake at the end
     _assert_gate_artifacts(summary["run_id"], flow_env)
 
     home = flow_env.home

@@ -178,3 +178,20 @@ def test_logged_headline_metric_is_the_latest_cutoff_alone(
     params = MlflowClient(tracking_uri=home_settings.mlflow_uri).get_run(
         trained.run_id).data.params
     assert all(pd.Timestamp(d, tz="UTC") < latest for d in params["cutoffs"].split(","))
+
+
+def test_a_moved_home_with_an_mlflow_store_stops_clearly(tmp_path: Path) -> None:
+    import shutil
+
+    first = load_settings(home=tmp_path / "first")
+    registry.configure(first, "churn")
+    moved = load_settings(home=tmp_path / "moved")
+    shutil.copytree(first.home, moved.home)
+    with pytest.raises(registry.MlflowStoreMovedError,
+                       match=r"keeps experiment 'churn' artifacts at .*first.*copied or moved"):
+        registry.configure(moved, "churn")
+    # The night checks before it extracts anything.
+    with pytest.raises(registry.MlflowStoreMovedError):
+        registry.check_store_location(moved)
+    registry.check_store_location(first)
+    registry.configure(first, "churn")  # the original home still works

@@ -15,6 +15,7 @@ import pytest
 from bbx.lake import OBJECT_ID, TABLES
 from bbx.settings import PROJECT_ROOT
 from tasks.validate import (
+    DUPLICATE_REASON,
     ORPHAN_REASON,
     REASON_COLUMN,
     SEVERITIES,
@@ -261,13 +262,55 @@ def test_empty_event_table_only_warns(validate: Validate) -> None:
     assert any("expect_table_row_count_to_be_between" in w for w in result.warnings)
 
 
-def test_duplicate_key_stops(validate: Validate) -> None:
+def test_a_document_read_twice_is_kept_once_as_its_latest_copy(
+    validate: Validate, caplog: pytest.LogCaptureFixture
+) -> None:
     rows = raw_rows("subscriptions", 10)
-    rows[5]["subscription_id"] = rows[4]["subscription_id"]
-    with pytest.raises(
-        DataValidationError, match=r"expect_column_values_to_be_unique\(subscription_id\): 2 of 10"
-    ):
-        validate("subscriptions", rows)
+    # The cursor met subscription 4 again after the app cancelled it mid-scan.
+    reread = rows[4] | {"subscription_status": "cancelled",
+                        "updated_at": rows[4]["updated_at"] + dt.timedelta(minutes=5)}
+    rows.insert(2, reread)
+    with caplog.at_level("INFO", logger="tasks.validate"):
+        result = validate("subscriptions", rows)
+    assert (result.rows, result.quarantined, result.repeated_reads) == (10, 0, 1)
+    clean = pq.read_table(result.clean_file).to_pandas().set_index("subscription_id")
+    assert clean.index.is_unique
+    assert clean.loc[rows[5]["subscription_id"], "subscription_status"] == "cancelled"
+    assert "subscriptions: 0 of 10 rows quarantined; 1 repeated reads" in caplog.text
+
+
+def test_same_timestamp_sessions_under_different_ids_are_all_kept(validate: Validate) -> None:
+    # The app's hourly generator writes 1-3 sessions per user sharing one timestamp.
+    rows = raw_rows("usagelogs", 10)
+    for i, gb in ((1, 0.7), (2, 2.3)):
+        rows[i] |= {"user_id": rows[0]["user_id"], "timestamp": rows[0]["timestamp"],
+                    "download_gb": gb}
+    result = validate("usagelogs", rows)
+    assert (result.quarantined, result.repeated_reads) == (0, 0)
+    assert pq.read_table(result.clean_file).num_rows == 10
+
+
+def test_the_same_event_written_twice_is_quarantined_and_logged(
+    validate: Validate, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = raw_rows("usagelogs", 10)
+    rows.append(rows[3] | {"session_id": object_id(999)})
+    with caplog.at_level("INFO", logger="tasks.validate"):
+        result = validate("usagelogs", rows)
+    assert result.quarantined == 1
+    assert quarantined_reasons(result) == [DUPLICATE_REASON]
+    assert result.quarantine_reasons == {DUPLICATE_REASON: 1}
+    clean = pq.read_table(result.clean_file).column("session_id").to_pylist()
+    assert object_id(3) in clean and object_id(999) not in clean
+    assert f"usagelogs: 1 of 11 rows (9.09%) quarantined: {DUPLICATE_REASON} (1)" in caplog.text
+
+
+def test_quarantine_is_logged_even_when_nothing_is_quarantined(
+    validate: Validate, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="tasks.validate"):
+        validate("payments", raw_rows("payments", 5))
+    assert "payments: 0 of 5 rows quarantined" in caplog.text
 
 
 def test_known_extra_status_is_kept_with_warning(validate: Validate) -> None:
@@ -364,3 +407,12 @@ def test_column_of_the_wrong_type_stops(validate: Validate, tmp_path: Path) -> N
 def test_users_own_key_is_not_checked_for_orphans(validate: Validate) -> None:
     result = validate("users", raw_rows("users", 5), known_user_ids=set())
     assert result.quarantined == 0
+
+
+def test_two_logins_of_one_user_in_one_millisecond_are_both_kept(validate: Validate) -> None:
+    # A login row in the lake is only who and when: that is never "the same document".
+    rows = raw_rows("auditlogs", 6)
+    rows[1] |= {"user_id": rows[0]["user_id"], "timestamp": rows[0]["timestamp"]}
+    result = validate("auditlogs", rows)
+    assert result.quarantined == 0
+    assert pq.read_table(result.clean_file).num_rows == 6
