@@ -166,16 +166,20 @@ def _yesterday() -> dt.date:
 
 
 def _simulate(customers: int, days: int, seed: int, end: dt.date, dirty: bool | None = None,
-              future_days: int | None = None) -> None:
+              future_days: int | None = None, scenario: str | None = None,
+              history_days: int | None = None) -> None:
     from bbx.mongo import connect, mongo_uri
     from simulator import SimulationSpec, simulate
 
     settings = load_settings()
     sim = settings.simulation
+    scenario = scenario or sim.scenario
     spec = SimulationSpec(
         customers=customers, days=days, seed=seed, end=end,
         sessions_per_day=sim.sessions_per_day, annual_churn=sim.annual_churn,
         future_days=sim.future_days if future_days is None else future_days,
+        scenario=scenario,
+        history_days=(history_days or sim.history_days) if scenario == "short-history" else None,
     )
     with mongo_uri(settings) as uri:
         client = connect(uri, settings)
@@ -185,6 +189,7 @@ def _simulate(customers: int, days: int, seed: int, end: dt.date, dirty: bool | 
                 end=end, sessions_per_day=spec.sessions_per_day,
                 annual_churn=spec.annual_churn, future_days=spec.future_days,
                 dirty=sim.dirty if dirty is None else dirty, progress=_say,
+                scenario=spec.scenario, history_days=spec.history_days,
             )
         finally:
             client.close()
@@ -250,6 +255,12 @@ def simulate(
         "--dirty/--clean", help="Inject the app's usual dirt (default: simulation.dirty).")] = None,
     future_days: Annotated[int | None, typer.Option(
         help="Days simulated after `end`, kept only in the truth.")] = None,
+    scenario: Annotated[str | None, typer.Option(
+        help="Churn population: default, contract-driven, short-history or drift "
+        "(default: simulation.scenario).")] = None,
+    history_days: Annotated[int | None, typer.Option(
+        help="short-history: days of usage logs and logins kept "
+        "(default: simulation.history_days).")] = None,
     continue_days: Annotated[int | None, typer.Option(
         "--continue-days", min=1,
         help="Continue the world already in the database by this many days (the app's "
@@ -264,9 +275,16 @@ def simulate(
     if continue_days is not None:
         _continue(continue_days, sim.seed if seed is None else seed, app_writers)
         return
+    try:
+        from simulator.scenarios import check
+
+        check(scenario or sim.scenario, history_days)
+    except ValueError as exc:
+        _fail(str(exc))
     _simulate(customers or sim.customers, days or sim.days,
               sim.seed if seed is None else seed, end.date() if end else _yesterday(),
-              dirty=dirty, future_days=future_days)
+              dirty=dirty, future_days=future_days, scenario=scenario,
+              history_days=history_days)
 
 
 # --- evaluate ------------------------------------------------------------------

@@ -17,6 +17,13 @@ the same rows (the Bayes-optimal reference, i.e. the ceiling):
   ece: expected calibration error over 10 equal-width bins of p on [0, 1]
   (the last bin includes 1): sum over bins of (rows in bin / rows) x
   |observed churn rate in bin - mean p in bin|.
+The observable reference (simulator/observable.py) on the same rows and threshold:
+the probability of cancelling within 30 days given what the app's documents show up to
+the as-of date (for a wind-down world, a forward filter over the simulator's model of
+daily sessions and logins given each customer's latent rates; in contract-driven, the
+true hazard itself). Unlike the oracle it is reachable: the goal a model is held to.
+It needs the simulation's spec (`<home>/simulation/spec.json`, written by `bbx
+simulate`) to rebuild the world, and reads the last weeks of usagelogs and logins.
 Segments: adjusted Rand index of the pipeline's segment_id against the latent
 segment. Undefined figures (e.g. AUC with no churner) are None (null in JSON).
 """
@@ -128,10 +135,12 @@ def churn_metrics(
     }
 
 
-def compare(scores: pd.DataFrame, truth: pd.DataFrame, definition: str) -> dict:
+def compare(scores: pd.DataFrame, truth: pd.DataFrame, definition: str,
+            observable: pd.DataFrame | None = None) -> dict:
     """The figures, from scores (user_id, as_of, churn_probability, decision_threshold,
     segment_id) and truth (user_id, as_of, latent_segment, p_cancel_30d, p_leave_30d,
-    cancelled_30d, left_30d). Only customers in both are compared."""
+    cancelled_30d, left_30d), and the observable reference (as_of, user_id,
+    p_observable_30d) when given. Only customers in both scores and truth are compared."""
     from sklearn.metrics import adjusted_rand_score
 
     true_p, outcome = (
@@ -146,13 +155,21 @@ def compare(scores: pd.DataFrame, truth: pd.DataFrame, definition: str) -> dict:
         )
     y = rows[outcome].to_numpy(dtype=int)
     threshold = rows["decision_threshold"].to_numpy(dtype=float)
+    churn = {
+        "model": churn_metrics(y, rows["churn_probability"].to_numpy(float), threshold),
+        "bayes": churn_metrics(y, rows[true_p].to_numpy(float), threshold),
+        "n": int(len(rows)),
+        "positives": int(y.sum()),
+    }
+    if observable is not None:
+        reference = rows[["as_of", "user_id"]].merge(observable, on=["as_of", "user_id"],
+                                                     how="left")["p_observable_30d"]
+        if reference.isna().any():
+            raise LookupError(f"{int(reference.isna().sum())} compared customers have no "
+                              "observable reference: is the spec of this simulation?")
+        churn["observable"] = churn_metrics(y, reference.to_numpy(float), threshold)
     return {
-        "churn": {
-            "model": churn_metrics(y, rows["churn_probability"].to_numpy(float), threshold),
-            "bayes": churn_metrics(y, rows[true_p].to_numpy(float), threshold),
-            "n": int(len(rows)),
-            "positives": int(y.sum()),
-        },
+        "churn": churn,
         "segments": {"ari": float(adjusted_rand_score(rows["latent_segment"], rows["segment_id"]))},
     }
 
@@ -170,7 +187,72 @@ def evaluate(settings: Settings, db, as_of_dates: Sequence[dt.date]) -> dict:
         )
     scores = read_scores(settings.lake_dir, as_of_dates)
     truth = read_truth(db, as_of_dates)
-    return compare(scores, truth, settings.churn.definition)
+    observable = observable_reference(db, simulation_spec(settings), as_of_dates)
+    return compare(scores, truth, settings.churn.definition, observable)
+
+
+def simulation_spec(settings: Settings):
+    """The spec `bbx simulate` saved (what rebuilds the simulated world)."""
+    from simulator.truth import TruthUnavailableError
+    from simulator.world import SimulationSpec
+
+    path = settings.home / "simulation" / "spec.json"
+    if not path.exists():
+        raise TruthUnavailableError(
+            f"no simulation spec at {path}: the observable reference rebuilds the world "
+            "from it; run `bbx simulate` (it writes the spec)"
+        )
+    return SimulationSpec.load(path)
+
+
+def observable_reference(db, spec, as_of_dates: Sequence[dt.date]) -> pd.DataFrame:
+    """as_of, user_id, p_observable_30d for every customer live at each date, from the
+    documents of the days before it (usagelogs, login auditlogs) and the rebuilt world."""
+    from simulator.observable import ActivityDays, observable_probability
+    from simulator.scenarios import decline_range
+    from simulator.truth import TruthUnavailableError
+    from simulator.world import build_world
+
+    world = build_world(spec)
+    ids = world.user_ids
+    position = {user: i for i, user in enumerate(ids)}
+    frames = []
+    for as_of in as_of_dates:
+        day = world.day_index(as_of)
+        lookback = decline_range(spec.scenario)[1]
+        activity = None
+        if lookback:
+            activity = ActivityDays(world, day, lookback)
+            end = dt.datetime(as_of.year, as_of.month, as_of.day, tzinfo=dt.UTC)
+            window = {"$gte": end - dt.timedelta(days=lookback), "$lt": end}
+            sessions = list(db["usagelogs"].find(
+                {"timestamp": window},
+                {"_id": 0, "userId": 1, "timestamp": 1, "download": 1, "sessionDuration": 1}))
+            logins = list(db["auditlogs"].find(
+                {"action": "login", "timestamp": window}, {"_id": 0, "userId": 1,
+                                                            "timestamp": 1}))
+            activity.add_sessions(
+                np.array([position.get(str(d["userId"]), -1) for d in sessions], dtype=int),
+                np.array([_epoch(d["timestamp"]) for d in sessions], dtype=np.int64),
+                np.array([float(d.get("download") or 0.0) for d in sessions]),
+                np.array([float(d.get("sessionDuration") or 0.0) for d in sessions]),
+            )
+            activity.add_logins(
+                np.array([position.get(str(d["userId"]), -1) for d in logins], dtype=int),
+                np.array([_epoch(d["timestamp"]) for d in logins], dtype=np.int64),
+            )
+        p = observable_probability(world, day, activity)
+        live = ~np.isnan(p)
+        if not live.any():
+            raise TruthUnavailableError(f"no customer of the simulation is live at {as_of}")
+        frames.append(pd.DataFrame({"as_of": as_of, "user_id": np.asarray(ids)[live],
+                                    "p_observable_30d": p[live]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _epoch(when: dt.datetime) -> int:
+    aware = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return int(aware.timestamp())
 
 
 def format_table(figures: dict, as_of_dates: Sequence[dt.date]) -> str:
@@ -179,10 +261,10 @@ def format_table(figures: dict, as_of_dates: Sequence[dt.date]) -> str:
     lines = [
         f"as-of {dates}: {churn['n']:,} scored customers, "
         f"{churn['positives']:,} churned within {TRUTH_HORIZON_DAYS} days",
-        f"{'churn':<10} {'model':>8} {'bayes':>8}",
+        f"{'churn':<10} {'model':>8} {'observ.':>8} {'bayes':>8}",
     ]
     for key in METRIC_KEYS:
-        cells = [churn[who][key] for who in ("model", "bayes")]
+        cells = [churn.get(who, {}).get(key) for who in ("model", "observable", "bayes")]
         lines.append(
             f"{key:<10} " + " ".join(f"{'n/a' if v is None else f'{v:.3f}':>8}" for v in cells)
         )

@@ -61,6 +61,12 @@ class ChurnSettings(BaseModel):
         description="Days between training cutoffs. Weekly (closer than the horizon) lets the "
         "model see leavers' wind-downs at every stage, not only where a monthly one falls.",
     )
+    cutoff_candidates: list[tuple[int, int]] = Field(
+        default=[(1, 1), (3, 1), (7, 1), (15, 1), (7, 2)],
+        description="(count, every): candidate training sets of `count` built cutoffs before "
+        "the latest labelled one, every `every`-th; the one whose booster ranks the latest "
+        "labelled cutoff best (out of time) is trained on.",
+    )
     risk_score_horizon_days: int = Field(
         default=365,
         ge=1,
@@ -390,6 +396,16 @@ class SimulationSettings(BaseModel):
     )
     dirty: bool = Field(
         default=False, description="Inject the app's usual dirt (counted in the report)."
+    )
+    scenario: Literal["default", "contract-driven", "short-history", "drift"] = Field(
+        default="default",
+        description="Churn population (simulator/scenarios.py): default; contract-driven "
+        "(hazard from what the documents show, no wind-down); short-history (usage logs "
+        "and logins only for the last history_days days); drift (one segment's hazard "
+        "rises inside the history).",
+    )
+    history_days: int = Field(
+        default=60, ge=1, description="short-history: days of usage logs and logins kept."
     )
 
 

@@ -2,15 +2,17 @@
 
 The training matrix: a synthetic lake (tests/unit/synthetic.py: planted churn
 signal, bbx/lake.py's columns) of --base-customers customers, turned into
-point-in-time training rows at 4 monthly cutoffs by the real feature code, then
-*resampled by customer* (with replacement, each copy a new customer id) up to
---rows customer-cutoffs. Resampled copies make the data look bigger than its
-information, which is fine for timing, not for judging accuracy.
+point-in-time training rows at the configured cutoffs (churn.training_cutoffs,
+cutoff_spacing_days) by the real feature code, then *resampled by customer* (with
+replacement, each copy a new customer id) up to --rows customer-cutoffs. Resampled
+copies make the data look bigger than its information, which is fine for timing, not
+for judging accuracy.
 
 Figures printed:
-- training: split, tuning with the default budget (churn.tuning_trials) and
-  early stopping, calibration, test evaluation (wall seconds; goal < 300 s on
-  2 cores for 100k rows);
+- training: split, the out-of-time choice of training cutoffs (one booster per
+  churn.cutoff_candidates), tuning with the default budget (churn.tuning_trials) and
+  early stopping, calibration on the latest labelled cutoff, test evaluation (wall
+  and CPU seconds; goal < 300 s wall on 2 cores for 100k rows);
 - scoring: ChurnModel.predict_proba on the feature DataFrame vs a raw
   Booster.predict on a DMatrix of the same float32 matrix (goal ratio <= 1.3),
   and the reasons' cost (pred_contribs + words) per 100k customers.
@@ -26,14 +28,19 @@ import pandas as pd
 
 
 def _training_matrix(base_customers: int, rows: int, seed: int) -> tuple[pd.DataFrame, float]:
+    import datetime as dt
+
+    from bbx.settings import load_settings
+    from features.cutoffs import training_cutoffs
     from features.training import build_training_set
     from tests.unit.synthetic import make_tables
 
+    c = load_settings().churn
     started = time.perf_counter()
     tables = make_tables(n_customers=base_customers, seed=seed)
-    as_of = pd.Timestamp("2026-06-01", tz="UTC")
-    cutoffs = [as_of - pd.Timedelta(days=30 + 30 * i) for i in range(4)]
-    base = build_training_set(tables, cutoffs, 30, "cancelled")
+    cutoffs = training_cutoffs(dt.date(2026, 6, 1), c.horizon_days, c.training_cutoffs,
+                               c.cutoff_spacing_days)
+    base = build_training_set(tables, cutoffs, c.horizon_days, c.definition)
     build_seconds = time.perf_counter() - started
     rng = np.random.default_rng(seed)
     customers = base["user_id"].unique()
@@ -65,9 +72,10 @@ def main(argv: list[str]) -> None:
     import xgboost as xgb
 
     from bbx.settings import load_settings
+    from features.cutoffs import cutoff_candidates
     from features.registry import CHURN_FEATURE_NAMES
     from features.training import split_train_valid_test
-    from models.churn import N_THREADS, evaluate_churn, tune_churn_model
+    from models.churn import N_THREADS, evaluate_churn, fit_churn_model
     from models.reasons import churn_reasons, reasons_to_json
     from tasks.train import churn_params
 
@@ -77,21 +85,25 @@ def main(argv: list[str]) -> None:
     names = list(CHURN_FEATURE_NAMES)
     data, build_seconds = _training_matrix(args.base_customers, args.rows, args.seed)
     print(f"matrix: {len(data):,} customer-cutoffs × {len(names)} features "
-          f"(resampled from {args.base_customers:,} synthetic customers × 4 cutoffs; "
+          f"(resampled from {args.base_customers:,} synthetic customers × "
+          f"{data['cutoff'].nunique()} cutoffs; "
           f"building those took {build_seconds:.1f}s), churn rate {data['label'].mean():.3f}, "
           f"{N_THREADS} xgboost threads")
 
     started, cpu_started = time.perf_counter(), time.process_time()
     splits = split_train_valid_test(data, c.validation_share, c.test_share, c.test_cutoffs,
                                     c.seed)
-    model, history = tune_churn_model(splits.train, splits.valid, names, churn_params(settings),
-                                      trials)
+    candidates = cutoff_candidates(sorted(data["cutoff"].unique()), c.test_cutoffs,
+                                   list(c.cutoff_candidates))
+    model, history, choice = fit_churn_model(splits.train, splits.valid, splits.calibration,
+                                             candidates, names, churn_params(settings), trials)
     metrics = evaluate_churn(splits.test["label"].to_numpy(),
                              model.predict_proba(splits.test), model.threshold)
     train_seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
     print(f"training: {train_seconds:.1f}s wall, {cpu_seconds:.1f}s CPU (both threads; "
-          f"load average now {_load():.1f}) for {trials} trials "
+          f"load average now {_load():.1f}) for {len(candidates)} cutoff candidates "
+          f"(kept {choice.name}) + {trials} trials "
           f"(train {len(splits.train):,} / valid {len(splits.valid):,} / "
           f"test {len(splits.test):,} rows; best trees {model.best_iteration + 1}; "
           f"goal < 300s) {'OK' if train_seconds < 300 else 'OVER'}")

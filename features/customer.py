@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features import account
+from features.coverage import Coverage, EventDays, event_days
 from features.registry import CHURN_CONTEXT_COLUMNS, CHURN_FEATURE_NAMES
 from features.subscriptions import current_subscription, subscription_lifecycle, to_utc, utc_series
 
@@ -132,13 +134,19 @@ def customer_since(tables: LakeTables, population: pd.DataFrame) -> pd.Series:
     return since.fillna(population["start_date"])
 
 
-def build_churn_features(tables: LakeTables, cutoff: pd.Timestamp) -> pd.DataFrame:
+def build_churn_features(
+    tables: LakeTables, cutoff: pd.Timestamp, lake_days: EventDays | None = None
+) -> pd.DataFrame:
     """One row per customer live at `cutoff`; index user_id.
 
     Columns: CHURN_CONTEXT_COLUMNS (subscription_id, plan_id, billing_cycle), then
-    CHURN_FEATURE_NAMES in registry order.
+    CHURN_FEATURE_NAMES in registry order. Where each source's history begins is read
+    from its events before the cutoff (features/coverage.py): from `lake_days` (the
+    whole lake's, when `tables` is one bucket of customers), else from `tables`;
+    windowed per-day rates divide by the covered days of their window.
     """
     cutoff = to_utc(cutoff)
+    coverage = (event_days(tables) if lake_days is None else lake_days).coverage(cutoff)
     pop = customer_population(tables, cutoff)
     idx = pd.Index(pop.index, name="user_id")
     out = pd.DataFrame(index=idx)
@@ -267,13 +275,15 @@ def build_churn_features(tables: LakeTables, cutoff: pd.Timestamp) -> pd.DataFra
     )
 
     # Against the customer's own baseline (per day, so windows compare).
+    # Per day over the covered part of the 90 days (a short usage history is not a drop).
+    days_90 = max(coverage.covered_days("usagelogs", cutoff, 90.0), 7.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        per_day_90 = np.where(gb_90 > 0, gb_90 / 90.0, np.nan)
+        per_day_90 = np.where(gb_90 > 0, gb_90 / days_90, np.nan)
         out["usage_ratio_7d_90d"] = (out["usage_gb_7d"].to_numpy() / 7.0) / per_day_90
         out["usage_ratio_14d_90d"] = (usage.total(gb, usage.mask(14)) / 14.0) / per_day_90
         sessions_90 = usage.count(last90)
         out["sessions_ratio_7d_90d"] = (usage.count(last7) / 7.0) / np.where(
-            sessions_90 > 0, sessions_90 / 90.0, np.nan
+            sessions_90 > 0, sessions_90 / days_90, np.nan
         )
     last_session = np.full(len(idx), 90.0)
     np.minimum.at(last_session, usage.pos[last90], usage.age_days[last90])
@@ -291,10 +301,42 @@ def build_churn_features(tables: LakeTables, cutoff: pd.Timestamp) -> pd.DataFra
     overdue = ((due < cutoff) & (paid.isna() | (paid >= cutoff))).fillna(False)
     out["overdue_invoices"] = issued.count(overdue.to_numpy(dtype=bool))
 
+    for name, values in _account_features(
+        tables, pop, idx, cutoff, coverage, since, usage, tickets_all
+    ).items():
+        out[name] = values
+
     context = pop[["subscription_id", "plan_id", "billing_cycle"]]
     result = pd.concat([context, out[list(CHURN_FEATURE_NAMES)]], axis=1)
     assert tuple(result.columns[: len(CHURN_CONTEXT_COLUMNS)]) == CHURN_CONTEXT_COLUMNS
     return result
+
+
+def _account_features(
+    tables: LakeTables, pop: pd.DataFrame, idx: pd.Index, cutoff: pd.Timestamp,
+    coverage: Coverage, since: pd.Series, usage: Events, tickets: Events,
+) -> dict[str, np.ndarray]:
+    """Lifetime complaints and failures, contract terms, payment method, spend, age band,
+    devices, plan changes and coverage (features/account.py)."""
+    out = account.coverage_features(coverage, cutoff, since)
+    out |= account.complaint_features(tickets, out["ticket_history_months"])
+    pay = tables.payments
+    failed_time = utc_series(pay["failed_at"]).fillna(
+        utc_series(pay["created_at"]).where(pay["payment_status"].eq("failed"))
+    )
+    failures = events_before(pay, failed_time, idx, cutoff, max_days=None)
+    attempts = events_before(pay, pay["created_at"], idx, cutoff, max_days=None)
+    paid_rows = pay[pay["payment_status"].isin(account.PAID_STATUSES)]
+    paid_time = utc_series(paid_rows["captured_at"]).fillna(utc_series(paid_rows["created_at"]))
+    paid = events_before(paid_rows, paid_time, idx, cutoff, max_days=None)
+    out |= account.failure_features(failures, paid, out["payment_history_months"])
+    out |= account.payment_method_features(attempts)
+    out |= account.spend_features(paid, out["payment_history_months"])
+    out |= account.contract_features(tables, pop)
+    out["age_band"] = account.age_band(tables, idx, cutoff)
+    out["device_types_90d"] = account.device_types(usage)
+    out |= account.plan_changes(tables, idx, cutoff)
+    return out
 
 
 def _daily_matrix(pos: np.ndarray, age: np.ndarray, n: int, weights: np.ndarray | None = None,

@@ -24,3 +24,25 @@ def training_cutoffs(
     """
     latest = as_of_cutoff(as_of) - pd.Timedelta(days=horizon_days)
     return [latest - pd.Timedelta(days=spacing_days * i) for i in reversed(range(count))]
+
+
+def cutoff_candidates(
+    cutoffs: list[pd.Timestamp], held_out: int, candidates: list[tuple[int, int]]
+) -> dict[str, list[pd.Timestamp]]:
+    """Candidate training cutoffs, each a subset of the built `cutoffs` before the
+    `held_out` latest ones (the out-of-time check's): `(count, every)` takes the `count`
+    cutoffs nearest the held-out ones, every `every`-th. Named "<count>x<every>"; a
+    candidate the built cutoffs cannot hold is dropped (at least one always stays: the
+    nearest earlier cutoff alone)."""
+    earlier = sorted(cutoffs)[:-held_out] if held_out else sorted(cutoffs)
+    if not earlier:
+        raise ValueError("no cutoff before the held-out ones to train on")
+    newest_first = earlier[::-1]
+    chosen: dict[str, list[pd.Timestamp]] = {}
+    for count, every in candidates:
+        if count < 1 or every < 1:
+            raise ValueError(f"cutoff candidate {(count, every)}: count and every must be >= 1")
+        picked = newest_first[::every][:count]
+        if len(picked) == count:
+            chosen[f"{count}x{every}"] = sorted(picked)
+    return chosen or {"1x1": newest_first[:1]}

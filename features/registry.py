@@ -285,6 +285,174 @@ CHURN_FEATURES: tuple[Feature, ...] = (
         "supporttickets",
         14,
     ),
+    # Coverage: how much of each source's history the row's features could see
+    # (features/coverage.py; docs/features.md "Coverage").
+    Feature(
+        "usage_covered_days",
+        "Days of usagelogs history before the cutoff (from the source's first recorded day, "
+        "the lake's coverage), up to 126: windowed usage features count only these days and "
+        "per-day rates divide by them.",
+        "usagelogs",
+        126,
+    ),
+    Feature(
+        "login_covered_days",
+        "Days of login history (auditlogs) before the cutoff, up to 126.",
+        "auditlogs",
+        126,
+    ),
+    Feature(
+        "ticket_history_months",
+        "Months of the customer's tenure that the ticket history covers: from the later of "
+        "customer_since and the tickets' first recorded day, to the cutoff.",
+        "supporttickets",
+        None,
+    ),
+    Feature(
+        "payment_history_months",
+        "Months of the customer's tenure that the payment history covers (as "
+        "ticket_history_months, for payments).",
+        "payments",
+        None,
+    ),
+    # Complaints over the whole covered tenure, not only the last weeks.
+    Feature("support_tickets_365d", "Support tickets created in the last 365 days.",
+            "supporttickets", 365),
+    Feature(
+        "support_tickets_lifetime",
+        "Support tickets created before the cutoff, over the covered tenure.",
+        "supporttickets",
+        None,
+    ),
+    Feature(
+        "support_tickets_per_year",
+        "support_tickets_lifetime per 12 months of ticket_history_months (at least one "
+        "month): a rate that does not grow with how long the history is.",
+        "supporttickets",
+        None,
+    ),
+    Feature(
+        "high_priority_tickets_lifetime",
+        "Tickets of priority high or urgent, over the covered tenure (priority as stored).",
+        "supporttickets",
+        None,
+    ),
+    Feature("billing_tickets_90d", "Tickets of category billing in the last 90 days.",
+            "supporttickets", 90),
+    *(
+        Feature(
+            f"{category}_tickets_lifetime",
+            f"Tickets of category {category} over the covered tenure (category is set when "
+            "the ticket is opened).",
+            "supporttickets",
+            None,
+        )
+        for category in ("technical", "billing", "service", "account", "network", "general")
+    ),
+    # Failed payments over the tenure.
+    Feature(
+        "payment_failures_365d",
+        "Failed payment attempts (as payment_failures_90d) in the last 365 days.",
+        "payments",
+        365,
+    ),
+    Feature(
+        "payment_failures_lifetime",
+        "Failed payment attempts over the covered tenure.",
+        "payments",
+        None,
+    ),
+    Feature(
+        "payment_failures_per_year",
+        "payment_failures_lifetime per 12 months of payment_history_months (at least one).",
+        "payments",
+        None,
+    ),
+    Feature(
+        "payment_failure_share_lifetime",
+        "Failed attempts over the attempts settled before the cutoff (failed_at, or paid at "
+        "captured_at); NaN without any.",
+        "payments",
+        None,
+    ),
+    # Contract terms of the current subscription (pricing is set at signup: the app never
+    # reprices an existing subscription).
+    Feature(
+        "monthly_price_paid",
+        "The subscription's final_price per month (yearly: / 12), INR, after discount and "
+        "before tax.",
+        "subscriptions",
+        None,
+    ),
+    Feature(
+        "price_paid_vs_list",
+        "monthly_price_paid over the plan's monthly list price (1: list price; < 1: a "
+        "discount or a yearly deal; > 1: paying more than today's list).",
+        "subscriptions",
+        None,
+    ),
+    Feature(
+        "extra_charge_share",
+        "(total_amount - final_price) / final_price of the subscription: taxes and charges on "
+        "top of the price, per cycle.",
+        "subscriptions",
+        None,
+    ),
+    # Payment method: the latest attempt's before the cutoff (payments.method words).
+    *(
+        Feature(
+            f"pays_by_{method}",
+            f"1 if the latest payment attempt before the cutoff used {label}, else 0 (all 0 "
+            "without any attempt).",
+            "payments",
+            None,
+        )
+        for method, label in (("card", "a card"), ("upi", "UPI"),
+                              ("netbanking", "net banking"), ("wallet", "a wallet"),
+                              ("emi", "EMI or cardless EMI"))
+    ),
+    # Spend: money actually taken (captured, later refunded or not), at captured_at.
+    Feature("paid_amount_90d", "INR paid in the last 90 days.", "payments", 90),
+    Feature("paid_amount_365d", "INR paid in the last 365 days.", "payments", 365),
+    Feature(
+        "paid_per_month_lifetime",
+        "INR paid over the covered tenure per month of payment_history_months (at least one).",
+        "payments",
+        None,
+    ),
+    Feature(
+        "paid_amount_trend_90d",
+        "INR paid in the last 90 days minus the 90 days before (negative: paying less).",
+        "payments",
+        180,
+    ),
+    Feature(
+        "age_band",
+        "Five-year age band at the cutoff from users.dateOfBirth: under 20 0, 20-24 1, ..., "
+        "65-69 10, 70 and over 11; NaN without a plausible birth date (10..110 years). "
+        "Informs churn only: pricing never reads it.",
+        "users",
+        None,
+    ),
+    Feature(
+        "device_types_90d",
+        "Distinct device types (usagelogs.deviceType) in the last 90 days of sessions.",
+        "usagelogs",
+        90,
+    ),
+    Feature(
+        "plan_upgrades",
+        "Moves to a plan with a higher monthly list price: consecutive subscriptions of the "
+        "customer started before the cutoff.",
+        "subscriptions",
+        None,
+    ),
+    Feature(
+        "plan_downgrades",
+        "Moves to a plan with a lower monthly list price (as plan_upgrades).",
+        "subscriptions",
+        None,
+    ),
 )
 
 # Asked for but deliberately not features: users.npsScore is current state (and 7
@@ -295,6 +463,46 @@ CHURN_FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in CHURN_FEATURES)
 
 # Id/context columns build_churn_features adds in front of the features (not model inputs).
 CHURN_CONTEXT_COLUMNS: tuple[str, ...] = ("subscription_id", "plan_id", "billing_cycle")
+
+
+COVERAGE_NOTE: tuple[str, ...] = (
+    "## Coverage",
+    "",
+    "An app's sources do not all begin on the same day (accounts and payments may be years "
+    "old while usage logs and logins were kept only for the last months). The pipeline "
+    "finds where each event source's recorded history begins (`features/coverage.py`: the "
+    "day of its 0.1 % quantile event time, so a few back-dated rows do not move it) and "
+    "computes each windowed feature over the *covered part* of its window: counts count "
+    "only the covered days, per-day rates (`usage_ratio_*`, `sessions_ratio_7d_90d`) divide "
+    "by them, lifetime rates divide by the covered tenure, and the coverage features "
+    "(`usage_covered_days`, `login_covered_days`, `ticket_history_months`, "
+    "`payment_history_months`) say how much was covered. Chosen over dropping uncovered "
+    "cutoffs because a usage history shorter than the longest window (126 days) would "
+    "leave no cutoff at all.",
+    "",
+    "How far back training goes is then chosen by an out-of-time check "
+    "(`features/cutoffs.py`, `churn.cutoff_candidates`): each candidate number and spacing "
+    "of cutoffs trains a booster on cutoffs before the latest labelled one and is scored "
+    "(ROC-AUC) on the non-test customers at the latest labelled cutoff; among the "
+    "candidates within one standard error of the best score (the check is noisy at a few "
+    "hundred churners) the one with the most cutoffs is kept, so a candidate that reaches "
+    "back into poorly covered or drifted history loses only when it is clearly worse. "
+    "Calibration is fitted on those customers at that latest cutoff, so "
+    "it follows the churn rate of now rather than the pooled past; the headline test "
+    "metric is the test customers' at that cutoff alone.",
+    "",
+    "Current-state fields: `autoRenewal.enabled` is not a feature. The app keeps no dated "
+    "history of it, so at a past cutoff its current value leaks the future, and reading "
+    "it only from subscriptions not updated since the cutoff made it known at scoring "
+    "but almost never in training (monthly payments update every live subscription): on "
+    "a 10k-customer world that skew pushed every score towards \"stays\" (mean "
+    "probability 0.001 against 1.9 % who left). A point-in-time reading needs the lake's "
+    "nightly subscription snapshots (the one at or before the cutoff), not built yet. "
+    "Plan prices and the subscription's pricing are treated as stable (the app never "
+    "reprices an existing subscription; plan list prices change rarely, a documented "
+    "gap). `dateOfBirth` is fixed.",
+    "",
+)
 
 
 def feature_table() -> list[dict[str, object]]:
@@ -340,6 +548,7 @@ def render_feature_docs() -> str:
         "incidents collection: exposure is read from session quality, "
         "`degraded_sessions_7d`).",
         "",
+        *COVERAGE_NOTE,
     ]
     return "\n".join(lines)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.coverage import EventDays, event_days
 from features.customer import LakeTables, build_churn_features
 from features.labels import ChurnDefinition, churn_labels
 from features.subscriptions import to_utc
@@ -17,21 +18,24 @@ def build_training_set(
     cutoffs: list[pd.Timestamp],
     horizon_days: int,
     definition: ChurnDefinition,
+    lake_days: EventDays | None = None,
 ) -> pd.DataFrame:
     """Features at each cutoff + `label` (churn in the next horizon) + `cutoff`.
 
     One row per (customer live at cutoff, cutoff); `user_id` is a column and the
     index is a plain RangeIndex (a customer appears once per cutoff). The caller
     must pick cutoffs whose label window has fully happened (cutoff + horizon <=
-    the data's as-of), see features/cutoffs.py.
+    the data's as-of), see features/cutoffs.py. `lake_days`: the whole lake's events per
+    day when `tables` is one bucket (see build_churn_features).
 
     Float features are kept as float32, the precision XGBoost reads them in: 16 weekly
     cutoffs of 100k customers are over a million rows, and float64 doubled
     the training process's memory for no change in the model.
     """
     frames = []
+    lake_days = event_days(tables) if lake_days is None else lake_days
     for raw in sorted(to_utc(c) for c in cutoffs):
-        features = as_float32(build_churn_features(tables, raw))
+        features = as_float32(build_churn_features(tables, raw, lake_days))
         labels = churn_labels(tables.subscriptions, features.index, raw, horizon_days, definition)
         frame = features.assign(label=labels.to_numpy(), cutoff=raw)
         frames.append(frame.reset_index())
@@ -76,12 +80,23 @@ def split_by_customer(
 
 @dataclass(frozen=True)
 class ChurnSplits:
-    """Customer-disjoint train/validation/test; the test is also out of time."""
+    """Customer-disjoint train/validation/test, and out of time.
+
+    - train, valid: train/validation customers at cutoffs before the latest ones
+      (`test_cutoffs`): what boosters are fitted and early-stopped on;
+    - calibration: every non-test customer at the latest cutoffs, which no booster saw:
+      the out-of-time check that picks the training cutoffs, and the rows the
+      calibration and decision threshold are fitted on (the churn rate of now);
+    - test: test customers at the latest cutoffs: the headline metric;
+    - test_pooled: test customers at every cutoff (a pooled figure, named as such).
+    """
 
     train: pd.DataFrame
     valid: pd.DataFrame
     test: pd.DataFrame
     test_cutoffs: tuple[pd.Timestamp, ...]
+    calibration: pd.DataFrame
+    test_pooled: pd.DataFrame
 
 
 def customer_split_draw(user_ids: pd.Series, seed: int) -> np.ndarray:
@@ -101,15 +116,13 @@ def customer_split_draw(user_ids: pd.Series, seed: int) -> np.ndarray:
 def split_train_valid_test(
     df: pd.DataFrame, validation_share: float, test_share: float, test_cutoffs: int, seed: int
 ) -> ChurnSplits:
-    """Split training rows by customer and by time.
+    """Split training rows by customer and by time (see ChurnSplits).
 
     Customers are assigned to train/validation/test by `customer_split_draw`
     (shares 1 - v - t / v / t). Train and validation rows come only from cutoffs
-    before the latest `test_cutoffs`; every row of a test customer is a test row.
-    So the latest cutoffs are seen by the test alone (out of time) and no test
-    customer was trained on (out of customer); rows of train/validation customers
-    at the latest cutoffs are dropped. `test_cutoffs` names the out-of-time
-    cutoffs, for metrics on that slice alone.
+    before the latest `test_cutoffs`; the test is the test customers at those latest
+    cutoffs (out of time and out of customer); the other customers' rows at the latest
+    cutoffs are the calibration rows.
     """
     if not (0.0 < validation_share < 1.0 and 0.0 < test_share < 1.0):
         raise ValueError("validation_share and test_share must be in (0, 1)")
@@ -129,9 +142,16 @@ def split_train_valid_test(
     return ChurnSplits(
         train=df.loc[~in_test_period & ~is_test_customer & ~is_valid_customer].copy(),
         valid=df.loc[~in_test_period & is_valid_customer].copy(),
-        test=df.loc[is_test_customer].copy(),
+        test=df.loc[in_test_period & is_test_customer].copy(),
         test_cutoffs=tuple(pd.Timestamp(c) for c in latest),
+        calibration=df.loc[in_test_period & ~is_test_customer].copy(),
+        test_pooled=df.loc[is_test_customer].copy(),
     )
+
+
+def at_cutoffs(frame: pd.DataFrame, cutoffs: list[pd.Timestamp]) -> pd.DataFrame:
+    """The rows of `frame` at the given cutoffs."""
+    return frame.loc[frame["cutoff"].isin(cutoffs)]
 
 
 def combine_training_sets(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 CATEGORY_NAMES = {0: "residential", 1: "business", 2: "enterprise"}
+# Effects are shown with two decimals: a smaller one would read "+0.00", no reason at all.
+MIN_SHOWN_EFFECT = 0.005
 
 # feature → sentence about its value (the formatted value is passed in as `v`).
 # Every registry feature needs one (tests/unit/test_churn_model.py checks).
@@ -79,6 +81,39 @@ REASON_TEMPLATES: dict[str, Callable[[str], str]] = {
     "minutes_per_session_log_change_14d": lambda v: f"Session length changed by {v} (log) in "
     "the last 2 weeks",
     "account_tickets_14d": lambda v: f"{v} account tickets in the last 14 days",
+    "usage_covered_days": lambda v: f"Usage history covers {v} days",
+    "login_covered_days": lambda v: f"Login history covers {v} days",
+    "ticket_history_months": lambda v: f"Ticket history covers {v} months of the tenure",
+    "payment_history_months": lambda v: f"Payment history covers {v} months of the tenure",
+    "support_tickets_365d": lambda v: f"{v} support tickets in the last year",
+    "support_tickets_lifetime": lambda v: f"{v} support tickets as a customer",
+    "support_tickets_per_year": lambda v: f"{v} support tickets a year as a customer",
+    "high_priority_tickets_lifetime": lambda v: f"{v} high/urgent tickets as a customer",
+    "billing_tickets_90d": lambda v: f"{v} billing tickets in the last 90 days",
+    **{
+        f"{c}_tickets_lifetime": (lambda v, c=c: f"{v} {c} tickets as a customer")
+        for c in ("technical", "billing", "service", "account", "network", "general")
+    },
+    "payment_failures_365d": lambda v: f"{v} failed payments in the last year",
+    "payment_failures_lifetime": lambda v: f"{v} failed payments as a customer",
+    "payment_failures_per_year": lambda v: f"{v} failed payments a year as a customer",
+    "payment_failure_share_lifetime": lambda v: f"{v}% of payments failed",
+    "monthly_price_paid": lambda v: f"Pays ₹{v} a month",
+    "price_paid_vs_list": lambda v: f"Pays {v}x the plan's list price",
+    "extra_charge_share": lambda v: f"Charges on top of the price: {v}%",
+    **{
+        f"pays_by_{m}": (lambda v, label=label: f"Pays by {label} ({v})")
+        for m, label in (("card", "card"), ("upi", "UPI"), ("netbanking", "net banking"),
+                         ("wallet", "wallet"), ("emi", "EMI"))
+    },
+    "paid_amount_90d": lambda v: f"Paid ₹{v} in the last 90 days",
+    "paid_amount_365d": lambda v: f"Paid ₹{v} in the last year",
+    "paid_per_month_lifetime": lambda v: f"Paid ₹{v} a month on average",
+    "paid_amount_trend_90d": lambda v: f"Paid ₹{v} more in the last 90 days than the 90 before",
+    "age_band": lambda v: f"Age band {v} (0: under 20, 1: 20-24, ... 11: 70 and over)",
+    "device_types_90d": lambda v: f"{v} kinds of device online in the last 90 days",
+    "plan_upgrades": lambda v: f"{v} upgrades to a dearer plan",
+    "plan_downgrades": lambda v: f"{v} downgrades to a cheaper plan",
 }
 
 # Value shown for a missing feature, per feature (else "unknown").
@@ -92,6 +127,10 @@ MISSING_TEXT: dict[str, str] = {
     "feedback_mean_rating_90d": "No feedback in the last 90 days",
     "mean_resolution_days_90d": "No resolved tickets in the last 90 days",
     "ticket_satisfaction_90d": "No support ratings in the last 90 days",
+    "payment_failure_share_lifetime": "No settled payment yet",
+    "price_paid_vs_list": "Plan list price unknown",
+    "extra_charge_share": "Subscription price unknown",
+    "age_band": "Age not given",
     **{
         name: "Too little history to compare with their usual activity"
         for name in ("wind_down_evidence", "wind_down_bayes_factor", "wind_down_days",
@@ -108,7 +147,7 @@ def display_value(feature: str, value: float) -> float | int | str | None:
         return None
     if feature == "plan_category_code":
         return CATEGORY_NAMES.get(int(value), "other")
-    if feature == "discount_share":
+    if feature in ("discount_share", "payment_failure_share_lifetime", "extra_charge_share"):
         return round(100.0 * float(value), 1)
     number = float(value)
     if number.is_integer() or feature.startswith("days_") or feature.endswith("_months"):
@@ -154,8 +193,8 @@ def churn_reasons(
     for row in range(len(features)):
         items = []
         for col in order[row]:
-            if not contributions[row, col] > 0:
-                break  # sorted: the rest lower the risk (or do nothing)
+            if not contributions[row, col] >= MIN_SHOWN_EFFECT:
+                break  # sorted: the rest lower the risk (or do next to nothing)
             feature = names[col]
             shown = display_value(feature, values[row, col])
             items.append({

@@ -151,7 +151,8 @@ def login_documents(
     activity = tl.activity(pop.start_day, days)
     # Leavers log in on the day they cancel (to cancel), otherwise fade like their usage.
     logged_in = rng.random(activity.shape) < np.minimum(pop.logins_per_day[None, :] * activity, 0.9)
-    cancel_today = days[:, None] == tl.cancel_day[None, :]
+    cancel_today = (days[:, None] == tl.cancel_day[None, :]) & (
+        days[:, None] >= tl.activity_from_day)  # no login history kept before that day
     logged_in |= cancel_today
     day_pos, customer = np.nonzero(logged_in)
     seconds = tl.window.day_seconds(days[day_pos]) + rng.integers(

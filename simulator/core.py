@@ -77,12 +77,15 @@ def simulate(
     annual_churn: float = 0.25,
     future_days: int = 60,
     dirty: bool = False,
+    scenario: str = "default",
+    history_days: int | None = None,
     progress: Callable[[str], None] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> SimulationReport:
     """Replace the app collections in `db` with `customers` customers' history over the
     `days` days ending on `end` (inclusive), simulate `future_days` more days whose
     outcomes go only into the truth, and (if `dirty`) inject the app's usual dirt.
+    `scenario` picks another churn population (simulator/scenarios.py).
     Same arguments, same documents."""
     spec = SimulationSpec(
         customers=customers,
@@ -92,6 +95,8 @@ def simulate(
         sessions_per_day=sessions_per_day,
         annual_churn=annual_churn,
         future_days=future_days,
+        scenario=scenario,
+        history_days=history_days,
     )
     spec.check()
     if batch_size < 1:

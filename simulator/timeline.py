@@ -10,6 +10,7 @@ customer's latent traits plus recent bad experiences, scaled so the book loses
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from simulator.catalog import (
 )
 from simulator.encode import SECONDS_PER_DAY
 from simulator.population import Population
+
+if TYPE_CHECKING:
+    from simulator.scenarios import TimelineHooks
 
 NEVER = 10**9  # a day index later than any window
 
@@ -105,12 +109,14 @@ class Timeline:
     monthly_hazard: np.ndarray  # latent average monthly churn hazard
     daily_hazard: np.ndarray  # (days, n) float32 scaled cancellation hazard per day
     hazard_scale: float  # calibration factor already applied to daily_hazard
+    activity_from_day: int = 0  # no usage or logins written before this day (short history)
 
     def activity(self, start_day: np.ndarray, days: np.ndarray) -> np.ndarray:
         """(len(days), n) multiplier of normal behaviour: 1 normally, falling before leaving,
         0 before the contract starts and after service ends."""
         d = days[:, None].astype(float)
         served = (d >= start_day[None, :]) & (d < self.service_end_day[None, :])
+        served &= d >= self.activity_from_day
         progress = np.clip((d - self.decline_start_day[None, :]) / self.decline_days[None, :], 0, 1)
         progress = np.sqrt(progress)  # disengagement shows early, then levels off
         return np.where(served, 1.0 - (1.0 - LEAVER_ACTIVITY_FLOOR) * progress, 0.0)
@@ -235,6 +241,7 @@ def _daily_hazard(
     tickets: np.ndarray,
     failures: np.ndarray,
     incident: np.ndarray,
+    hooks: TimelineHooks | None = None,
 ) -> np.ndarray:
     w = HAZARD_WEIGHTS
     days = exposed.shape[0]
@@ -246,7 +253,10 @@ def _daily_hazard(
         + w["recent_incident"] * (_rolling_sum(incident, 7) > 0)
     )
     hazard = np.exp(pop.static_log_hazard[None, :] + recent) * new_contract
-    return (hazard * exposed).astype(np.float32)
+    default = (hazard * exposed).astype(np.float32)
+    if hooks is None:
+        return default
+    return hooks.daily_hazard(pop, exposed, tickets, failures, default, new_contract)
 
 
 def _hazard_scale(
@@ -293,7 +303,8 @@ def _pick_nonrenewals(
 
 
 def build_timeline(
-    rng: np.random.Generator, pop: Population, window: Window, annual_churn: float
+    rng: np.random.Generator, pop: Population, window: Window, annual_churn: float,
+    hooks: TimelineHooks | None = None,
 ) -> Timeline:
     n, days = pop.size, window.days
     day_index = np.arange(days)
@@ -308,11 +319,18 @@ def build_timeline(
     ticket_flag, ticket_cause = _ticket_days(rng, pop, incident, failures)
     ticket_flag &= exposed
 
-    hazard = _daily_hazard(pop, exposed, ticket_flag.astype(np.float32), failures, incident)
+    hazard = _daily_hazard(pop, exposed, ticket_flag.astype(np.float32), failures, incident,
+                           hooks)
     exposure_days = exposed.sum(axis=0)
     total_hazard = hazard.sum(axis=0, dtype=np.float64)
     scale = _hazard_scale(total_hazard, exposure_days, pop.start_day, annual_churn)
-    cancel_day = _first_crossing(np.cumsum(hazard, axis=0) * scale, rng.exponential(1.0, n))
+    scaled = hazard * np.float32(scale)
+    if hooks is None:
+        cancel_day = _first_crossing(np.cumsum(hazard, axis=0) * scale, rng.exponential(1.0, n))
+    else:
+        scaled = hooks.scaled_hazard(pop, scaled)
+        total_hazard = scaled.sum(axis=0, dtype=np.float64) / scale
+        cancel_day = _first_crossing(np.cumsum(scaled, axis=0), rng.exponential(1.0, n))
 
     # Non-renewals are an extra, smaller way out, taken by customers who did not cancel.
     period_churn = 1 - (1 - annual_churn) ** (days / 365.0)
@@ -331,6 +349,8 @@ def build_timeline(
 
     leave_day = np.where(cancelled, cancel_day, np.where(lapsed, nonrenewal_day, NEVER))
     decline_days = rng.integers(LEAVER_DECLINE_DAYS[0], LEAVER_DECLINE_DAYS[1] + 1, n).astype(float)
+    if hooks is not None:
+        decline_days = hooks.wind_down_days(decline_days)
     service_end = np.where(
         cancelled, cancel_day + 1, np.where(lapsed, nonrenewal_day + GRACE_PERIOD_DAYS, NEVER)
     )
@@ -366,8 +386,9 @@ def build_timeline(
         decline_days=decline_days,
         paid_through_seconds=_paid_through(pop, window),
         monthly_hazard=monthly_hazard,
-        daily_hazard=hazard * np.float32(scale),
+        daily_hazard=scaled,
         hazard_scale=scale,
+        activity_from_day=0 if hooks is None else hooks.activity_from_day(),
     )
 
 
@@ -408,6 +429,7 @@ def observed(tl: Timeline, pop: Population, days: int) -> Timeline:
         monthly_hazard=tl.monthly_hazard,
         daily_hazard=tl.daily_hazard[:days],
         hazard_scale=tl.hazard_scale,
+        activity_from_day=tl.activity_from_day,
     )
 
 

@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 from pymongo.database import Database
 
-from simulator.catalog import LEAVER_DECLINE_DAYS, SEGMENTS
+from simulator.catalog import SEGMENTS
+from simulator.scenarios import decline_range
 from simulator.timeline import NEVER
 from simulator.world import World, in_service
 
@@ -80,7 +81,8 @@ def churn_probabilities(
     horizon_end = survival(t + HORIZON_DAYS - 1)
     num = np.zeros(cum.shape[1])
     den = np.zeros(cum.shape[1])
-    for d in range(LEAVER_DECLINE_DAYS[0], LEAVER_DECLINE_DAYS[1] + 1):
+    shortest, longest = decline_range(world.spec.scenario)
+    for d in range(shortest, longest + 1):
         still = survival(t + d - 1)
         num += np.maximum(still - horizon_end, 0.0)
         den += still
@@ -89,7 +91,8 @@ def churn_probabilities(
     cancel_day = np.where(tl.cancel_day >= 0, tl.cancel_day, NEVER)
     lapse_day = np.where(tl.nonrenewal_day >= 0, tl.nonrenewal_day, NEVER)
     leave_day = np.minimum(cancel_day, lapse_day)
-    decided = (leave_day < NEVER) & (tl.decline_start_day < t)
+    # Without a wind-down (contract-driven) nothing shows a decision before it is made.
+    decided = (leave_day < NEVER) & (tl.decline_start_day < t) & (longest > 0)
     within = t + HORIZON_DAYS
     p_cancel = np.where(decided, (cancel_day < within).astype(float), undecided)
     p_leave = np.where(decided, (leave_day < within).astype(float), undecided)

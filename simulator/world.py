@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator import documents as docs
+from simulator import scenarios
 from simulator.encode import (
     SECONDS_PER_DAY,
     STREAM_IDS,
@@ -41,8 +42,11 @@ class SimulationSpec:
     sessions_per_day: float = 1.5
     annual_churn: float = 0.25
     future_days: int = 60  # simulated after `end`, kept only in the truth
+    scenario: str = scenarios.DEFAULT  # simulator/scenarios.py
+    history_days: int | None = None  # short-history: days of usage/logins kept (None: 60)
 
     def check(self) -> None:
+        scenarios.check(self.scenario, self.history_days)
         if self.customers < 1 or self.days < 1:
             raise ValueError("customers and days must be at least 1")
         if self.sessions_per_day <= 0:
@@ -102,7 +106,11 @@ def build_world(spec: SimulationSpec) -> World:
         full_window.start_seconds,
         spec.sessions_per_day,
     )
-    full = build_timeline(rng_for(spec.seed, STREAM_TIMELINE), pop, full_window, spec.annual_churn)
+    pop = scenarios.population_for(spec.scenario, spec.seed, pop)
+    hooks = (None if spec.scenario == scenarios.DEFAULT
+             else scenarios.hooks_for(spec.scenario, spec.history_days, spec.days))
+    full = build_timeline(rng_for(spec.seed, STREAM_TIMELINE), pop, full_window, spec.annual_churn,
+                          hooks)
     seen = observed(full, pop, spec.days)
     catalogue_seconds = int(pop.start_seconds.min()) - CATALOGUE_LEAD_DAYS * SECONDS_PER_DAY
     keys = docs.draw_keys(rng_for(spec.seed, STREAM_IDS), pop, catalogue_seconds)

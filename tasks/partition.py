@@ -27,6 +27,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +39,7 @@ from prefect.cache_policies import NONE
 from bbx import lake
 from bbx.settings import Settings
 from features.buckets import bucket_count, bucket_of
+from features.coverage import COVERAGE_SOURCES, EventDays, combine_event_days, event_days
 from features.customer import LakeTables
 from tasks.lake_io import newest_copies, read_table, table_parts
 from tasks.resume import file_fingerprint
@@ -87,6 +89,46 @@ def read_bucket(partitions: LakePartitions, bucket: int) -> LakeTables:
             frame = pq.read_table(path).to_pandas()
             frames[name] = newest_copies(name, frame, partitions.overlapping[name])
     return LakeTables(**frames)
+
+
+def lake_event_days(partitions: LakePartitions) -> EventDays:
+    """The whole lake's events per day and source (features/coverage.py), from the
+    buckets' event-time columns only: what bucketed churn features need to see the same
+    coverage as a whole-lake build. Remembered per process for the same files (every
+    scoring bucket asks for it)."""
+    files = tuple(
+        (path, *(lambda st: (st.st_mtime_ns, st.st_size))(Path(path).stat()))
+        for b in range(partitions.buckets)
+        for name, path in sorted(partitions.bucket_paths(b).items())
+        if name in COVERAGE_SOURCES and Path(path).is_file()
+    )
+    key = (partitions.root, files)
+    if key not in _EVENT_DAYS:
+        _EVENT_DAYS.clear()  # one night's lake at a time
+        _EVENT_DAYS[key] = _read_event_days(partitions)
+    return _EVENT_DAYS[key]
+
+
+_EVENT_DAYS: dict[tuple, EventDays] = {}
+
+
+def _read_event_days(partitions: LakePartitions) -> EventDays:
+    parts = []
+    for bucket in range(partitions.buckets):
+        frames = {}
+        for name, path in partitions.bucket_paths(bucket).items():
+            column = COVERAGE_SOURCES.get(name)
+            if column is None:
+                continue
+            if name in partitions.shared:
+                frame = read_table(name, path)
+                frames[name] = frame if bucket == 0 else frame.iloc[:0]
+            else:
+                keys = [lake.TABLES[name].key, column]
+                frame = pq.read_table(path, columns=keys).to_pandas()
+                frames[name] = newest_copies(name, frame, partitions.overlapping[name])
+        parts.append(event_days(SimpleNamespace(**frames)))
+    return combine_event_days(parts)
 
 
 def _row_buckets(table: pa.Table, buckets: int) -> np.ndarray:

@@ -41,7 +41,7 @@ from models.scoring import ScoringPolicy, assemble_scores
 from tasks import registry
 from tasks.extract import write_parquet_atomically
 from tasks.lake_io import read_table
-from tasks.partition import LakePartitions, partition_lake, read_bucket
+from tasks.partition import LakePartitions, lake_event_days, partition_lake, read_bucket
 from tasks.resume import resumable_options
 
 PROBABILITY, REASONS = "churn_probability", "churn_reasons"
@@ -133,7 +133,9 @@ def score_bucket(
     tables = read_bucket(partitions, bucket)
     cutoff = as_of_cutoff(as_of)
     churn_model, _ = _champion_models(settings, champions)
-    customers = build_churn_features(tables, cutoff)
+    # The whole lake's coverage, so every bucket's customers get the features a
+    # whole-lake build would give them.
+    customers = build_churn_features(tables, cutoff, lake_event_days(partitions))
     probability = churn_model.predict_proba(customers[list(CHURN_FEATURE_NAMES)])
     # Top reasons per customer, as one JSON string each (keeps the Parquet flat).
     churn_inputs = customers[list(churn_model.feature_names)]

@@ -16,7 +16,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from bbx.settings import Settings
 from features.buckets import combine_segmentation_features, segmentation_population_terms
-from features.cutoffs import as_of_cutoff, training_cutoffs
+from features.coverage import EventDays
+from features.cutoffs import as_of_cutoff, cutoff_candidates, training_cutoffs
 from features.labels import ChurnDefinition
 from features.registry import CHURN_FEATURE_NAMES
 from features.segmentation import build_segmentation_features
@@ -32,6 +33,8 @@ from models.churn import (
     LogisticBaseline,
     evaluate_churn,
     evaluate_ranking,
+    recalibrated,
+    select_training_cutoffs,
     tune_churn_model,
 )
 from models.heuristic import heuristic_churn_score
@@ -43,7 +46,7 @@ from models.segmentation import (
     silhouette_by_k,
 )
 from tasks import registry
-from tasks.partition import LakePartitions, partition_lake, read_bucket
+from tasks.partition import LakePartitions, lake_event_days, partition_lake, read_bucket
 
 
 class NotEnoughTrainingDataError(RuntimeError):
@@ -55,6 +58,7 @@ class TrainResult:
     model: str
     version: str
     run_id: str
+    # Churn: the headline (test customers at the latest labelled cutoff), then pooled_*.
     metrics: dict[str, float]
     # Churn only: did this version become champion, and why (or why not).
     promoted: bool = True
@@ -105,6 +109,13 @@ def training_due_task(settings: Settings, as_of: dt.date, force: bool) -> Traini
     if age >= every:
         return TrainingDue(True, f"last trained for {last}, {age} days ago (every {every})")
     return TrainingDue(False, f"last trained for {last}, {age} days ago (every {every})")
+
+
+def headline_metrics(model: ChurnModel, splits: ChurnSplits) -> dict[str, float]:
+    """The figures a night is judged by: the test customers at the latest labelled
+    cutoff(s) alone, which no booster or calibrator saw (out of time, out of customer)."""
+    return evaluate_churn(splits.test["label"].to_numpy(), model.predict_proba(splits.test),
+                          model.threshold)
 
 
 def _champion_metrics(
@@ -181,9 +192,10 @@ def cluster_client(settings: Settings) -> Iterator[Any]:
 
 def bucket_training_set(
     partitions: LakePartitions, bucket: int, cutoffs: list[pd.Timestamp], horizon_days: int,
-    definition: ChurnDefinition,
+    definition: ChurnDefinition, lake_days: EventDays | None = None,
 ) -> pd.DataFrame:
-    return build_training_set(read_bucket(partitions, bucket), cutoffs, horizon_days, definition)
+    return build_training_set(read_bucket(partitions, bucket), cutoffs, horizon_days, definition,
+                              lake_days)
 
 
 def churn_training_set(
@@ -193,12 +205,13 @@ def churn_training_set(
     """Point-in-time rows built bucket by bucket (on the cluster's workers with a client),
     in the order of one whole-population build."""
     buckets = range(partitions.buckets)
+    lake_days = lake_event_days(partitions)  # every bucket sees the whole lake's coverage
     if client is None:
-        frames = [bucket_training_set(partitions, b, cutoffs, horizon_days, definition)
-                  for b in buckets]
+        frames = [bucket_training_set(partitions, b, cutoffs, horizon_days, definition,
+                                      lake_days) for b in buckets]
     else:
         futures = [client.submit(bucket_training_set, partitions, b, cutoffs, horizon_days,
-                                 definition, pure=False) for b in buckets]
+                                 definition, lake_days, pure=False) for b in buckets]
         frames = client.gather(futures)
     return combine_training_sets(frames)
 
@@ -258,14 +271,22 @@ def _train_churn(
     client: Any, dry_run: bool = False,
 ) -> TrainResult:
     c = settings.churn
-    train, valid, test = splits.train, splits.valid, splits.test
-    for side, frame in (("train", train), ("validation", valid)):
+    for side, frame in (("train", splits.train), ("validation", splits.valid),
+                        ("latest-cutoff calibration", splits.calibration)):
         if frame["label"].nunique() < 2:
             raise NotEnoughTrainingDataError(
                 f"training data for as-of {as_of}: the {side} split ({len(frame)} rows) has no "
                 "churners or no non-churners; simulate/extract more history or customers"
             )
     names = list(CHURN_FEATURE_NAMES)
+    # How many cutoffs, how far apart: decided out of time on the latest labelled cutoff.
+    candidates = cutoff_candidates(cutoffs, c.test_cutoffs, list(c.cutoff_candidates))
+    choice = select_training_cutoffs(splits.train, splits.valid, splits.calibration,
+                                     candidates, names, churn_params(settings))
+    chosen = list(choice.cutoffs)
+    train = splits.train.loc[splits.train["cutoff"].isin(chosen)]
+    valid = splits.valid.loc[splits.valid["cutoff"].isin(chosen)]
+    test = splits.test
     if client is None:
         model, trials = tune_churn_model(train, valid, names, churn_params(settings),
                                          c.tuning_trials)
@@ -274,13 +295,15 @@ def _train_churn(
 
         model, trials = tune_churn_model_dask(client, train, valid, names,
                                               churn_params(settings), c.tuning_trials)
+    model = recalibrated(model, splits.calibration)
     y_test = test["label"].to_numpy()
     probability = model.predict_proba(test)
-    metrics = evaluate_churn(y_test, probability, model.threshold)
+    # The headline: the test customers at the latest labelled cutoff, out of time.
+    metrics = headline_metrics(model, splits)
+    pooled_metrics = evaluate_churn(splits.test_pooled["label"].to_numpy(),
+                                    model.predict_proba(splits.test_pooled), model.threshold)
     valid_metrics = evaluate_churn(valid["label"].to_numpy(), model.predict_proba(valid),
                                    model.threshold)
-    latest = test["cutoff"].isin(splits.test_cutoffs).to_numpy()
-    oot_metrics = evaluate_churn(y_test[latest], probability[latest], model.threshold)
     baseline_scores = {
         "logistic": LogisticBaseline(train, names, c.seed,
                                      c.baseline_max_rows).predict_proba(test),
@@ -297,20 +320,26 @@ def _train_churn(
         mlflow.log_params(vars(best) | {
             "horizon_days": c.horizon_days,
             "churn_definition": c.definition,
-            "cutoffs": ",".join(str(x.date()) for x in cutoffs),
+            "cutoffs": ",".join(str(x.date()) for x in chosen),
+            "cutoffs_built": ",".join(str(x.date()) for x in cutoffs),
+            "cutoff_choice": choice.name,
             "test_cutoffs": ",".join(str(x.date()) for x in splits.test_cutoffs),
             "tuning_trials": len(trials),
             "calibration": model.calibrator.method,
             "features": ",".join(names),
             "trainer": "xgboost" if client is None else "xgboost.dask",
         })
+        # Logged first and promoted on: the latest labelled cutoff's test customers.
         logged = (
             {f"test_{k}": v for k, v in metrics.items()}
+            | {f"test_pooled_{k}": v for k, v in pooled_metrics.items()}
             | {f"valid_{k}": v for k, v in valid_metrics.items()}
-            | {f"test_latest_cutoff_{k}": v for k, v in oot_metrics.items()}
+            | {f"cutoff_check_{name}_roc_auc": v for name, v in choice.scores.items()}
             | {f"baseline_{b}_test_{k}": v for b, m in baselines.items() for k, v in m.items()}
             | {f"champion_test_{k}": v for k, v in (champion or {}).items()}
             | {"train_rows": len(train), "valid_rows": len(valid), "test_rows": len(test),
+               "calibration_rows": len(splits.calibration),
+               "test_pooled_rows": len(splits.test_pooled),
                "decision_threshold": float(model.threshold),
                "best_iteration": float(model.best_iteration),
                "promoted": float(decision.promote)}
@@ -340,7 +369,8 @@ def _train_churn(
     create_markdown_artifact(markdown, key="churn-promotion",
                              description="Churn challenger against champion: the decision")
     return TrainResult(
-        registered.name, registered.version, registered.run_id, metrics,
+        registered.name, registered.version, registered.run_id,
+        metrics | {f"pooled_{k}": v for k, v in pooled_metrics.items()},
         promoted=decision.promote, promotion_reason=decision.reason,
         champion_version=registered.version if decision.promote else (champion_version or ""),
     )

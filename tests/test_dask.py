@@ -116,9 +116,11 @@ def test_training_on_dask_uses_xgboost_dask_and_is_deterministic(
     # The weekly retrain: trains and keeps its lake (a dry run removes its own).
     summary = train(as_of=AS_OF)
     churn = summary["models"]["churn"]
-    assert churn["metrics"]["roc_auc"] > 0.6
     client = MlflowClient(tracking_uri=simulated.mlflow_uri)
     run = client.get_run(client.get_model_version("churn", churn["version"]).run_id)
+    # This small world may have no churner among the test customers at the latest cutoff
+    # (the headline is then undefined): the pooled test figure says the model ranks.
+    assert run.data.metrics["test_pooled_roc_auc"] > 0.6
     assert run.data.params["trainer"] == "xgboost.dask"
 
     # The same rows on the same cluster give the same model, twice.

@@ -28,6 +28,7 @@ from bbx.settings import Settings
 from simulator import TRUTH_COLLECTION, simulate
 from simulator.catalog import SEGMENTS
 from simulator.truth import TruthUnavailableError
+from simulator.world import SimulationSpec
 
 END = dt.date(2026, 11, 25)
 AS_OF = END + dt.timedelta(days=1)
@@ -122,6 +123,8 @@ def _write_scores(settings: Settings, as_of: dt.date, frame: pd.DataFrame) -> No
 def test_evaluate_joins_the_simulations_truth(settings: Settings, mongo_client: MongoClient):
     db = mongo_client[settings.mongo.database]
     simulate(db, customers=300, days=70, seed=4, end=END, annual_churn=0.6)
+    SimulationSpec(customers=300, days=70, seed=4, end=END, annual_churn=0.6).save(
+        settings.home / "simulation" / "spec.json")
     truth = {
         str(t["userId"]): t
         for t in db[TRUTH_COLLECTION].find(
@@ -146,6 +149,11 @@ def test_evaluate_joins_the_simulations_truth(settings: Settings, mongo_client: 
     assert got["churn"]["n"] == len(rows) > 200
     assert got["churn"]["model"] == got["churn"]["bayes"]
     assert got["segments"]["ari"] == pytest.approx(1.0)
+    # The observable reference: what the documents allow, between chance and the oracle.
+    observable = got["churn"]["observable"]
+    assert set(observable) == {"roc_auc", "pr_auc", "f1", "precision", "recall", "brier",
+                               "ece"}
+    assert 0.5 < observable["roc_auc"] <= got["churn"]["bayes"]["roc_auc"] + 0.02
     # The outcome is what happened after the history: cancellations in the hidden days.
     future = db[TRUTH_COLLECTION].count_documents(
         {

@@ -59,9 +59,10 @@ def test_nightly_scores_every_active_customer_and_registers_champions(
             assert price <= base + 0.01
         assert s["asOf"] == dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
         assert s["segment"]["name"]
-    # Churn must depend on behaviour: the model separates on the validation split.
+    # Churn must depend on behaviour: the model separates held-out customers (pooled over
+    # the cutoffs: 600 customers leave about one churner to the latest cutoff's test).
     churn_metrics = summary["models"]["churn"]["metrics"]
-    assert churn_metrics["roc_auc"] > 0.6
+    assert churn_metrics["pooled_roc_auc"] > 0.6
 
     client = MlflowClient(tracking_uri=simulated.mlflow_uri, registry_uri=simulated.mlflow_uri)
     for name in ("churn", "segmentation"):

@@ -33,7 +33,7 @@ from features.demand import coming_period_demand
 from features.segmentation import build_segmentation_features
 from features.training import build_training_set
 from tasks.lake_io import read_tables
-from tasks.partition import partition_lake, read_bucket
+from tasks.partition import lake_event_days, partition_lake, read_bucket
 from tasks.train import churn_training_set
 from tests.unit.synthetic import make_tables
 
@@ -141,7 +141,9 @@ def test_features_segments_demand_and_training_rows_equal_the_whole_lake(
     buckets = [read_bucket(partitions, b) for b in range(BUCKETS)]
     assert min(len(t.subscriptions) for t in buckets) > 0
 
-    churn = pd.concat([build_churn_features(t, cutoff) for t in buckets]).sort_index()
+    # Each bucket with the whole lake's coverage (where each source's history begins).
+    lake_days = lake_event_days(partitions)
+    churn = pd.concat([build_churn_features(t, cutoff, lake_days) for t in buckets]).sort_index()
     pd.testing.assert_frame_equal(churn, build_churn_features(whole, cutoff))
 
     segmentation = combine_segmentation_features(

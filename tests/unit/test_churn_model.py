@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import cloudpickle
@@ -303,3 +304,27 @@ def test_contributions_explain_the_raw_score(fitted) -> None:
     margin = contribs.sum(axis=1)
     raw = model.predict_raw(sample)
     assert np.corrcoef(margin, np.log(raw / (1 - raw)))[0, 1] > 0.999
+
+
+def test_cutoff_choice_is_out_of_time_with_the_one_standard_error_rule() -> None:
+    from features.cutoffs import cutoff_candidates, training_cutoffs
+    from features.training import build_training_set, split_train_valid_test
+    from models.churn import roc_auc_standard_error, select_training_cutoffs
+
+    tables = make_tables(n_customers=900, seed=21)
+    cutoffs = training_cutoffs(dt.date(2026, 6, 1), 30, 6, 14)
+    data = build_training_set(tables, cutoffs, 30, "cancelled")
+    splits = split_train_valid_test(data, 0.15, 0.15, 1, 7)
+    candidates = cutoff_candidates(cutoffs, 1, [(1, 1), (5, 1)])
+    choice = select_training_cutoffs(splits.train, splits.valid, splits.calibration, candidates,
+                                     list(CHURN_FEATURE_NAMES), ChurnParams(n_estimators=60))
+    assert set(choice.scores) == {"1x1", "5x1"}
+    assert max(choice.cutoffs) < max(cutoffs)  # never trains on the checked cutoff
+    y = splits.calibration["label"]
+    margin = roc_auc_standard_error(max(choice.scores.values()), int(y.sum()),
+                                    int((1 - y).sum()))
+    assert choice.scores[choice.name] >= max(choice.scores.values()) - margin
+    if choice.scores["5x1"] >= max(choice.scores.values()) - margin:
+        assert choice.name == "5x1"  # near-ties go to more training cutoffs
+    # Hanley-McNeil by hand: AUC 0.8 with 50 positives and 500 negatives.
+    assert roc_auc_standard_error(0.8, 50, 500) == pytest.approx(0.0384, abs=5e-4)

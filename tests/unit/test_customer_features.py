@@ -59,6 +59,9 @@ def base_tables() -> LakeTables:
         billing_cycle=["monthly"] * 9 + ["yearly"],
         base_price=500.0,
         discount_applied=[50.0] + [0.0] * 9,
+        final_price=[450.0] + [500.0] * 9,
+        total_amount=[531.0] + [590.0] * 9,
+        auto_renewal=True,
     )
     users = table(
         "users",
@@ -69,6 +72,8 @@ def base_tables() -> LakeTables:
         last_login_at=NOW,
         account_status="active",
         nps_score=7.0,
+        # A is 40 at CUT (band 40-44); the others have no birth date.
+        date_of_birth=[CUT - 40 * 365.25 * D] + [None] * 8,
     )
     usage = table(
         "usagelogs",
@@ -87,6 +92,9 @@ def base_tables() -> LakeTables:
         payment_status=["failed", "failed", "captured"],
         created_at=[CUT - 10 * D, CUT - 120 * D, CUT - 5 * D],
         failed_at=[CUT - 10 * D, CUT - 120 * D, None],
+        captured_at=[None, None, CUT - 5 * D],
+        amount=[450.0, 450.0, 531.0],
+        method="card",
     )
     tickets = table(
         "supporttickets",
@@ -144,6 +152,7 @@ def plant_future_events(tables: LakeTables) -> LakeTables:
                 download_gb=500.0,
                 upload_gb=1.0,
                 latency_ms=1000.0,
+                device_type="Tablet",
             ),
         ],
         ignore_index=True,
@@ -159,6 +168,18 @@ def plant_future_events(tables: LakeTables) -> LakeTables:
                 # fp1 was created before the cutoff but only failed after it.
                 created_at=[CUT + D, CUT - D],
                 failed_at=[CUT + D, CUT + 2 * D],
+                method="card",
+            ),
+            # Later payments: a new method for A, C, H and F, money taken from A.
+            table(
+                "payments",
+                payment_id=[uid(f"fq{i}") for i in range(4)],
+                user_id=[A, C, H, F],
+                payment_status="captured",
+                created_at=CUT + 2 * D,
+                captured_at=CUT + 2 * D,
+                amount=999.0,
+                method=["wallet", "upi", "netbanking", "cardless_emi"],
             ),
         ],
         ignore_index=True,
@@ -176,6 +197,16 @@ def plant_future_events(tables: LakeTables) -> LakeTables:
                 priority="urgent",
                 category="network",
                 satisfaction_rating=1.0,
+            ),
+            table(
+                "supporttickets",
+                ticket_id=[uid(f"fk{i}") for i in range(5)],
+                user_id=A,
+                created_at=CUT + D,
+                updated_at=CUT + D,
+                ticket_status="open",
+                priority="low",
+                category=["technical", "billing", "service", "account", "general"],
             ),
         ],
         ignore_index=True,
@@ -211,6 +242,21 @@ def plant_future_events(tables: LakeTables) -> LakeTables:
         ],
         ignore_index=True,
     )
+    # Current state changed after the cutoff (A switched auto-renewal off: not read), and
+    # new contracts started after it: F down to the cheaper plan, H up to the dearer one.
+    subs = t.subscriptions.copy()
+    a1 = subs["subscription_id"].eq(uid("a1"))
+    subs.loc[a1, "auto_renewal"] = False
+    subs.loc[a1, "updated_at"] = CUT + 2 * D
+    plans = t.plans["plan_id"]
+    t.subscriptions = pd.concat([subs, table(
+        "subscriptions", subscription_id=[uid("f3"), uid("h2")], user_id=[F, H],
+        plan_id=[plans.iloc[0], plans.iloc[3]], subscription_status="active",
+        start_date=[CUT + D, CUT + 2 * D], updated_at=[CUT + D, CUT + 2 * D],
+        billing_cycle="monthly", base_price=500.0, final_price=[399.0, 1199.0],
+        total_amount=[480.0, 1414.82],
+        auto_renewal=True,
+    )], ignore_index=True)
     # A degraded session (latency spike, packet loss) at the cutoff instant.
     t.usagelogs.loc[t.usagelogs["session_id"] == uid("fu0"), "packet_loss_pct"] = 20.0
     users = t.users.copy()
@@ -326,6 +372,78 @@ def test_the_same_events_before_cutoff_do_change_features() -> None:
     for column in moved:
         a, b = after.loc[A, column], before.loc[A, column]
         assert not (a == b or (np.isnan(a) and np.isnan(b))), column
+    # Every other feature the planted rows can reach moves for some customer live at both
+    # dates; the rest are fixed at signup or by the lake's coverage, tested by hand below.
+    not_moved_by_events = {
+        "usage_covered_days", "login_covered_days", "ticket_history_months",
+        "payment_history_months", "age_band", "contract_age_months", "days_to_renewal",
+        "monthly_price", "plan_category_code", "plan_download_mbps", "billing_cycle_yearly",
+        "discount_share", "customer_tenure_months",
+    }
+    both = before.index.intersection(after.index)
+    for column in set(NEW_ACCOUNT_FEATURES) - not_moved_by_events:
+        a, b = after.loc[both, column], before.loc[both, column]
+        same = (a == b) | (a.isna() & b.isna())
+        assert not same.all(), column
+
+
+NEW_ACCOUNT_FEATURES = [
+    name for name in CHURN_FEATURE_NAMES
+    if CHURN_FEATURE_NAMES.index(name) > CHURN_FEATURE_NAMES.index("account_tickets_14d")
+]
+
+
+def test_account_features_by_hand() -> None:
+    f = build_churn_features(base_tables(), CUT).loc[A]
+    # Tickets: all three before CUT (one 200 days old, out of every window but lifetime).
+    assert f["support_tickets_lifetime"] == 3 and f["support_tickets_365d"] == 3
+    assert f["high_priority_tickets_lifetime"] == 2
+    assert f["network_tickets_lifetime"] == 1 and f["technical_tickets_lifetime"] == 1
+    assert f["billing_tickets_lifetime"] == 1 and f["billing_tickets_90d"] == 1
+    assert f["payment_failures_lifetime"] == 2 and f["payment_failures_365d"] == 2
+    assert f["payment_failure_share_lifetime"] == pytest.approx(2 / 3)
+    assert f["pays_by_card"] == 1 and f["pays_by_upi"] == 0
+    assert f["paid_amount_90d"] == pytest.approx(531.0)
+    assert f["paid_amount_trend_90d"] == pytest.approx(531.0)
+    assert f["monthly_price_paid"] == pytest.approx(450.0)
+    assert f["price_paid_vs_list"] == pytest.approx(450.0 / 399.0)
+    assert f["extra_charge_share"] == pytest.approx(81.0 / 450.0)
+    assert f["age_band"] == 5.0  # 40: the 40-44 band
+    assert f["plan_upgrades"] == 0
+    # Coverage: each source's history starts at its first event before CUT.
+    assert f["usage_covered_days"] == pytest.approx(45.0)
+    assert f["login_covered_days"] == pytest.approx(40.0)
+    assert f["ticket_history_months"] == pytest.approx(200 / 30.4375)
+    assert f["support_tickets_per_year"] == pytest.approx(3 * 12 / (200 / 30.4375))
+    later = build_churn_features(plant_future_events(base_tables()), CUT + 3 * D)
+    assert later.loc[H, "plan_upgrades"] == 1 and later.loc[F, "plan_downgrades"] == 1
+    assert later.loc[F, "plan_upgrades"] == 1  # its earlier move from Starter to Premium
+    assert np.isnan(build_churn_features(base_tables(), CUT).loc[DD, "age_band"])
+
+
+def test_windows_before_the_first_recorded_event_are_covered_days_only() -> None:
+    """A usage history shorter than a window: per-day rates divide by the covered days,
+    and usage_covered_days says how many there were."""
+    tables = base_tables()
+    rows = [(A, CUT - day * D + 6 * pd.Timedelta(hours=1)) for day in range(1, 31)]
+    tables.usagelogs = table(
+        "usagelogs", session_id=[uid(f"c{i}") for i in range(len(rows))],
+        user_id=[u for u, _ in rows], timestamp=[t for _, t in rows], download_gb=1.0,
+        upload_gb=0.0, latency_ms=10.0, packet_loss_pct=0.1,
+    )
+    f = build_churn_features(tables, CUT).loc[A]
+    assert f["usage_covered_days"] == pytest.approx(30.0)
+    # A steady customer is at their usual level, not at 90/30 of it.
+    assert f["usage_ratio_7d_90d"] == pytest.approx(1.0)
+    assert f["sessions_ratio_7d_90d"] == pytest.approx(1.0)
+    # With the full 126 days covered the feature says so.
+    rows = [(A, CUT - day * D + 6 * pd.Timedelta(hours=1)) for day in range(1, 200)]
+    tables.usagelogs = table(
+        "usagelogs", session_id=[uid(f"c{i}") for i in range(len(rows))],
+        user_id=[u for u, _ in rows], timestamp=[t for _, t in rows], download_gb=1.0,
+        upload_gb=0.0, latency_ms=10.0, packet_loss_pct=0.1,
+    )
+    assert build_churn_features(tables, CUT).loc[A, "usage_covered_days"] == 126.0
 
 
 def test_point_in_time_on_synthetic_history() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -72,18 +74,24 @@ def test_train_valid_test_split_by_customer_and_time(training) -> None:
     sets = [set(s["user_id"]) for s in (splits.train, splits.valid, splits.test)]
     assert sets[0].isdisjoint(sets[1]) and sets[0].isdisjoint(sets[2])
     assert sets[1].isdisjoint(sets[2])
-    # Out of time: only the test sees the latest cutoff.
+    # Out of time: no booster row is at the latest cutoff; the test and calibration are
+    # only there, the pooled test has the test customers everywhere.
     assert (splits.train["cutoff"] < latest).all() and (splits.valid["cutoff"] < latest).all()
-    assert (splits.test["cutoff"] == latest).any()
+    assert (splits.test["cutoff"] == latest).all() and len(splits.test)
+    assert (splits.calibration["cutoff"] == latest).all()
+    assert set(splits.calibration["user_id"]).isdisjoint(sets[2])
+    pooled = set(splits.test_pooled["user_id"])
+    assert sets[2] <= pooled and pooled.isdisjoint(sets[0] | sets[1])
+    assert pooled.isdisjoint(set(splits.calibration["user_id"]))
+    assert splits.test_pooled["cutoff"].nunique() == training["cutoff"].nunique()
     # Roughly 70/15/15 of the customers.
     customers = training["user_id"].nunique()
     shares = [len(x) / customers for x in sets]
     assert 0.6 < shares[0] < 0.8 and 0.08 < shares[1] < 0.22 and 0.08 < shares[2] < 0.22
-    # Every row is used once, except train/valid customers' rows at the latest cutoff.
-    dropped = training[(training["cutoff"] == latest)
-                       & ~training["user_id"].isin(sets[2])]
-    assert len(splits.train) + len(splits.valid) + len(splits.test) + len(dropped) == len(
-        training)
+    # Every row is used once: earlier test-customer rows only in the pooled test.
+    earlier_test = splits.test_pooled[splits.test_pooled["cutoff"] < latest]
+    assert len(splits.train) + len(splits.valid) + len(splits.test) + len(
+        splits.calibration) + len(earlier_test) == len(training)
     # Stable: the same customer lands in the same split on another run / row order.
     again = split_train_valid_test(training.sample(frac=1.0, random_state=3), 0.15, 0.15, 1, 7)
     assert set(again.test["user_id"]) == sets[2]
@@ -91,6 +99,20 @@ def test_train_valid_test_split_by_customer_and_time(training) -> None:
         split_train_valid_test(training, 0.15, 0.15, test_cutoffs=3, seed=7)
     with pytest.raises(ValueError):
         split_train_valid_test(training, 0.6, 0.5, test_cutoffs=1, seed=7)
+
+
+def test_cutoff_candidates_are_earlier_cutoffs_newest_first() -> None:
+    from features.cutoffs import cutoff_candidates, training_cutoffs
+
+    pool = training_cutoffs(dt.date(2026, 6, 1), 30, 16, 7)
+    chosen = cutoff_candidates(pool, 1, [(1, 1), (4, 1), (15, 1), (7, 2), (16, 1)])
+    assert set(chosen) == {"1x1", "4x1", "15x1", "7x2"}  # 16 earlier ones do not exist
+    latest = max(pool)
+    assert chosen["1x1"] == [latest - pd.Timedelta(days=7)]
+    assert chosen["7x2"][-1] == latest - pd.Timedelta(days=7)
+    assert all(c < latest for cs in chosen.values() for c in cs)
+    assert [b - a for a, b in zip(chosen["7x2"], chosen["7x2"][1:], strict=False)] == [
+        pd.Timedelta(days=14)] * 6
 
 
 def test_customer_split_draw_is_uniform_and_seeded() -> None:
@@ -227,3 +249,26 @@ def test_new_customer_rates_use_only_live_days(tables) -> None:
     assert row["active_day_share_30d"] == pytest.approx(1.0)
     assert row["usage_cv_30d"] == pytest.approx(0.0)  # same GB every live day
     assert row["monthly_gb"] == pytest.approx(10.0 * 30 / 5)
+
+
+def test_training_rows_say_how_much_of_each_window_was_covered() -> None:
+    """Usage kept only for the last 50 days of the lake: every training cutoff's usage
+    windows count only the covered days, and usage_covered_days says how many."""
+    import datetime as dt
+
+    from features.cutoffs import training_cutoffs
+    from features.training import build_training_set
+
+    tables = make_tables(n_customers=300, seed=11)
+    as_of = pd.Timestamp("2026-06-01", tz="UTC")
+    begins = as_of - pd.Timedelta(days=50)
+    tables.usagelogs = tables.usagelogs[tables.usagelogs["timestamp"] >= begins]
+    cutoffs = training_cutoffs(dt.date(2026, 6, 1), 30, 6, 7)
+    data = build_training_set(tables, cutoffs, 30, "cancelled")
+    first_day = tables.usagelogs["timestamp"].min().floor("D")
+    covered = ((data["cutoff"] - first_day) / pd.Timedelta(days=1)).clip(0, 126)
+    assert np.allclose(data["usage_covered_days"], covered)
+    assert (data["usage_covered_days"] < 21).all()  # the latest cutoff is 30 days back
+    # Nothing is counted from before the first recorded session.
+    early = data[data["usage_covered_days"] == 0]
+    assert (early["usage_gb_90d"] == 0).all() and (early["sessions_30d"] == 0).all()

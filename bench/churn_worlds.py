@@ -1,0 +1,181 @@
+"""Churn accuracy per simulated world: `python -m bench churn_worlds [--scenario=NAME]
+[--customers=10000 --days=365 --seed=42 --usage-days=N --lake-cache=DIR]`.
+
+The simulator writes the raw lake directly (bench/_lake_writer.py: the extract's own
+BSON → Arrow conversion), once per (scenario, customers, days, seed) under
+--lake-cache. Then the pipeline's pure training runs on it as the nightly would for
+as-of = the day after the history: point-in-time rows at the built cutoffs, the
+out-of-time choice of training cutoffs, tuning, calibration on the latest labelled
+cutoff. The model scores every live customer at as-of and is compared, on the 30 days
+the simulation ran past the history, with two references (bbx/evaluate.py's metrics):
+- bayes: the simulator's true probability (knows latent decisions; the ceiling);
+- observable: the probability of leaving given what the documents show up to as-of
+  (simulator/observable.py), the reference the data can reach.
+--usage-days=N keeps only the last N days of usage logs and logins of the same lake
+(the short-history comparison on the very same world). Also printed: the headline
+test metric (test customers at the latest labelled cutoff) and the training time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+END = dt.date(2026, 11, 25)
+
+
+def _lake(root: Path, scenario: str, customers: int, days: int, seed: int,
+          history_days: int | None) -> tuple[dict[str, str], object]:
+    from simulator.world import SimulationSpec
+
+    spec = SimulationSpec(customers=customers, days=days, seed=seed, end=END,
+                          scenario=scenario,
+                          **({"history_days": history_days} if history_days else {}))
+    name = f"{scenario}-{customers}-{days}-{seed}" + (f"-h{history_days}" if history_days
+                                                     else "")
+    folder = root / name
+    done = folder / "spec.json"
+    if not done.exists():
+        from bench._lake_writer import LakeDatabase
+        from simulator import simulate
+
+        sink = LakeDatabase(folder, END + dt.timedelta(days=1))
+        began = time.perf_counter()
+        try:
+            simulate(sink, customers=customers, days=days, seed=seed, end=END,  # type: ignore[arg-type]
+                     scenario=scenario, history_days=history_days)
+        finally:
+            sink.close()
+        print(f"simulated {name} in {time.perf_counter() - began:.0f}s", flush=True)
+        spec.save(done)
+    from bbx import lake
+
+    paths = {c: str(lake.raw_path(folder, c, END + dt.timedelta(days=1))) for c in lake.TABLES}
+    return paths, spec
+
+
+def _metrics_table(rows: dict[str, dict[str, float | None]]) -> str:
+    keys = ("roc_auc", "pr_auc", "f1", "precision", "recall", "brier", "ece")
+    who = list(rows)
+    lines = [f"{'':<10}" + "".join(f"{w:>12}" for w in who)]
+    for k in keys:
+        cells = [rows[w].get(k) for w in who]
+        lines.append(f"{k:<10}" + "".join(
+            f"{'n/a' if v is None else f'{v:.3f}':>12}" for v in cells))
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench churn_worlds")
+    parser.add_argument("--scenario", default="default")
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--usage-days", type=int, default=None,
+                        help="keep only the last N days of usage logs and logins")
+    parser.add_argument("--history-days", type=int, default=None,
+                        help="short-history scenario: N days of usage/logins simulated")
+    parser.add_argument("--lake-cache", default="/tmp/bbx-churn-worlds")
+    parser.add_argument("--trials", type=int, default=None)
+    parser.add_argument("--json", dest="json_out", default=None)
+    args = parser.parse_args(argv)
+
+    from bbx.evaluate import churn_metrics
+    from bbx.settings import load_settings
+    from features.customer import build_churn_features
+    from features.cutoffs import as_of_cutoff, cutoff_candidates, training_cutoffs
+    from features.registry import CHURN_FEATURE_NAMES
+    from features.training import build_training_set, split_train_valid_test
+    from models.churn import evaluate_churn, fit_churn_model
+    from simulator.observable import activity_from_lake, observable_probability
+    from simulator.truth import churn_probabilities
+    from simulator.world import build_world
+    from tasks.lake_io import read_tables
+    from tasks.train import churn_params
+
+    settings = load_settings()
+    c = settings.churn
+    paths, spec = _lake(Path(args.lake_cache), args.scenario, args.customers, args.days,
+                        args.seed, args.history_days)
+    tables = read_tables(paths)
+    as_of = END + dt.timedelta(days=1)
+    cut = as_of_cutoff(as_of)
+    if args.usage_days:
+        start = cut - pd.Timedelta(days=args.usage_days)
+        tables.usagelogs = tables.usagelogs[tables.usagelogs["timestamp"] >= start]
+        tables.auditlogs = tables.auditlogs[tables.auditlogs["timestamp"] >= start]
+
+    started, cpu = time.perf_counter(), time.process_time()
+    cutoffs = training_cutoffs(as_of, c.horizon_days, c.training_cutoffs, c.cutoff_spacing_days)
+    data = build_training_set(tables, cutoffs, c.horizon_days, c.definition)
+    built = time.perf_counter() - started
+    splits = split_train_valid_test(data, c.validation_share, c.test_share, c.test_cutoffs,
+                                    c.seed)
+    names = list(CHURN_FEATURE_NAMES)
+    candidates = cutoff_candidates(cutoffs, c.test_cutoffs, list(c.cutoff_candidates))
+    model, _, choice = fit_churn_model(splits.train, splits.valid, splits.calibration,
+                                       candidates, names, churn_params(settings),
+                                       args.trials or c.tuning_trials)
+    fit_seconds = time.perf_counter() - started - built
+    headline = evaluate_churn(splits.test["label"].to_numpy(),
+                              model.predict_proba(splits.test), model.threshold)
+    pooled = evaluate_churn(splits.test_pooled["label"].to_numpy(),
+                            model.predict_proba(splits.test_pooled), model.threshold)
+    train_wall, train_cpu = time.perf_counter() - started, time.process_time() - cpu
+
+    # Score today's customers and compare with the simulation's future.
+    features = build_churn_features(tables, cut)
+    probability = model.predict_proba(features)
+    world = build_world(spec)
+    day = world.day_index(as_of)
+    ids = np.array(world.user_ids)
+    _, p_cancel, p_leave = churn_probabilities(world, day)
+    tl = world.full
+    leave = np.where(tl.cancel_day >= 0, tl.cancel_day, 10**9)
+    if c.definition != "cancelled":
+        leave = np.minimum(leave, np.where(tl.nonrenewal_day >= 0, tl.nonrenewal_day, 10**9))
+    outcome = (leave >= day) & (leave < day + 30)
+    recent = cut - pd.Timedelta(days=60)
+    activity = activity_from_lake(
+        world, day, tables.usagelogs[tables.usagelogs["timestamp"] >= recent],
+        tables.auditlogs[tables.auditlogs["timestamp"] >= recent])
+    observable = observable_probability(world, day, activity)
+    position = pd.Series(np.arange(len(ids)), index=ids)
+    rows = position.reindex(features.index).to_numpy()
+    known = ~np.isnan(rows.astype(float))
+    rows = rows[known].astype(int)
+    p_model = probability[known]
+    y = outcome[rows].astype(int)
+    reference = p_cancel if c.definition == "cancelled" else p_leave
+    threshold = model.threshold
+    figures = {
+        "model": churn_metrics(y, p_model, threshold),
+        "observable": churn_metrics(y, observable[rows], threshold),
+        "bayes": churn_metrics(y, reference[rows], threshold),
+    }
+    print(f"world {args.scenario} {args.customers} x {args.days} days seed {args.seed}"
+          + (f", usage/logins kept for the last {args.usage_days} days" if args.usage_days
+             else "")
+          + f": {len(y):,} live at {as_of}, {int(y.sum())} cancelled within 30 days "
+          f"(mean model p {p_model.mean():.3f}, observed {y.mean():.3f})")
+    print(_metrics_table(figures))
+    print("cutoff check (ROC-AUC at the latest labelled cutoff): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in choice.scores.items())
+          + f" -> {choice.name}")
+    print(f"headline test (latest labelled cutoff, {len(splits.test):,} rows): "
+          f"roc_auc {headline['roc_auc']:.3f} pr_auc {headline['pr_auc']:.3f} "
+          f"ece {headline['ece']:.3f}; pooled over all cutoffs: roc_auc "
+          f"{pooled['roc_auc']:.3f} pr_auc {pooled['pr_auc']:.3f}")
+    print(f"training: {len(data):,} customer-cutoffs built in {built:.0f}s, fit "
+          f"{fit_seconds:.0f}s; total {train_wall:.0f}s wall, {train_cpu:.0f}s CPU")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({
+            "figures": figures, "headline": headline, "pooled": pooled,
+            "choice": choice.name, "scores": choice.scores, "train_wall": train_wall,
+        }, indent=2, default=float))
