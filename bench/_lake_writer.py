@@ -53,6 +53,12 @@ class _LakeCollection:
     def insert_many(self, documents: list[dict], ordered: bool = True) -> None:
         self._lake.add(self._name, documents)
 
+    def insert_one(self, document: dict) -> None:
+        self._lake.add(self._name, [document])
+
+    def delete_many(self, query: dict) -> None:
+        return None  # a lake written afresh holds nothing to delete
+
 
 class LakeDatabase:
     """`db[collection].insert_many(documents)` → Arrow rows in that collection's raw

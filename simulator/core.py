@@ -112,7 +112,7 @@ def simulate(
     ):
         db.drop_collection(name)
     # The app's own scans from an earlier world's continued days (the pipeline's stay).
-    db.churnscanhistories.delete_many({"scanType": "automatic", "source": {"$exists": False}})
+    db["churnscanhistories"].delete_many({"scanType": "automatic", "source": {"$exists": False}})
 
     world = build_world(spec)
     pop, tl, keys = world.pop, world.seen, world.keys
