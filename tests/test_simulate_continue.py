@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 
 import pytest
 from pymongo import MongoClient
@@ -27,20 +26,13 @@ OLD_END = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)  # first instant after the hi
 DAYS = 2
 NEW_END = OLD_END + dt.timedelta(days=DAYS)
 WORLD = {"customers": 400, "days": 45, "seed": 17, "end": END, "annual_churn": 0.9}
+from tests.test_simulator import dated_fields  # noqa: E402
+
 APP_WRITTEN = (*APP_COLLECTIONS, "usageanalytics", "churnscanhistories")
 # Scheduled dates (not events) may lie after the continued days.
 SCHEDULED = {"endDate", "autoRenewal.nextRenewalDate", "dueDate", "billingPeriod.end"}
 
 
-def dated_fields(doc, prefix: str = "") -> Iterator[tuple[str, dt.datetime]]:
-    if isinstance(doc, dict):
-        for key, value in doc.items():
-            yield from dated_fields(value, f"{prefix}.{key}" if prefix else key)
-    elif isinstance(doc, list):
-        for item in doc:
-            yield from dated_fields(item, prefix)
-    elif isinstance(doc, dt.datetime):
-        yield prefix, doc
 
 
 def snapshot(db: Database) -> dict[str, dict]:

@@ -33,8 +33,9 @@ SCHEDULED_DATE_PATHS = {
     "billings": {"dueDate", "billingPeriod.end"},
 }
 
+# The schema table's enums that the app's save-time rules do not cover (those are in
+# simulator/app_rules.py and checked by tests/test_app_rules.py).
 ENUMS: dict[str, dict[str, set]] = {
-    "users": {"role": {"customer", "admin"}, "status": {"active", "inactive", "suspended"}},
     "plans": {
         "category": {"residential", "business", "enterprise"},
         "status": {"active", "inactive", "deprecated"},
@@ -56,20 +57,6 @@ ENUMS: dict[str, dict[str, set]] = {
             "expired",
         },
     },
-    "usagelogs": {"deviceType": {"Desktop", "Mobile", "Tablet", "IoT", "Other"}},
-    "payments": {
-        "currency": {"INR", "USD"},
-        "status": {
-            "created",
-            "pending",
-            "authorized",
-            "captured",
-            "failed",
-            "refunded",
-            "partial_refund",
-        },
-    },
-    "billings": {"status": {"pending", "paid", "overdue", "failed", "cancelled"}},
     "supporttickets": {
         "status": {"open", "assigned", "in-progress", "pending-customer", "resolved", "closed"},
         "priority": {"low", "medium", "high", "urgent"},
