@@ -244,12 +244,15 @@ def test_kill_at_a_random_moment_never_shows_a_mix(server: Server, score_files,
 
 
 
-@pytest.mark.xfail(strict=True, reason=(
+# Not strict: whether the loss shows depends on whether the server's own periodic fsync
+# ran between the rename and the kill, so on a quiet machine it sometimes passes (seen
+# in a fresh-clone run); a strict xfail made CI fail at random.
+@pytest.mark.xfail(strict=False, reason=(
     "SecantusDB 0.7.0b3: renameCollection(dropTarget) is not crash-safe. A SIGKILL "
     "after the rename was acknowledged (even with j:true and an fsync before it) but "
-    "before the next fsync comes back with the target dropped and the renamed "
-    "collection empty. MongoDB's rename is atomic and journaled; when SecantusDB is "
-    "fixed this test passes and strict xfail flags it for removal."))
+    "before the next fsync usually comes back with the target dropped and the renamed "
+    "collection empty. MongoDB's rename is atomic and journaled; the nightly publish "
+    "therefore uses a transaction on SecantusDB."))
 def test_kill_right_after_the_rename_keeps_a_complete_night(server: Server,
                                                             score_files) -> None:
     server.settings.publish.swap_method = "rename"
