@@ -27,7 +27,7 @@ from pymongo import MongoClient
 from bbx.lake import SCORES_COLLECTION
 from bbx.mongo import free_port
 from bbx.settings import PROJECT_ROOT, load_settings
-from bbx.up import (
+from bbxcli.up import (
     PREFECT_FILE,
     create_work_pool,
     deploy_all,
