@@ -104,7 +104,7 @@ def mongo_status() -> None:
     typer.echo(f"running: {server.uri} (pid {server.pid}, data {server.storage})")
 
 
-# --- publish and the local stack (issue 7) ---------------------------------------
+# --- publish and the local stack ---------------------------------------------------
 
 
 @publish_app.command("rollback")
