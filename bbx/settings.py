@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,7 +29,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
 
 
-class MongoSettings(BaseModel):
+class _Section(BaseModel):
+    # A misspelt or retired key (in a YAML file or a BBX_* variable) is an error, not ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class MongoSettings(_Section):
     uri: str | None = Field(
         description="Production MongoDB URI. Empty: start the embedded SecantusDB server.",
     )
@@ -43,7 +48,7 @@ class MongoSettings(BaseModel):
     batch_size: int = Field(ge=1000, description="Documents per write batch.")
 
 
-class ChurnSettings(BaseModel):
+class ChurnSettings(_Section):
     horizon_days: int = Field(ge=1, description="Label: churn within this many days.")
     definition: Literal["cancelled", "cancelled_or_nonrenewal"] = Field(
         description=(
@@ -128,7 +133,7 @@ class ChurnSettings(BaseModel):
         return self
 
 
-class SegmentationSettings(BaseModel):
+class SegmentationSettings(_Section):
     k: int = Field(ge=2)
     seed: int
     elasticity_prior: dict[str, float] = Field(
@@ -170,7 +175,7 @@ class SegmentationSettings(BaseModel):
     )
 
 
-class PlanAnchorSettings(BaseModel):
+class PlanAnchorSettings(_Section):
     """An admin-owned anchor for one plan (monthly, in the plan's currency)."""
 
     anchor: float = Field(gt=0, description="The plan's anchor monthly price (P_base).")
@@ -188,7 +193,7 @@ class PlanAnchorSettings(BaseModel):
         return self
 
 
-class PricingSettings(BaseModel):
+class PricingSettings(_Section):
     """P = P_base × (1 + α·D + β·E + γ·R), clamped to the plan's band around its anchor:
     [min_ratio, max_ratio] × anchor, or a plan's own bounds in `plan_anchors`."""
 
@@ -247,7 +252,7 @@ class PricingSettings(BaseModel):
         return self
 
 
-class ExtractSettings(BaseModel):
+class ExtractSettings(_Section):
     """How the app's collections are copied into the lake (tasks/extract.py)."""
 
     overlap_hours: float = Field(
@@ -275,7 +280,7 @@ class ExtractSettings(BaseModel):
     )
 
 
-class ValidationSettings(BaseModel):
+class ValidationSettings(_Section):
     max_quarantine_share: float = Field(ge=0, le=1)
     freshness_max_lag_hours: float = Field(
         gt=0,
@@ -289,7 +294,7 @@ class ValidationSettings(BaseModel):
     )
 
 
-class PublishSettings(BaseModel):
+class PublishSettings(_Section):
     """What the nightly run writes for the app besides the per-customer scores."""
 
     proposal_expiry_days: int = Field(
@@ -322,7 +327,7 @@ class PublishSettings(BaseModel):
     )
 
 
-class ScheduleSettings(BaseModel):
+class ScheduleSettings(_Section):
     """When the deployments run (read by `bbx up` when it deploys prefect.yaml)."""
 
     timezone: str = Field(description="Timezone of every cron below.")
@@ -331,7 +336,7 @@ class ScheduleSettings(BaseModel):
     work_pool: str = Field(description="The process work pool.")
 
 
-class ReportsSettings(BaseModel):
+class ReportsSettings(_Section):
     """Where a browser opens the reports a run links to (`bbx up` serves and sets these)."""
 
     data_docs_url: str | None = Field(
@@ -343,7 +348,7 @@ class ReportsSettings(BaseModel):
     mlflow_port: int = Field(description="`bbx up`: the MLflow UI.")
 
 
-class SimulationSettings(BaseModel):
+class SimulationSettings(_Section):
     customers: int = Field(ge=1)
     days: int = Field(ge=1)
     seed: int
@@ -369,7 +374,7 @@ class SimulationSettings(BaseModel):
     )
 
 
-class ScaleSettings(BaseModel):
+class ScaleSettings(_Section):
     """Customers in hash buckets, and where the buckets run (docs/scale-out.md)."""
 
     buckets: int | None = Field(

@@ -106,3 +106,15 @@ def test_a_setting_without_a_value_is_an_error_not_a_silent_default(
     monkeypatch.setattr("bbx.settings.DEFAULT_CONFIG", tmp_path / "missing.yaml")
     with pytest.raises(pydantic.ValidationError, match="churn"):
         load_settings()
+
+
+def test_a_retired_or_misspelt_key_is_refused(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("BBX_EXTRACT__FULL_SNAPSHOT_EVERY_DAYS", "2")
+    with pytest.raises(pydantic.ValidationError, match="full_snapshot_every_days"):
+        load_settings()
+    monkeypatch.delenv("BBX_EXTRACT__FULL_SNAPSHOT_EVERY_DAYS")
+    own = tmp_path / "typo.yaml"
+    own.write_text("churn:\n  horizon_dayz: 45\n")
+    monkeypatch.setenv("BBX_CONFIG", str(own))
+    with pytest.raises(pydantic.ValidationError, match="horizon_dayz"):
+        load_settings()
