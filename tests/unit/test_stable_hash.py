@@ -55,3 +55,17 @@ def test_unit_interval_is_uniform_on_zero_one() -> None:
     assert draws.min() >= 0.0 and draws.max() < 1.0
     assert abs(draws.mean() - 0.5) < 0.01
     assert unit_interval(np.array([2**64 - 1], dtype=np.uint64))[0] < 1.0
+
+
+def test_no_other_module_hashes_ids_its_own_way() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    own_way = ("hash_array(", "hash_pandas_object(", "from_bytes(hashlib")
+    offenders = [
+        str(path.relative_to(root))
+        for package in ("bbx", "features", "models", "tasks", "flows", "simulator")
+        for path in (root / package).rglob("*.py")
+        if path.name != "stable_hash.py" and any(s in path.read_text() for s in own_way)
+    ]
+    assert offenders == []
