@@ -2,9 +2,12 @@
 
 Precedence, highest first: explicit overrides (CLI flags, flow parameters) >
 environment (`MONGODB_URI`, `BBX_*`, nested with `__`, e.g.
-`BBX_CHURN__HORIZON_DAYS=60`) > `configs/default.yaml` (or the file named by
-`BBX_CONFIG`) > the defaults below. Nothing here touches disk or network at
-import time; `load_settings()` reads the YAML when called.
+`BBX_CHURN__HORIZON_DAYS=60`) > the file named by `BBX_CONFIG` (any subset of
+keys) > `configs/default.yaml`. The fields below carry types, bounds and meaning
+but no default values: `configs/default.yaml` is the one place a default is
+written, and a missing key there is a validation error, not a silent fallback.
+Nothing here touches disk or network at import time; `load_settings()` reads the
+YAML when called.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,103 +29,102 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
 
 
-class MongoSettings(BaseModel):
+class _Section(BaseModel):
+    # A misspelt or retired key (in a YAML file or a BBX_* variable) is an error, not ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class MongoSettings(_Section):
     uri: str | None = Field(
-        default=None,
         description="Production MongoDB URI. Empty: start the embedded SecantusDB server.",
     )
-    database: str = "broadbandx"
-    server_selection_timeout_ms: int = Field(default=5000, ge=100)
-    retries: int = Field(default=3, ge=0, description="Retries of a Mongo task before it fails.")
-    retry_backoff_seconds: float = Field(default=2.0, ge=0)
+    database: str
+    server_selection_timeout_ms: int = Field(ge=100)
+    retries: int = Field(ge=0, description="Retries of a Mongo task before it fails.")
+    retry_backoff_seconds: float = Field(ge=0)
     embedded_storage: str = Field(
-        default="mongo",
         description="Embedded server data folder, relative to home; ':memory:' for throwaway.",
     )
-    batch_size: int = Field(default=50_000, ge=1000, description="Documents per write batch.")
+    batch_size: int = Field(ge=1000, description="Documents per write batch.")
 
 
-class ChurnSettings(BaseModel):
-    horizon_days: int = Field(default=30, ge=1, description="Label: churn within this many days.")
+class ChurnSettings(_Section):
+    horizon_days: int = Field(ge=1, description="Label: churn within this many days.")
     definition: Literal["cancelled", "cancelled_or_nonrenewal"] = Field(
-        default="cancelled",
         description=(
             "cancelled: only subscriptions the customer/admin cancelled count as churn. "
             "cancelled_or_nonrenewal: also grace_period/suspended/expired non-renewals."
         ),
     )
     training_cutoffs: int = Field(
-        default=16, ge=1,
+        ge=1,
         description="Training cutoffs, cutoff_spacing_days apart (ending one horizon before "
         "as-of).",
     )
     cutoff_spacing_days: int = Field(
-        default=7, ge=1,
+        ge=1,
         description="Days between training cutoffs. Weekly (closer than the horizon) lets the "
         "model see leavers' wind-downs at every stage, not only where a monthly one falls.",
     )
     cutoff_candidates: list[tuple[int, int]] = Field(
-        default=[(1, 1), (3, 1), (7, 1), (15, 1), (7, 2)],
         description="(count, every): candidate training sets of `count` built cutoffs before "
         "the latest labelled one, every `every`-th; the one whose booster ranks the latest "
         "labelled cutoff best (out of time) is trained on.",
     )
     risk_score_horizon_days: int = Field(
-        default=365,
         ge=1,
         description="riskScore = chance (0..100) of leaving within this many days at the "
         "customer's current hazard; churnProbability stays the horizon_days probability.",
     )
-    risk_band_medium: float = Field(default=40.0, ge=0, le=100)
-    risk_band_high: float = Field(default=70.0, ge=0, le=100)
-    n_estimators: int = Field(default=300, ge=10)
-    max_depth: int = Field(default=4, ge=1)
-    learning_rate: float = Field(default=0.05, gt=0)
-    subsample: float = Field(default=0.9, gt=0, le=1)
-    colsample_bytree: float = Field(default=0.9, gt=0, le=1)
-    early_stopping_rounds: int = Field(default=30, ge=1)
+    risk_band_medium: float = Field(ge=0, le=100)
+    risk_band_high: float = Field(ge=0, le=100)
+    n_estimators: int = Field(ge=10)
+    max_depth: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+    subsample: float = Field(gt=0, le=1)
+    colsample_bytree: float = Field(gt=0, le=1)
+    early_stopping_rounds: int = Field(ge=1)
     validation_share: float = Field(
-        default=0.15, gt=0, lt=0.5, description="Share of customers held out for validation."
+        gt=0, lt=0.5, description="Share of customers held out for validation."
     )
     test_share: float = Field(
-        default=0.15, gt=0, lt=0.5,
+        gt=0, lt=0.5,
         description="Share of customers held out for the test (scored at the latest cutoffs).",
     )
     test_cutoffs: int = Field(
-        default=1, ge=1,
+        ge=1,
         description="The latest training cutoffs form the out-of-time test (test customers "
         "only); earlier cutoffs feed train/validation.",
     )
     tuning_trials: int = Field(
-        default=4, ge=1,
+        ge=1,
         description="Random-search budget: XGBoost configurations tried (early-stopped on "
         "validation); 1 = only the parameters above.",
     )
     baseline_max_rows: int = Field(
-        default=200_000, ge=1000,
+        ge=1000,
         description="The logistic-regression baseline is fitted on at most this many "
         "training rows (a seeded draw); it is a yardstick, and all rows cost memory.",
     )
     promotion_metric: Literal["pr_auc", "roc_auc", "f1"] = Field(
-        default="pr_auc",
         description="A challenger becomes champion only if it beats the champion on this "
         "test metric (both scored on the same held-out rows).",
     )
     promotion_brier_tolerance: float = Field(
-        default=0.002, ge=0, description="Largest Brier-score increase a promotion may bring."
+        ge=0, description="Largest Brier-score increase a promotion may bring."
     )
     promotion_ece_tolerance: float = Field(
-        default=0.01, ge=0,
+        ge=0,
         description="Largest expected-calibration-error increase a promotion may bring.",
     )
     retrain_every_days: int = Field(
-        default=7, ge=1,
+        ge=1,
         description="The nightly run retrains when the last training is this old (or forced).",
     )
     reasons_per_customer: int = Field(
-        default=3, ge=1, le=10, description="churnReasons published per customer."
+        ge=1, le=10, description="churnReasons published per customer."
     )
-    seed: int = 7
+    seed: int
 
     @model_validator(mode="after")
     def _bands_ordered(self) -> ChurnSettings:
@@ -131,30 +133,14 @@ class ChurnSettings(BaseModel):
         return self
 
 
-class SegmentationSettings(BaseModel):
-    k: int = Field(default=5, ge=2)
-    seed: int = 7
-    # The paper's Table III: elasticity per named segment, used as the prior.
+class SegmentationSettings(_Section):
+    k: int = Field(ge=2)
+    seed: int
     elasticity_prior: dict[str, float] = Field(
-        default_factory=lambda: {
-            "Premium Power Users": -0.3,
-            "Price-Conscious Power": -1.8,
-            "Value-Seekers": -1.2,
-            "Budget Users": -2.0,
-            "Casual Premium": -0.5,
-        }
+        description="Price elasticity per named segment before the data speaks (the paper's "
+        "Table III); estimates shrink towards it.",
     )
     clustering_weights: dict[str, float] = Field(
-        default_factory=lambda: {
-            "monthly_gb": 2.25,
-            "monthly_price": 1.2,
-            "peak_session_share_180d": 0.95,
-            "device_types_180d": 0.5,
-            "yearly_billing": 0.95,
-            "payment_failure_rate": 0.25,
-            "logins_per_month": 0.8,
-            "active_day_share_30d": 0.75,
-        },
         description="Segmentation feature -> weight after robust scaling (0 or absent: kept "
         "for profiles, not clustered). Usage and price weigh most: they are what tell the "
         "paper's segments apart; peak share, devices, yearly billing, logins and activity "
@@ -163,35 +149,33 @@ class SegmentationSettings(BaseModel):
         "books (seeds 11, 23, 42; 3k-10k customers, 180-365 days).",
     )
     log_features: list[str] = Field(
-        default_factory=lambda: ["monthly_gb", "monthly_price", "logins_per_month"],
         description="Features taken as log1p before scaling (skewed volumes, prices, rates).",
     )
     k_sweep: list[int] = Field(
-        default_factory=lambda: [3, 4, 5, 6, 7],
         description="k values whose silhouette is logged with each segmentation run.",
     )
-    silhouette_sample: int = Field(default=2000, ge=100, description="Customers per silhouette.")
+    silhouette_sample: int = Field(ge=100, description="Customers per silhouette.")
     elasticity_prior_sd: float = Field(
-        default=0.5, gt=0,
+        gt=0,
         description="Prior standard deviation around each Table III elasticity: how far the "
         "data must pull to move an estimate (normal-normal shrinkage).",
     )
     elasticity_min_customers: int = Field(
-        default=50, ge=1, description="Below this many customers a segment keeps its prior."
+        ge=1, description="Below this many customers a segment keeps its prior."
     )
     elasticity_ceiling: float = Field(
-        default=-0.05, le=0,
+        le=0,
         description="Highest elasticity an estimate may take: the data cannot make a price "
         "rise attract customers (a positive estimate is noise or confounding).",
     )
     elasticity_followup_days: int = Field(
-        default=90, ge=7,
+        ge=7,
         description="Elasticity follows the cohort live this many days before as-of to as-of "
         "(later if the lake lacks the 90 days of history its segments need).",
     )
 
 
-class PlanAnchorSettings(BaseModel):
+class PlanAnchorSettings(_Section):
     """An admin-owned anchor for one plan (monthly, in the plan's currency)."""
 
     anchor: float = Field(gt=0, description="The plan's anchor monthly price (P_base).")
@@ -209,60 +193,57 @@ class PlanAnchorSettings(BaseModel):
         return self
 
 
-class PricingSettings(BaseModel):
+class PricingSettings(_Section):
     """P = P_base × (1 + α·D + β·E + γ·R), clamped to the plan's band around its anchor:
     [min_ratio, max_ratio] × anchor, or a plan's own bounds in `plan_anchors`."""
 
-    alpha: float = Field(default=0.10, description="Weight of demand D (0..1).")
-    beta: float = Field(default=0.05, description="Weight of elasticity E (negative number).")
-    gamma: float = Field(default=-0.15, description="Weight of churn risk R (0..1).")
-    min_ratio: float = Field(default=0.8, gt=0)
-    max_ratio: float = Field(default=1.2, gt=0)
+    alpha: float = Field(description="Weight of demand D (0..1).")
+    beta: float = Field(description="Weight of elasticity E (negative number).")
+    gamma: float = Field(description="Weight of churn risk R (0..1).")
+    min_ratio: float = Field(gt=0)
+    max_ratio: float = Field(gt=0)
     plan_anchors: dict[str, PlanAnchorSettings] = Field(
-        default_factory=dict,
         description="Per plan (key: plan name or plan id) an anchor and optional bounds the "
         "admin owns; they win over the anchor the pipeline recorded when it first saw the "
         "plan (collection ml_price_anchors).",
     )
     proposal_cooldown_days: float = Field(
-        default=30, ge=0,
+        ge=0,
         description="No new price proposal for a plan this many days after one of its "
         "proposals was applied (one billing cycle, so the change shows in renewals first).",
     )
-    currency: str = "INR"
-    demand_window_days: int = Field(default=7, ge=1, description="Recent load window for D.")
-    demand_baseline_days: int = Field(default=90, ge=7, description="Window D is normalised on.")
+    currency: str
+    demand_window_days: int = Field(ge=1, description="Recent load window for D.")
+    demand_baseline_days: int = Field(ge=7, description="Window D is normalised on.")
     learn_weights: bool = Field(
-        default=True,
         description="Fit α, β, γ each run (maximise horizon revenue under the bounds and the "
         "churn ceiling); false: use alpha/beta/gamma above as they are.",
     )
-    horizon_months: int = Field(default=6, ge=1, description="Revenue horizon of the fit.")
+    horizon_months: int = Field(ge=1, description="Revenue horizon of the fit.")
     churn_ceiling: float | None = Field(
-        default=None, ge=0, le=1,
+        ge=0, le=1,
         description="Highest expected churn share over the horizon the fit may accept; "
         "empty: the churn the static prices would give (never lose more customers).",
     )
     weight_bounds: dict[str, tuple[float, float]] = Field(
-        default_factory=lambda: {"alpha": (-0.5, 0.5), "beta": (-0.5, 0.5), "gamma": (-1.0, 0.0)},
         description="Search box of the fitted weights. γ ≤ 0 is a policy, not a fit: a "
         "customer is never charged more for being likely to leave (unbounded, the fit did "
         "that on a simulated book when its elasticities said churn barely responds).",
     )
-    experiment: str = Field(default="dynamic-pricing-v1", description="A/B experiment name.")
+    experiment: str = Field(description="A/B experiment name.")
     treatment_share: float = Field(
-        default=0.5, ge=0, le=1, description="Share of customers in the dynamic-price arm."
+        ge=0, le=1, description="Share of customers in the dynamic-price arm."
     )
     fairness_max_gap: float = Field(
-        default=0.05, ge=0,
+        ge=0,
         description="Warn when a city's or age band's mean dynamic/base ratio differs from "
         "the overall by more than this.",
     )
-    fairness_min_group: int = Field(default=30, ge=1, description="Smaller groups not judged.")
+    fairness_min_group: int = Field(ge=1, description="Smaller groups not judged.")
     age_band_edges: list[int] = Field(
-        default_factory=lambda: [25, 35, 45, 55, 65], description="Age band boundaries, years."
+        description="Age band boundaries, years."
     )
-    seed: int = 7
+    seed: int
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> PricingSettings:
@@ -271,87 +252,74 @@ class PricingSettings(BaseModel):
         return self
 
 
-class ExtractSettings(BaseModel):
+class ExtractSettings(_Section):
     """How the app's collections are copied into the lake (tasks/extract.py)."""
 
     overlap_hours: float = Field(
-        default=48.0,
         ge=0,
         description="Incremental extracts re-read this far before the stored watermark, so "
         "late-arriving events are caught; the overlap is de-duplicated by key.",
     )
     full_refresh_days: int = Field(
-        default=7,
         ge=0,
-        description="Re-extract an append-only collection in full when its last full extract "
-        "is this many days old (0: only the first run). Bounds the partitions a read spans "
-        "and catches documents whose time field was missing or malformed.",
-    )
-    full_snapshot_every_days: int = Field(
-        default=7,
-        ge=1,
-        description="Users and subscriptions are refreshed between full snapshots from the "
-        "documents whose updatedAt is after the previous snapshot's watermark (minus the "
-        "overlap), merged onto it by key; a full snapshot is read when the last one is this "
-        "many days old (1: every run), which drops deleted documents and repairs anything "
-        "an increment missed.",
+        description="Read a collection in full when its last full read is this many days "
+        "old (0: only the first run). Append-only collections: bounds the partitions a read "
+        "spans and catches documents whose time field was missing or malformed. Users and "
+        "subscriptions: between full reads only the documents whose updatedAt is after the "
+        "previous snapshot's watermark (minus the overlap) are read and merged onto it by "
+        "key; the full read drops deleted documents and repairs anything an increment missed.",
     )
     batch_rows: int = Field(
-        default=50_000,
         ge=100,
         description="Documents per cursor batch; memory is bounded by one batch, not the "
         "collection.",
     )
-    retries: int = Field(default=3, ge=0, description="Retries of a failed collection read.")
+    retries: int = Field(ge=0, description="Retries of a failed collection read.")
     retry_backoff_seconds: float = Field(
-        default=2.0, ge=0, description="First retry delay; doubles each retry."
+        ge=0, description="First retry delay; doubles each retry."
     )
 
 
-class ValidationSettings(BaseModel):
-    max_quarantine_share: float = Field(default=0.01, ge=0, le=1)
+class ValidationSettings(_Section):
+    max_quarantine_share: float = Field(ge=0, le=1)
     freshness_max_lag_hours: float = Field(
-        default=48.0,
         gt=0,
         description="The newest event of a time-critical collection (suite expectations with "
         "$PARAMETER fresh_since) must be at most this old at the end of the as-of day.",
     )
     volume_tolerance: float = Field(
-        default=0.5,
         ge=0,
         description="Warn when rows (snapshots) or new rows per day (append-only) differ from "
         "the previous validated run by more than this share.",
     )
 
 
-class PublishSettings(BaseModel):
+class PublishSettings(_Section):
     """What the nightly run writes for the app besides the per-customer scores."""
 
     proposal_expiry_days: int = Field(
-        default=7, ge=1,
+        ge=1,
         description="pricingproposals.expiresAt = publish time + this many days (the app's "
         "TTL index deletes the proposal then).",
     )
     proposal_min_change_percent: float = Field(
-        default=1.0, ge=0,
+        ge=0,
         description="A plan enters a pricing proposal only if its proposed price moves at "
         "least this much (percent of the plan's monthly price).",
     )
     proposal_admin_email: str | None = Field(
-        default=None,
         description="Email of the admin user named as pricingproposals.createdBy; empty: the "
         "earliest admin (role admin) in users.",
     )
     top_at_risk: int = Field(
-        default=10, ge=1, le=100,
+        ge=1, le=100,
         description="churnscanhistories.topAtRiskCustomers length (the app shows ten).",
     )
     alert_event_max_users: int = Field(
-        default=200, ge=0,
+        ge=0,
         description="userIds listed in one high-risk-crossing Prefect event's payload.",
     )
     swap_method: Literal["auto", "rename", "transaction"] = Field(
-        default="auto",
         description="How tonight's scores replace ml_customer_scores. rename: staging "
         "collection + renameCollection(dropTarget) (MongoDB). transaction: one multi-"
         "document transaction (the embedded SecantusDB, whose rename is a copy that a "
@@ -359,76 +327,72 @@ class PublishSettings(BaseModel):
     )
 
 
-class ScheduleSettings(BaseModel):
+class ScheduleSettings(_Section):
     """When the deployments run (read by `bbx up` when it deploys prefect.yaml)."""
 
-    timezone: str = Field(default="Asia/Kolkata", description="Timezone of every cron below.")
-    nightly_cron: str = Field(default="0 2 * * *", description="The nightly run: 02:00.")
-    train_cron: str = Field(default="0 1 * * 0", description="Weekly retrain: Sunday 01:00.")
-    work_pool: str = Field(default="bbx-process", description="The process work pool.")
+    timezone: str = Field(description="Timezone of every cron below.")
+    nightly_cron: str = Field(
+        description="The nightly run; it retrains when churn.retrain_every_days is reached.")
+    work_pool: str = Field(description="The process work pool.")
 
 
-class ReportsSettings(BaseModel):
+class ReportsSettings(_Section):
     """Where a browser opens the reports a run links to (`bbx up` serves and sets these)."""
 
     data_docs_url: str | None = Field(
-        default=None,
         description="HTTP root serving home/data_docs; empty = links are file:// paths.",
     )
     mlflow_ui_url: str | None = Field(
-        default=None, description="An MLflow UI on this home's store; empty = no links.")
-    data_docs_port: int = Field(default=4201, description="`bbx up`: the Data Docs server.")
-    mlflow_port: int = Field(default=5000, description="`bbx up`: the MLflow UI.")
+        description="An MLflow UI on this home's store; empty = no links.")
+    data_docs_port: int = Field(description="`bbx up`: the Data Docs server.")
+    mlflow_port: int = Field(description="`bbx up`: the MLflow UI.")
 
 
-class SimulationSettings(BaseModel):
-    customers: int = Field(default=3000, ge=1)
-    days: int = Field(default=180, ge=1)
-    seed: int = 42
-    sessions_per_day: float = Field(default=1.5, gt=0, description="Mean usage sessions/day.")
-    annual_churn: float = Field(default=0.25, ge=0, lt=1)
+class SimulationSettings(_Section):
+    customers: int = Field(ge=1)
+    days: int = Field(ge=1)
+    seed: int
+    sessions_per_day: float = Field(gt=0, description="Mean usage sessions/day.")
+    annual_churn: float = Field(ge=0, lt=1)
     future_days: int = Field(
-        default=60,
         ge=0,
         description="Days simulated after the written history; their outcomes go only to "
         "the truth, so `bbx evaluate` can judge today's scores (>= 42 for the as-of "
         "after the history: 30-day horizon plus the longest wind-down).",
     )
     dirty: bool = Field(
-        default=False, description="Inject the app's usual dirt (counted in the report)."
+        description="Inject the app's usual dirt (counted in the report)."
     )
     scenario: Literal["default", "contract-driven", "short-history", "drift"] = Field(
-        default="default",
         description="Churn population (simulator/scenarios.py): default; contract-driven "
         "(hazard from what the documents show, no wind-down); short-history (usage logs "
         "and logins only for the last history_days days); drift (one segment's hazard "
         "rises inside the history).",
     )
     history_days: int = Field(
-        default=60, ge=1, description="short-history: days of usage logs and logins kept."
+        ge=1, description="short-history: days of usage logs and logins kept."
     )
 
 
-class ScaleSettings(BaseModel):
+class ScaleSettings(_Section):
     """Customers in hash buckets, and where the buckets run (docs/scale-out.md)."""
 
     buckets: int | None = Field(
-        default=None, ge=1, le=999,
+        ge=1, le=999,
         description="Hash buckets of customers: features and scoring hold one bucket's raw "
         "events in memory at a time. None: one bucket per customers_per_bucket users.",
     )
     customers_per_bucket: int = Field(
-        default=2500, ge=1,
+        ge=1,
         description="Users per bucket when `buckets` is not set (the count follows the "
         "customer base, so a bucket's memory and time stay the same as it grows).",
     )
     dask_address: str | None = Field(
-        default=None,
         description="Dask scheduler (e.g. tcp://10.0.0.5:8786): buckets run on that cluster "
         "through prefect-dask and the churn model trains with xgboost.dask. None: locally.",
     )
     keep_idle_splits_hours: float = Field(
-        default=24.0, ge=0,
+        ge=0,
         description="A new split removes earlier nights' bucket splits that no run has used "
         "for this long; a backfill running beside the nightly keeps the split it reads.",
     )
@@ -439,30 +403,27 @@ class Settings(BaseSettings):
         env_prefix="BBX_",
         env_nested_delimiter="__",
         extra="forbid",
-        validate_default=True,
     )
 
     home: Path = Field(
-        default=PROJECT_ROOT / ".bbx",
         description="Lake, MLflow store, data docs and embedded Mongo data live here.",
     )
-    as_of: dt.date | None = Field(default=None, description="Scoring date; empty means today.")
+    as_of: dt.date | None = Field(description="Scoring date; empty means today.")
     dry_run_id: str | None = Field(
-        default=None,
         description="Set for a dry run (by the flow): its lake and Data Docs go under "
         "dry-runs/<id>, so the lake's validated state that later nights read is untouched.",
     )
-    mongo: MongoSettings = Field(default_factory=MongoSettings)
-    churn: ChurnSettings = Field(default_factory=ChurnSettings)
-    segmentation: SegmentationSettings = Field(default_factory=SegmentationSettings)
-    pricing: PricingSettings = Field(default_factory=PricingSettings)
-    extract: ExtractSettings = Field(default_factory=ExtractSettings)
-    validation: ValidationSettings = Field(default_factory=ValidationSettings)
-    simulation: SimulationSettings = Field(default_factory=SimulationSettings)
-    publish: PublishSettings = Field(default_factory=PublishSettings)
-    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
-    scale: ScaleSettings = Field(default_factory=ScaleSettings)
-    reports: ReportsSettings = Field(default_factory=ReportsSettings)
+    mongo: MongoSettings
+    churn: ChurnSettings
+    segmentation: SegmentationSettings
+    pricing: PricingSettings
+    extract: ExtractSettings
+    validation: ValidationSettings
+    simulation: SimulationSettings
+    publish: PublishSettings
+    schedule: ScheduleSettings
+    scale: ScaleSettings
+    reports: ReportsSettings
 
     mongodb_uri: str | None = Field(
         default=None,
@@ -491,11 +452,13 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        config_file = Path(os.environ.get("BBX_CONFIG", DEFAULT_CONFIG))
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if config_file.exists():
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
-        return tuple(sources)
+        # The defaults first, then an operator's file on top of them (later files win).
+        config_files = [DEFAULT_CONFIG]
+        if os.environ.get("BBX_CONFIG"):
+            config_files.append(Path(os.environ["BBX_CONFIG"]))
+        yaml_settings = YamlConfigSettingsSource(settings_cls, yaml_file=config_files,
+                                                 deep_merge=True)
+        return init_settings, env_settings, yaml_settings
 
     # Derived locations: one place that says where things live under home.
     @property
@@ -532,24 +495,11 @@ class Settings(BaseSettings):
         return self.as_of or dt.datetime.now(dt.UTC).date()
 
 
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def load_settings(**overrides: Any) -> Settings:
     """Build settings; `overrides` (nested dicts allowed) win over env and YAML.
 
-    None values are ignored so CLI flags that were not given do not erase config.
+    Nested overrides merge into their section (pydantic-settings deep-merges its
+    sources), so `churn={"seed": 1}` changes one key. None values are ignored so CLI
+    flags that were not given do not erase config.
     """
-    clean = {k: v for k, v in overrides.items() if v is not None}
-    if not any(isinstance(v, dict) for v in clean.values()):
-        return Settings(**clean)
-    # Nested overrides must merge with env/YAML rather than replace whole sections.
-    base = Settings().model_dump(exclude={"mongodb_uri"})
-    return Settings(**_deep_merge(base, clean))
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -7,7 +7,7 @@ BSON → Arrow conversion), once per (scenario, customers, days, seed) under
 as-of = the day after the history: point-in-time rows at the built cutoffs, the
 out-of-time choice of training cutoffs, tuning, calibration on the latest labelled
 cutoff. The model scores every live customer at as-of and is compared, on the 30 days
-the simulation ran past the history, with two references (bbx/evaluate.py's metrics):
+the simulation ran past the history, with two references (bbxcli/evaluate.py's metrics):
 - bayes: the simulator's true probability (knows latent decisions; the ceiling);
 - observable: the probability of leaving given what the documents show up to as-of
   (simulator/observable.py), the reference the data can reach.
@@ -86,8 +86,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args(argv)
 
-    from bbx.evaluate import churn_metrics
     from bbx.settings import load_settings
+    from bbxcli.evaluate import churn_metrics
     from features.customer import build_churn_features
     from features.cutoffs import as_of_cutoff, cutoff_candidates, training_cutoffs
     from features.registry import CHURN_FEATURE_NAMES

@@ -21,9 +21,10 @@ import pandas as pd
 from features.customer import LakeTables, _column, customer_population, events_before
 from features.demand import _daily_load, _hourly_load, coming_period_demand
 from features.segmentation import IST, PEAK_HOURS_IST
+from features.stable_hash import stable_hash
 from features.subscriptions import to_utc, utc_series
 
-# Fixed siphash key: the same id lands in the same bucket in every process and run.
+# Fixed salt: the same id lands in the same bucket in every process and run.
 BUCKET_HASH_KEY = "bbx-buckets-v1.."
 
 
@@ -43,8 +44,7 @@ def bucket_count(customers: int, customers_per_bucket: int) -> int:
 
 def bucket_of(user_ids: np.ndarray, buckets: int) -> np.ndarray:
     """Bucket 0..buckets-1 of each user id (text), stable across processes and runs."""
-    values = np.asarray(user_ids, dtype=object)
-    hashed = pd.util.hash_array(values, hash_key=BUCKET_HASH_KEY, categorize=False)
+    hashed = stable_hash(np.asarray(user_ids, dtype=object), BUCKET_HASH_KEY)
     return (hashed % np.uint64(buckets)).astype(np.int64)
 
 

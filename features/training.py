@@ -10,6 +10,7 @@ import pandas as pd
 from features.coverage import EventDays, event_days
 from features.customer import LakeTables, build_churn_features
 from features.labels import ChurnDefinition, churn_labels
+from features.stable_hash import SIPHASH_SALT_LENGTH, stable_hash, unit_interval
 from features.subscriptions import to_utc
 
 
@@ -106,11 +107,8 @@ def customer_split_draw(user_ids: pd.Series, seed: int) -> np.ndarray:
     held out tomorrow, so the champion trained last week has never seen the
     customers the challenger is compared on.
     """
-    key = f"churn-split-{seed}".ljust(16, "0")[:16]
-    hashed = pd.util.hash_pandas_object(
-        user_ids.astype(str).reset_index(drop=True), index=False, hash_key=key
-    ).to_numpy(dtype=np.uint64)
-    return (hashed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    salt = f"churn-split-{seed}".ljust(SIPHASH_SALT_LENGTH, "0")[:SIPHASH_SALT_LENGTH]
+    return unit_interval(stable_hash(user_ids.astype(str), salt))
 
 
 def split_train_valid_test(

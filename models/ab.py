@@ -1,6 +1,7 @@
 """A/B arms of the pricing experiment and the fairness report (pure).
 
-Assignment: sha256("<experiment>:<userId>") read as a number in [0, 1); below the
+Assignment: the stable hash of the user id salted with the experiment
+(`features.stable_hash`, scheme sha256) read as a number in [0, 1); below the
 treatment share → "treatment" (dynamic price), else "control" (the plan's static
 price). The same customer and experiment always land in the same arm, on any
 machine, without storing anything; a new experiment name reshuffles everyone.
@@ -9,11 +10,12 @@ machine, without storing anything; a new experiment name reshuffles everyone.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+
+from features.stable_hash import stable_hash
 
 CONTROL = "control"
 TREATMENT = "treatment"
@@ -21,8 +23,11 @@ TREATMENT = "treatment"
 
 def arm_position(user_id: str, experiment: str) -> float:
     """Where the customer falls in [0, 1) for this experiment."""
-    digest = hashlib.sha256(f"{experiment}:{user_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
+    return float(_positions([user_id], experiment)[0])
+
+
+def _positions(user_ids: Iterable[str], experiment: str) -> np.ndarray:
+    return stable_hash(user_ids, experiment, scheme="sha256").astype(np.float64) / 2.0**64
 
 
 def assign_arms(user_ids: Iterable[str], experiment: str, treatment_share: float) -> np.ndarray:
@@ -31,7 +36,7 @@ def assign_arms(user_ids: Iterable[str], experiment: str, treatment_share: float
         raise ValueError("treatment_share must be within [0, 1]")
     if not experiment:
         raise ValueError("an experiment needs a name")
-    positions = np.array([arm_position(str(u), experiment) for u in user_ids], dtype=float)
+    positions = _positions([str(u) for u in user_ids], experiment)
     return np.where(positions < treatment_share, TREATMENT, CONTROL).astype(object)
 
 

@@ -11,7 +11,7 @@ Two modes, chosen per collection from `bbx.lake`:
   the whole collection. Plans are read in full every run. Users and subscriptions
   (whose `updatedAt` the app's Mongoose timestamps stamp on every change) are read in
   full on the first run and whenever the last full read is
-  `extract.full_snapshot_every_days` old, the previous snapshot is missing or
+  `extract.full_refresh_days` old, the previous snapshot is missing or
   unreadable, or the schema changed; in between, only the documents whose
   `updatedAt` is after the previous snapshot's watermark minus `extract.overlap_hours`
   are read and merged onto the previous validated run's snapshot by key (the copy
@@ -256,7 +256,8 @@ def _snapshot_base(
     if not entry.get("base_as_of"):
         return None
     base = dt.date.fromisoformat(entry["base_as_of"])
-    if (as_of - base).days >= settings.extract.full_snapshot_every_days:
+    refresh = settings.extract.full_refresh_days
+    if refresh > 0 and (as_of - base).days >= refresh:
         return None  # periodic full read: drops deleted documents, repairs what was missed
     schema = lake_schema(spec)
     if entry.get("schema_fingerprint") != schema_fingerprint(schema):

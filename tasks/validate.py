@@ -48,7 +48,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from bbx.lake import TABLES
-from bbx.settings import ValidationSettings
+from bbx.settings import load_settings
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult
@@ -64,10 +64,6 @@ ORPHAN_REASON = "orphan user_id"
 DUPLICATE_REASON = "identical to an earlier document (same event written twice)"
 USER_KEY = "user_id"
 FEATURES_SUITE = "churn_features"
-# The settings' default, for callers (tests, tools) that validate without a Settings.
-DEFAULT_FRESHNESS_LAG_HOURS: float = ValidationSettings.model_fields[
-    "freshness_max_lag_hours"
-].default
 # Result lists we consume ourselves; dropped before rendering docs (they can hold 1M items).
 _BULKY_RESULT_KEYS = ("unexpected_index_list", "unexpected_list", "unexpected_index_query")
 
@@ -131,7 +127,10 @@ def _label(expectation_type: str, kwargs: dict[str, Any]) -> str:
     return f"{expectation_type}({column})" if column else expectation_type
 
 
-def suite_parameters(as_of: dt.date, freshness_max_lag_hours: float) -> dict[str, Any]:
+def suite_parameters(as_of: dt.date, freshness_max_lag_hours: float | None) -> dict[str, Any]:
+    """None: the configured lag, for callers (tests, tools) that validate without a Settings."""
+    if freshness_max_lag_hours is None:
+        freshness_max_lag_hours = load_settings().validation.freshness_max_lag_hours
     end = as_of_end(as_of)
     return {
         "as_of_end": end,
@@ -412,7 +411,7 @@ def _check_table(
 ) -> tuple[_SuiteOutcome, Path | None]:
     """Run the collection's suite on the table and write its data docs page."""
     suite = load_suite(suite_dir, collection)
-    parameters = parameters or suite_parameters(as_of, DEFAULT_FRESHNESS_LAG_HOURS)
+    parameters = parameters or suite_parameters(as_of, None)
     return _check_frame(collection, table.to_pandas(), suite, data_docs_dir, as_of, parameters)
 
 
@@ -431,7 +430,7 @@ def validate_table(
     as_of: dt.date,
     max_quarantine_share: float,
     known_user_ids: set[str] | None = None,
-    freshness_max_lag_hours: float = DEFAULT_FRESHNESS_LAG_HOURS,
+    freshness_max_lag_hours: float | None = None,
 ) -> TableValidation:
     """Split a raw table into clean and quarantined rows, or stop the run.
 
@@ -572,7 +571,7 @@ def validate_feature_table(
     suite = feature_suite(Path(suite_dir), feature_names)
     outcome, page = _check_frame(
         FEATURES_SUITE, frame, suite, Path(data_docs_dir), as_of,
-        suite_parameters(as_of, DEFAULT_FRESHNESS_LAG_HOURS),
+        suite_parameters(as_of, None),
     )
     row_level = [f"{label}: {len(rows)} rows" for label, rows in outcome.row_failures.items()]
     failed_critical = outcome.failed_critical + row_level

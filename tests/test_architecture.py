@@ -1,4 +1,5 @@
-"""The code's rooms: pure features/models, no truth leaking into the pipeline."""
+"""The code's rooms: pure features/models, a core that never imports what imports it,
+no truth leaking into the pipeline."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 IO_PACKAGES = {"prefect", "pymongo", "bson", "pymongoarrow", "mlflow", "great_expectations",
                "secantus", "tasks", "flows"}
 PIPELINE_PACKAGES = ("bbx", "flows", "tasks", "features", "models")
+# What each layer may not import (first-party only; third-party rules are the purity test's).
+FORBIDDEN = {
+    "bbx": {"tasks", "flows", "simulator", "bbxcli", "bench"},
+    "tasks": {"flows", "bbxcli", "simulator", "bench"},
+    "flows": {"bbxcli", "simulator", "bench"},
+}
 
 
 def _modules(package: str) -> list[Path]:
@@ -18,6 +25,7 @@ def _modules(package: str) -> list[Path]:
 
 
 def _imported_roots(path: Path) -> set[str]:
+    """Every top-level package the module imports, at module level or inside a function."""
     roots: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
@@ -39,12 +47,39 @@ def test_features_and_models_are_pure(package: str) -> None:
     assert offenders == {}
 
 
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_layers_only_import_downwards(package: str) -> None:
+    modules = _modules(package)
+    assert modules, f"{package}/ has no modules"
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(_imported_roots(path) & FORBIDDEN[package])
+        for path in modules
+        if _imported_roots(path) & FORBIDDEN[package]
+    }
+    assert offenders == {}
+
+
+def test_nothing_in_the_pipeline_imports_the_shell() -> None:
+    importers = [
+        str(path.relative_to(ROOT))
+        for package in (*PIPELINE_PACKAGES, "simulator")
+        for path in _modules(package)
+        if "bbxcli" in _imported_roots(path)
+    ]
+    assert importers == []
+
+
+def test_the_rule_sees_imports_inside_functions(tmp_path: Path) -> None:
+    module = tmp_path / "lazy.py"
+    module.write_text("def run():\n    from flows.nightly import nightly\n    import tasks.x\n")
+    assert {"flows", "tasks"} <= _imported_roots(module)
+
+
 def test_pipeline_code_never_reads_the_simulators_truth() -> None:
     readers = [
         str(path.relative_to(ROOT))
         for package in PIPELINE_PACKAGES
         for path in _modules(package)
-        if "sim_truth" in path.read_text() or "simulator" in _imported_roots(path) - {"bbx"}
-        and package != "bbx"
+        if "sim_truth" in path.read_text() or "simulator" in _imported_roots(path)
     ]
     assert readers == []

@@ -52,7 +52,7 @@ def _chromium() -> str:
 @pytest.fixture()
 def stack(tmp_path: Path, mongo_server_uri: str, mongo_client: MongoClient,
           monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Settings, object]]:
-    from bbx.up import bring_down, bring_up
+    from bbxcli.up import bring_down, bring_up
     from simulator import simulate
 
     database = f"t_ui_{uuid.uuid4().hex[:8]}"

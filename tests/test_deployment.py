@@ -27,7 +27,7 @@ from pymongo import MongoClient
 from bbx.lake import SCORES_COLLECTION
 from bbx.mongo import free_port
 from bbx.settings import PROJECT_ROOT, load_settings
-from bbx.up import (
+from bbxcli.up import (
     PREFECT_FILE,
     create_work_pool,
     deploy_all,
@@ -73,11 +73,11 @@ def test_prefect_yaml_declares_the_four_deployments_with_flat_parameters() -> No
     assert {"start_date", "end_date"} <= set(
         inspect.signature(_flow_of(deployments["backfill"]["entrypoint"]).fn).parameters)
     # The literals in prefect.yaml are the settings' defaults (bbx up applies the settings).
-    schedule = load_settings().schedule.model_fields
+    schedule = yaml.safe_load((PROJECT_ROOT / "configs" / "default.yaml").read_text())["schedule"]
     nightly = deployments["nightly"]["schedules"][0]
-    assert nightly["cron"] == schedule["nightly_cron"].default == "0 2 * * *"
-    assert nightly["timezone"] == schedule["timezone"].default == "Asia/Kolkata"
-    assert deployments["train"]["schedules"][0]["cron"] == schedule["train_cron"].default
+    assert nightly["cron"] == schedule["nightly_cron"] == "0 2 * * *"
+    assert nightly["timezone"] == schedule["timezone"] == "Asia/Kolkata"
+    assert not deployments["train"].get("schedules")  # the nightly retrains when due
     assert not deployments["score"].get("schedules")
     assert not deployments["backfill"].get("schedules")
 
@@ -89,7 +89,7 @@ def test_bbx_up_renders_the_schedule_settings_into_the_deployments(tmp_path) -> 
     by_name = {d["name"]: d for d in rendered["deployments"]}
     assert by_name["nightly"]["schedules"][0] == {
         "cron": "30 3 * * *", "timezone": "Europe/London", "active": True}
-    assert by_name["train"]["schedules"][0]["timezone"] == "Europe/London"
+    assert not by_name["train"].get("schedules")
     assert {d["work_pool"]["name"] for d in rendered["deployments"]} == {"other-pool"}
 
 

@@ -15,8 +15,9 @@ from sklearn import metrics as skm
 from typer.testing import CliRunner
 
 from bbx import lake
-from bbx.cli import app
-from bbx.evaluate import (
+from bbx.settings import Settings
+from bbxcli.cli import app
+from bbxcli.evaluate import (
     ScoresMissingError,
     churn_metrics,
     compare,
@@ -24,7 +25,6 @@ from bbx.evaluate import (
     expand_as_of,
     expected_calibration_error,
 )
-from bbx.settings import Settings
 from simulator import TRUTH_COLLECTION, simulate
 from simulator.catalog import SEGMENTS
 from simulator.truth import TruthUnavailableError

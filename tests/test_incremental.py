@@ -307,7 +307,7 @@ def test_a_deleted_user_disappears_at_the_next_full_snapshot(
 ) -> None:
     db = simulated
     every_2_days = settings.model_copy(update={"extract": settings.extract.model_copy(
-        update={"full_snapshot_every_days": 2})})
+        update={"full_refresh_days": 2})})
     leaver = db.users.find_one({"role": "admin"}) | {"_id": ObjectId()}
     db.users.insert_one(leaver)  # an account with no subscription or events
     _run(every_2_days, AS_OF)

@@ -96,7 +96,7 @@ def test_worse_challenger_is_not_promoted_and_promote_rollback_move_the_alias(
                                        "feature_importance", "contribution_summary")} <= artifacts
 
     # By hand: promote the challenger, then roll back to the champion it replaced.
-    from bbx.cli import app
+    from bbxcli.cli import app
 
     runner = CliRunner()
     result = runner.invoke(app, ["model", "promote", worse.version, "--reason", "test"])

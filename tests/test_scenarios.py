@@ -111,7 +111,7 @@ def test_drift_raises_one_segments_hazard_from_a_date_inside_the_history() -> No
 
 
 def test_cli_refuses_an_unknown_scenario() -> None:
-    from bbx.cli import app
+    from bbxcli.cli import app
 
     result = CliRunner().invoke(app, ["simulate", "--scenario", "nonsense", "--customers", "5"])
     assert result.exit_code == 1

@@ -322,7 +322,7 @@ def test_an_applied_price_rise_makes_customers_leave(
 def test_bbx_simulate_continue_days(settings, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from bbx.cli import app
+    from bbxcli.cli import app
     from simulator.credentials import ADMIN_EMAILS, ADMIN_PASSWORD
 
     monkeypatch.setenv("BBX_HOME", str(settings.home))

@@ -500,12 +500,12 @@ def test_only_the_evaluation_reads_the_truth() -> None:
 
     readers = {
         str(path.relative_to(root))
-        for package in ("bbx", "flows", "tasks", "features", "models")
+        for package in ("bbx", "bbxcli", "flows", "tasks", "features", "models")
         for path in (root / package).rglob("*.py")
         if imports_simulator(path) or TRUTH_COLLECTION in path.read_text()
     }
-    assert readers <= {"bbx/cli.py", "bbx/evaluate.py"}
-    assert "bbx/evaluate.py" in readers
+    assert readers <= {"bbxcli/cli.py", "bbxcli/evaluate.py"}
+    assert "bbxcli/evaluate.py" in readers
 
 
 def test_writer_tolerates_a_batch_the_server_already_stored(mongo_db: Database) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bbx.settings import SegmentationSettings
+from bbx.settings import load_settings
 from models.segmentation import (
     SEGMENT_PROTOTYPES,
     ClusteringSpace,
@@ -16,7 +16,7 @@ from models.segmentation import (
     silhouette_by_k,
 )
 
-PRIOR = SegmentationSettings().elasticity_prior
+PRIOR = load_settings().segmentation.elasticity_prior
 # Planted groups: (monthly_gb, monthly_price) -> the name the rule must give.
 PLANTED = {
     "Premium Power Users": (900.0, 3000.0),

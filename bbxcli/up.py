@@ -33,7 +33,7 @@ from bbx.settings import PROJECT_ROOT, Settings
 
 STATE_FILE = "up.json"
 PREFECT_FILE = PROJECT_ROOT / "prefect.yaml"
-SCHEDULED = {"nightly": "nightly_cron", "train": "train_cron"}
+SCHEDULED = {"nightly": "nightly_cron"}
 
 
 class BringUpError(RuntimeError):

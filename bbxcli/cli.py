@@ -16,8 +16,8 @@ from typing import Annotated
 
 import typer
 
-from bbx.model_cli import model_app
 from bbx.settings import load_settings
+from bbxcli.model_cli import model_app
 
 app = typer.Typer(help="BroadbandX nightly ML pipeline.", no_args_is_help=True)
 mongo_app = typer.Typer(help="The embedded MongoDB (SecantusDB) server.", no_args_is_help=True)
@@ -53,7 +53,7 @@ def main(
             os.environ[name] = value
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Before Prefect is imported: the run log's format and levels (bbx/logs.py).
-    from bbx.up import RUN_LOG_ENV
+    from bbxcli.up import RUN_LOG_ENV
 
     for name, value in RUN_LOG_ENV.items():
         os.environ.setdefault(name, value)
@@ -104,7 +104,7 @@ def mongo_status() -> None:
     typer.echo(f"running: {server.uri} (pid {server.pid}, data {server.storage})")
 
 
-# --- publish and the local stack (issue 7) ---------------------------------------
+# --- publish and the local stack ---------------------------------------------------
 
 
 @publish_app.command("rollback")
@@ -129,7 +129,7 @@ def up(
     port: Annotated[int, typer.Option(help="Port of the Prefect server (UI and API).")] = 4200,
 ) -> None:
     """Bring the pipeline up locally: MongoDB, Prefect server, work pool, deployments, worker."""
-    from bbx.up import BringUpError, bring_up
+    from bbxcli.up import BringUpError, bring_up
 
     settings = load_settings()
     _say("starting MongoDB, the Prefect server, the work pool, the deployments and a worker")
@@ -152,7 +152,7 @@ def down(
     keep_mongo: Annotated[bool, typer.Option(help="Leave the embedded MongoDB running.")] = False,
 ) -> None:
     """Stop what `bbx up` started."""
-    from bbx.up import bring_down
+    from bbxcli.up import bring_down
 
     stopped = bring_down(load_settings(), stop_mongo=not keep_mongo)
     typer.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
@@ -300,9 +300,9 @@ def evaluate(
     """Compare the pipeline's scores with the simulation's ground truth."""
     import json
 
-    from bbx.evaluate import evaluate as evaluate_scores
-    from bbx.evaluate import expand_as_of, format_table
     from bbx.mongo import connect, mongo_uri
+    from bbxcli.evaluate import evaluate as evaluate_scores
+    from bbxcli.evaluate import expand_as_of, format_table
 
     settings = load_settings()
     try:
