@@ -87,6 +87,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
 
     from bbx.evaluate import churn_metrics
+    from bbx.lake.history import read_tables
     from bbx.settings import load_settings
     from features.customer import build_churn_features
     from features.cutoffs import as_of_cutoff, cutoff_candidates, training_cutoffs
@@ -96,7 +97,6 @@ def main(argv: list[str]) -> None:
     from simulator.observable import activity_from_lake, observable_probability
     from simulator.truth import churn_probabilities
     from simulator.world import build_world
-    from tasks.lake_io import read_tables
     from tasks.train import churn_params
 
     settings = load_settings()
