@@ -130,3 +130,26 @@ def test_a_document_read_twice_in_one_increment_keeps_its_last_copy() -> None:
     latest = last_copies(read, "user_id")
     assert latest.to_pydict() == {"user_id": ["b", "a", "c"], "nps_score": [5.0, 9.0, 3.0]}
     assert last_copies(latest, "user_id") is latest  # unique keys: unchanged
+
+
+def test_only_a_server_that_did_not_answer_is_retried(prefect_api) -> None:
+    from prefect import task
+    from pymongo.errors import OperationFailure
+
+    from bbx.mongo import MongoUnreachableError
+    from tasks.extract import _retry_if_unreachable
+
+    calls: list[str] = []
+
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=_retry_if_unreachable)
+    def read(error: Exception) -> None:
+        calls.append(type(error).__name__)
+        raise error
+
+    for error, attempts in ((MongoUnavailableError("not authorised"), 1),
+                            (OperationFailure("bad query"), 1),
+                            (MongoUnreachableError("no answer"), 3)):
+        calls.clear()
+        with pytest.raises(type(error)):
+            read(error)
+        assert len(calls) == attempts, type(error).__name__
