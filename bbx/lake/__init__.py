@@ -41,9 +41,10 @@ Layout under `<home>/lake/` (hive partitions, one file per collection and as-of)
                                               (derived, rebuilt on demand)
     scores/dt=<as_of>/part-0.parquet          the night's scores
 
-Every file is plain Parquet or JSON: DuckDB reads a table's history with
-`read_parquet('<lake>/clean/<c>/*/part-0.parquet', hive_partitioning=true)` (then keep
-each key's newest `dt`), pandas with `pd.read_parquet(path)`.
+Every file is plain Parquet or JSON. A table's validated history as of a night is the
+parts its version file lists (`parts`, relative to the lake), each key's copy in the
+last part listing it: `bbx.lake.history.read_table` in Python, or DuckDB's
+`read_parquet([...parts])` with the same de-duplication.
 
 Paths inside the lake's own records (manifests, table versions) are relative to the
 lake folder, so a copied or moved home keeps working.
