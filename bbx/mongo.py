@@ -9,6 +9,7 @@ it instead of starting a second server on the same data folder.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -23,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pymongo import MongoClient
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from bbx.settings import Settings
 
@@ -31,7 +33,11 @@ STATE_FILE = "mongo.json"
 
 
 class MongoUnavailableError(RuntimeError):
-    """The configured MongoDB cannot be reached (message names host, never credentials)."""
+    """The configured MongoDB cannot be used (message names host, never credentials)."""
+
+
+class MongoUnreachableError(MongoUnavailableError):
+    """The server did not answer: worth retrying, unlike a refused login or command."""
 
 
 @dataclass(frozen=True)
@@ -226,10 +232,60 @@ def connect(uri: str, settings: Settings) -> MongoClient:
         client.admin.command("ping")
     except PyMongoError as exc:
         client.close()
-        raise MongoUnavailableError(
-            f"cannot reach MongoDB at {redact(uri)}: {type(exc).__name__}"
-        ) from None
+        error = MongoUnreachableError if isinstance(exc, ConnectionFailure) \
+            else MongoUnavailableError
+        raise error(f"cannot reach MongoDB at {redact(uri)}: {type(exc).__name__}") from None
     return client
+
+
+def is_transient(error: BaseException) -> bool:
+    """A connection-type failure (server down, network, failover): retrying may help."""
+    return isinstance(error, MongoUnreachableError | ConnectionFailure)
+
+
+# One client per process and URI: a MongoClient is a connection pool plus monitor
+# threads, and building and pinging one per call cost more than reading a small
+# increment. Filled lazily (nothing connects at import), closed at exit.
+_CLIENTS: dict[tuple[int, str, int], MongoClient] = {}
+_CLIENTS_LOCK = threading.Lock()
+_CLOSE_AT_EXIT: list[bool] = []
+
+
+def _client_key(uri: str, settings: Settings) -> tuple[int, str, int]:
+    # The pid: a forked worker must not share its parent's sockets.
+    return os.getpid(), uri, settings.mongo.server_selection_timeout_ms
+
+
+def mongo_client(uri: str, settings: Settings) -> MongoClient:
+    """This process's client for `uri`, connected (and pinged) on first use."""
+    key = _client_key(uri, settings)
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = connect(uri, settings)  # MongoUnavailableError if unreachable
+            _CLIENTS[key] = client
+            if not _CLOSE_AT_EXIT:
+                atexit.register(close_clients)
+                _CLOSE_AT_EXIT.append(True)
+        return client
+
+
+def discard_client(uri: str, settings: Settings) -> None:
+    """Drop a client that failed, so the next attempt connects afresh."""
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.pop(_client_key(uri, settings), None)
+    if client is not None:
+        client.close()
+
+
+def close_clients() -> None:
+    """Close every client this process opened (also run at interpreter exit)."""
+    with _CLIENTS_LOCK:
+        mine = [k for k in _CLIENTS if k[0] == os.getpid()]
+        clients = [_CLIENTS.pop(k) for k in mine]
+        _CLIENTS.clear()  # a parent's clients after a fork: forgotten, never closed here
+    for client in clients:
+        client.close()
 
 
 # --- least privilege (docs/security.md) -----------------------------------------

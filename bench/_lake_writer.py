@@ -30,7 +30,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", RuntimeWarning)
     from pymongoarrow.context import PyMongoArrowContext
 
-    from tasks.extract import lake_schema, mongo_schema, to_lake_table
+    from bbx.lake import lake_schema
+    from tasks.extract import mongo_schema, to_lake_table
 
 # What `bbx.mongo.connect` gives the extract's collections.
 CODEC_OPTIONS = CodecOptions(tz_aware=True, uuid_representation=UuidRepresentation.STANDARD)

@@ -5,7 +5,7 @@
 
 For each lake size (the raw layout of `python -m bench pipeline`, simulated straight to
 Parquet or reused from --lake-cache) and each bucket count no larger than a tenth of
-the customers: the split (tasks.partition.partition_lake) and every bucket's churn and
+the customers: the split (bbx.lake.buckets.partition_lake) and every bucket's churn and
 segmentation features, one bucket after another, in this process. It prints seconds
 and milliseconds per customer, so the size per bucket that keeps the work linear can
 be read off (scale.customers_per_bucket).
@@ -30,11 +30,11 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 
+    from bbx.lake.buckets import partition_lake, read_bucket
     from bench.pipeline import AS_OF, _lake, _settings
     from features.customer import build_churn_features
     from features.cutoffs import as_of_cutoff
     from features.segmentation import build_segmentation_features
-    from tasks.partition import partition_lake, read_bucket
 
     cutoff = as_of_cutoff(AS_OF)
     with tempfile.TemporaryDirectory(prefix="bbx-bench-bucket-sizes-") as tmp:

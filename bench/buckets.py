@@ -6,7 +6,7 @@ A synthetic lake (tests/unit/synthetic.py) is written as clean Parquet; then, ea
 a fresh process so the figures do not mix, the peak RSS of:
 - imports only (the floor every figure includes);
 - whole: read every table at once + churn and segmentation features (no buckets);
-- partition: streaming the lake into B buckets (tasks/partition.py);
+- partition: streaming the lake into B buckets (bbx/lake/buckets.py);
 - one bucket: read one bucket + the same features (what a bucket task holds).
 """
 
@@ -34,16 +34,16 @@ def _peak_mb() -> float:
 def _imports(_: dict) -> tuple[float, float]:
     import pandas  # noqa: F401
 
+    import bbx.lake.buckets  # noqa: F401
     import features.customer  # noqa: F401
-    import tasks.partition  # noqa: F401
     return 0.0, _peak_mb()
 
 
 def _whole(job: dict) -> tuple[float, float]:
+    from bbx.lake.history import read_tables
     from features.customer import build_churn_features
     from features.cutoffs import as_of_cutoff
     from features.segmentation import build_segmentation_features
-    from tasks.lake_io import read_tables
 
     started = time.perf_counter()
     tables = read_tables(job["paths"])
@@ -53,8 +53,8 @@ def _whole(job: dict) -> tuple[float, float]:
 
 
 def _partition(job: dict) -> tuple[float, float]:
+    from bbx.lake.buckets import partition_lake
     from bbx.settings import load_settings
-    from tasks.partition import partition_lake
 
     started = time.perf_counter()
     settings = load_settings(home=job["home"], scale={"buckets": job["buckets"]})
@@ -63,11 +63,11 @@ def _partition(job: dict) -> tuple[float, float]:
 
 
 def _bucket(job: dict) -> tuple[float, float]:
+    from bbx.lake.buckets import partition_lake, read_bucket
     from bbx.settings import load_settings
     from features.customer import build_churn_features
     from features.cutoffs import as_of_cutoff
     from features.segmentation import build_segmentation_features
-    from tasks.partition import partition_lake, read_bucket
 
     settings = load_settings(home=job["home"], scale={"buckets": job["buckets"]})
     partitions = partition_lake(settings, AS_OF, job["paths"])  # reused: already split

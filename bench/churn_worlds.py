@@ -86,6 +86,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args(argv)
 
+    from bbx.lake.history import read_tables
     from bbx.settings import load_settings
     from bbxcli.evaluate import churn_metrics
     from features.customer import build_churn_features
@@ -96,7 +97,6 @@ def main(argv: list[str]) -> None:
     from simulator.observable import activity_from_lake, observable_probability
     from simulator.truth import churn_probabilities
     from simulator.world import build_world
-    from tasks.lake_io import read_tables
     from tasks.train import churn_params
 
     settings = load_settings()

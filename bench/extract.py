@@ -64,7 +64,8 @@ class Clock:
 def _extract_all(settings, uri: str, as_of: dt.date, today: dt.date) -> tuple[float, list]:
     """One run's extract, paying for its own client (a nightly run is a fresh process)."""
     from bbx import lake
-    from tasks.extract import close_clients, extract_collection
+    from bbx.mongo import close_clients
+    from tasks.extract import extract_collection
 
     close_clients()
     began = time.perf_counter()
@@ -143,7 +144,7 @@ def main(argv: list[str]) -> None:
     from pymongo import MongoClient
 
     from bbx import lake
-    from bbx.mongo import start_embedded, stop_process
+    from bbx.mongo import close_clients, start_embedded, stop_process
     from bbx.settings import load_settings
     from simulator import simulate
     from tasks import extract as _imported_before_timing  # noqa: F401
@@ -223,5 +224,5 @@ def main(argv: list[str]) -> None:
             print(f"  merged snapshots equal a full read: {_same_as_full(settings, results)}")
             client.close()
         finally:
-            _imported_before_timing.close_clients()
+            close_clients()
             stop_process(process)

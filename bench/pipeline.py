@@ -9,7 +9,7 @@ each of --customers with --days of history: the simulator writes the raw lake di
 (bench/_lake_writer.py: the extract's own BSON → Arrow conversion, streamed to
 `lake/raw/<c>/dt=<as_of>/part-0.parquet`; reused from --lake-cache if given), and the
 pipeline's own task functions run on it through `.fn`: "partition" is the flow's split of
-the lake into hash buckets of customers (tasks.partition.partition_lake, as
+the lake into hash buckets of customers (bbx.lake.buckets.partition_lake, as
 `partition_lake_task` in flows/nightly.py), which the later stages reuse; "features" is
 each bucket's churn and segmentation features (the first step of the trainings and the
 scoring, shown on its own for its scaling); then tasks.train.train_churn_task,
@@ -232,16 +232,16 @@ def _settings(home: str, trials: int | None):
 
 def _whole_lake(paths):
     """The raw way: every collection into pandas at once (no buckets, no parts)."""
-    from tasks.lake_io import read_tables
+    from bbx.lake.history import read_tables
 
     return read_tables(paths)
 
 
 def _stage_partition(settings, as_of, paths):
-    """The flow's split of the lake into hash buckets of customers (tasks.partition,
+    """The flow's split of the lake into hash buckets of customers (bbx.lake.buckets,
     `partition_lake_task` in flows/nightly.py), which every later stage reads. The raw
     work has no such step: it is all overhead (raw time 0 in the overall ratio)."""
-    from tasks.partition import partition_lake
+    from bbx.lake.buckets import partition_lake
 
     def work():
         partitions = partition_lake(settings, as_of, paths)
@@ -254,10 +254,10 @@ def _stage_features(settings, as_of, paths):
     """Each bucket's churn and segmentation features, bucket after bucket (what the
     trainings and the scoring each do first). Raw: the same builders on the whole lake
     read at once."""
+    from bbx.lake.buckets import partition_lake, read_bucket
     from features.customer import build_churn_features
     from features.cutoffs import as_of_cutoff
     from features.segmentation import build_segmentation_features
-    from tasks.partition import partition_lake, read_bucket
 
     cutoff = as_of_cutoff(as_of)
 

@@ -1,7 +1,7 @@
 """Churn training time and scoring overhead: `python -m bench train [--rows N] [--trials T]`.
 
 The training matrix: a synthetic lake (tests/unit/synthetic.py: planted churn
-signal, bbx/lake.py's columns) of --base-customers customers, turned into
+signal, bbx.lake's columns) of --base-customers customers, turned into
 point-in-time training rows at the configured cutoffs (churn.training_cutoffs,
 cutoff_spacing_days) by the real feature code, then *resampled by customer* (with
 replacement, each copy a new customer id) up to --rows customer-cutoffs. Resampled

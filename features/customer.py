@@ -46,7 +46,7 @@ MIN_LOG_SPREAD = 0.1  # floor of a customer's spread of log GB / log minutes per
 
 @dataclass
 class LakeTables:
-    """The validated lake tables (columns as in bbx/lake.py), one field per collection."""
+    """The validated lake tables (columns as in bbx.lake), one field per collection."""
 
     users: pd.DataFrame
     plans: pd.DataFrame

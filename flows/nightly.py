@@ -23,7 +23,7 @@ from bbx.mongo import mongo_uri
 from bbx.settings import load_settings
 from flows.buckets import score_in_buckets
 from tasks.app_views import write_app_views_task
-from tasks.extract import extract_collection_task, write_manifest_task
+from tasks.extract import extract_task, write_manifest_task
 from tasks.gate import validate_lake_task
 from tasks.partition import partition_lake_task
 from tasks.point_in_time import app_state_source, lake_night_task, seed_dry_run_lake
@@ -102,12 +102,13 @@ def run_night(
         if night is not None:
             extracts, validations = night.extracts, night.validations
         else:
-            # Extract retries with backoff inside the task (extract.retries); no Prefect retries.
-            extracts = [extract_collection_task(uri, settings, c, as_of) for c in TABLES]
+            # An unreachable server is retried with backoff (extract.retries); nothing else is.
+            extract = extract_task(settings)
+            extracts = [extract(uri, settings, c, as_of) for c in TABLES]
             write_manifest_task(settings, as_of, extracts)
             validations = validate_lake_task(settings, as_of,
                                              {e.collection: e.path for e in extracts})
-        # Per collection: its full validated history (a table version file; see lake_io).
+        # Per collection: its full validated history (a table version file; see bbx.lake.history).
         clean = {v.collection: v.history_file or v.clean_file for v in validations}
 
         # Customers in hash buckets (streamed once); training and scoring read bucket by bucket.

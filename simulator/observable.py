@@ -203,7 +203,7 @@ def visible_log_hazard(pop: Population) -> np.ndarray:
 
 
 def activity_from_lake(world: World, day: int, usagelogs, auditlogs) -> ActivityDays:
-    """ActivityDays from lake tables (bbx/lake.py columns: user_id hex, timestamp,
+    """ActivityDays from lake tables (bbx.lake columns: user_id hex, timestamp,
     download_gb, session_minutes; logins user_id, timestamp)."""
     import pandas as pd
 

@@ -24,28 +24,23 @@ Two modes, chosen per collection from `bbx.lake`:
   quarantines them; events between the as-of day and today belong to later runs
   (so a backfill sees the lake as it was).
 
-Documents are streamed cursor batch by cursor batch into one Parquet file per
-collection and as-of (`lake/raw/<c>/dt=<as_of>/part-0.parquet`), so memory is one
-batch, not the collection (an incremental snapshot holds the changed documents and
-one batch of the previous snapshot). Rerunning an as-of rewrites its file from the
-same previous watermark: idempotent. The watermark only advances when the gate
-validated the run (`mark_validated`), so a stopped run is re-read next time.
+Documents are streamed cursor batch by cursor batch into the lake's raw partition
+(bbx.lake.snapshots.write_raw), so memory is one batch, not the collection. Rerunning
+an as-of rewrites its file from the same previous watermark: idempotent. The
+watermark only advances when the gate validated the run, so a stopped run is re-read
+next time.
 
-One MongoClient per process and URI serves every collection's read (`mongo_client`;
-closed at exit or by `close_clients`).
+Reads use the process's one client per URI (bbx.mongo.mongo_client). A server that
+does not answer is retried by Prefect (`extract_task`: `extract.retries`, doubling
+from `extract.retry_backoff_seconds`); a refused login or query is not.
 """
 
 from __future__ import annotations
 
-import atexit
 import datetime as dt
-import hashlib
-import json
-import os
-import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,14 +49,30 @@ from urllib.parse import urlsplit
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from prefect import task
+from prefect import Task, task
 from prefect.cache_policies import NONE
-from pymongo import MongoClient
+from prefect.runtime import task_run as current_task_run
+from prefect.tasks import exponential_backoff
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from bbx import lake
-from bbx.mongo import MongoUnavailableError, connect, redact
+from bbx.lake.manifests import (
+    FULL,
+    INCREMENTAL,
+    SNAPSHOT,
+    manifest_entry,
+    previous_validated_manifest,
+)
+from bbx.lake.manifests import write_manifest as record_manifest
+from bbx.lake.snapshots import snapshot_base, write_raw
+from bbx.mongo import (
+    MongoUnavailableError,
+    MongoUnreachableError,
+    discard_client,
+    is_transient,
+    mongo_client,
+    redact,
+)
 from bbx.settings import Settings
 from tasks.lake_source import ensure_lake_source
 
@@ -74,11 +85,10 @@ with warnings.catch_warnings():
 
 _HEX_PAIRS = np.array([f"{i:02x}".encode() for i in range(256)], dtype="S2")
 
-SNAPSHOT = "snapshot"
-FULL = "full"
-INCREMENTAL = "incremental"
+__all__ = ["FULL", "INCREMENTAL", "SNAPSHOT", "ExtractResult", "extract_collection",
+           "extract_task", "write_manifest"]
 # A past as-of's snapshot leaves out documents created after it (the app's createdAt).
-CREATED_SOURCE, CREATED_COLUMN = "createdAt", "created_at"
+CREATED_SOURCE = "createdAt"
 
 
 @dataclass(frozen=True)
@@ -133,18 +143,6 @@ def _arrow_type(column: lake.Column) -> pa.DataType:
     return ObjectIdType() if column.type == lake.OBJECT_ID else column.type
 
 
-def lake_schema(spec: lake.TableSpec) -> pa.Schema:
-    """The raw lake table's schema: ObjectIds as hex text, everything else as declared."""
-    return pa.schema(
-        [(c.name, pa.string() if c.type == lake.OBJECT_ID else c.type) for c in spec.columns]
-    )
-
-
-def schema_fingerprint(schema: pa.Schema) -> str:
-    text = schema.to_string(show_schema_metadata=False, show_field_metadata=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def mongo_schema(spec: lake.TableSpec) -> Schema:
     """Nest the dotted source paths into the struct schema pymongoarrow expects."""
     tree: dict[str, Any] = {}
@@ -192,47 +190,10 @@ def to_lake_table(raw: pa.Table, spec: lake.TableSpec) -> pa.Table:
         elif column.scale is not None:
             values = pc.multiply(values.cast(pa.float64()), column.scale)
         arrays.append(values)
-    return pa.Table.from_arrays(arrays, schema=lake_schema(spec))
+    return pa.Table.from_arrays(arrays, schema=lake.lake_schema(spec))
 
 
-def write_parquet_atomically(table: pa.Table, path: Path) -> None:
-    """Write next to the target and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
-
-
-# ---------------------------------------------------------------- manifests + watermarks
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
-
-
-def manifest_entry(manifest: dict[str, Any], collection: str) -> dict[str, Any] | None:
-    return next((t for t in manifest.get("tables", []) if t["collection"] == collection), None)
-
-
-def previous_validated_manifest(lake_dir: Path, as_of: dt.date) -> dict[str, Any] | None:
-    """The newest manifest before `as_of` whose run passed the gate.
-
-    Strictly before: rerunning an as-of starts from the same place (idempotent).
-    """
-    folder = lake.manifests_dir(lake_dir)
-    if not folder.exists():
-        return None
-    for path in sorted(folder.glob("*.json"), reverse=True):
-        try:
-            day = dt.date.fromisoformat(path.stem)
-        except ValueError:
-            continue
-        if day >= as_of:
-            continue
-        manifest = read_manifest(path)
-        if manifest.get("validated"):
-            return manifest
-    return None
+# ---------------------------------------------------------------- plans
 
 
 def day_end(day: dt.date) -> dt.datetime:
@@ -244,33 +205,6 @@ def _within(spec: lake.TableSpec, condition: dict[str, Any] | None) -> dict[str,
     if not condition:
         return spec.query
     return {"$and": [spec.query, condition]} if spec.query else condition
-
-
-def _snapshot_base(
-    spec: lake.TableSpec, previous: dict[str, Any] | None, as_of: dt.date, settings: Settings
-) -> tuple[dict[str, Any], Path] | None:
-    """The previous snapshot an incremental one can be merged onto, or None (read in full)."""
-    entry = manifest_entry(previous, spec.collection) if previous and spec.updated_column else None
-    if entry is None or entry.get("mode") != SNAPSHOT or not entry.get("watermark"):
-        return None
-    if not entry.get("base_as_of"):
-        return None
-    base = dt.date.fromisoformat(entry["base_as_of"])
-    refresh = settings.extract.full_refresh_days
-    if refresh > 0 and (as_of - base).days >= refresh:
-        return None  # periodic full read: drops deleted documents, repairs what was missed
-    schema = lake_schema(spec)
-    if entry.get("schema_fingerprint") != schema_fingerprint(schema):
-        return None
-    assert previous is not None
-    path = lake.raw_path(settings.lake_dir, spec.collection,
-                         dt.date.fromisoformat(previous["as_of"]))
-    try:
-        if not pq.read_schema(path).equals(schema, check_metadata=False):
-            return None
-    except (OSError, pa.ArrowException):
-        return None  # missing or unreadable: read in full
-    return entry, path
 
 
 def _plan_snapshot(
@@ -286,21 +220,20 @@ def _plan_snapshot(
         # A past as-of (backfill, evaluation): what was created after it did not exist yet.
         window = (as_of_end, wall_end)
         not_yet = {"$nor": [{CREATED_SOURCE: {"$gte": as_of_end, "$lt": wall_end}}]}
-    base = _snapshot_base(spec, previous, as_of, settings)
+    base = snapshot_base(spec, previous, as_of, settings.lake_dir,
+                         settings.extract.full_refresh_days)
     if base is None:
         return ExtractPlan(SNAPSHOT, [Query(_within(spec, not_yet))], None, None, as_of)
-    entry, path = base
-    watermark = dt.datetime.fromisoformat(entry["watermark"])
-    since = watermark - dt.timedelta(hours=settings.extract.overlap_hours)
+    since = base.watermark - dt.timedelta(hours=settings.extract.overlap_hours)
     updated = spec.updated_source
     assert updated is not None
     return ExtractPlan(
         SNAPSHOT,
         [Query({updated: {"$gte": since}}, _within(spec, not_yet))],
         since,
-        watermark,
-        dt.date.fromisoformat(entry["base_as_of"]),
-        merge_onto=path,
+        base.watermark,
+        base.base_as_of,
+        merge_onto=base.path,
         not_created=window,
     )
 
@@ -318,7 +251,7 @@ def plan_extract(
     field_ = spec.time_source
     assert field_ is not None
     as_of_end, wall_end = day_end(as_of), day_end(today)
-    entry = manifest_entry(previous, spec.collection) if previous else None
+    entry = manifest_entry(previous, spec.collection)
     watermark = (
         dt.datetime.fromisoformat(entry["watermark"]) if entry and entry.get("watermark") else None
     )
@@ -377,7 +310,6 @@ class _Tally:
     batches: int = 0
     max_batch_rows: int = 0
     watermark: dt.datetime | None = None
-    kept_rows: int = 0  # incremental snapshot: unchanged rows kept from the previous one
 
     def add(self, batch: pa.Table, spec: lake.TableSpec, cap: dt.datetime,
             previous: dt.datetime | None) -> None:
@@ -400,73 +332,25 @@ class _Tally:
         else:
             self.new_rows += pc.sum(pc.greater(times, pa.scalar(previous, times.type))).as_py() or 0
 
-
-def _last_copies(table: pa.Table, key: str) -> pa.Table:
-    """One row per key, the last read (a document updated mid-read can come twice)."""
-    if pc.count_distinct(table.column(key)).as_py() == table.num_rows:
-        return table
-    order = pa.array(np.arange(table.num_rows))
-    last = (pa.table({"k": table.column(key), "i": order})
-            .group_by("k").aggregate([("i", "max")]).column("i_max"))
-    return table.take(np.sort(last.to_numpy()))  # in read order
-
-
-def _keep_previous(
-    writer: pq.ParquetWriter, previous_file: Path, changed: pa.Table, spec: lake.TableSpec,
-    not_created: tuple[dt.datetime, dt.datetime] | None, batch_rows: int,
-) -> int:
-    """Write the previous snapshot's rows that were not re-read, batch by batch."""
-    changed_keys = changed.column(spec.key).combine_chunks()
-    kept = 0
-    for record_batch in pq.ParquetFile(previous_file).iter_batches(batch_size=batch_rows):
-        rows = pa.Table.from_batches([record_batch])
-        keep = pc.invert(pc.is_in(rows.column(spec.key), value_set=changed_keys))
-        if not_created is not None:
-            created = rows.column(CREATED_COLUMN)
-            start, end = (pa.scalar(t, created.type) for t in not_created)
-            later = pc.and_(pc.greater_equal(created, start), pc.less(created, end))
-            keep = pc.and_(keep, pc.invert(pc.fill_null(later, False)))
-        rows = rows.filter(keep)
-        writer.write_table(rows)
-        kept += rows.num_rows
-    return kept
+    def counted(self, batches: Iterable[pa.Table], spec: lake.TableSpec, cap: dt.datetime,
+                previous: dt.datetime | None) -> Iterator[pa.Table]:
+        for batch in batches:
+            self.add(batch, spec, cap, previous)
+            yield batch
 
 
 def _read_into(path: Path, source: Any, spec: lake.TableSpec, plan: ExtractPlan,
-               batch_rows: int, as_of: dt.date) -> _Tally:
-    """Stream every query of the plan into one Parquet file, written atomically.
-
-    An incremental snapshot writes the previous snapshot's unchanged rows, then the
-    documents re-read now (the newest copies).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".parquet.tmp")
+               batch_rows: int, as_of: dt.date) -> tuple[_Tally, int]:
+    """Stream every query of the plan into the raw partition; returns the tally of what
+    was read and the rows kept from the previous snapshot."""
     tally = _Tally()
-    schema = lake_schema(spec)
-    try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            if plan.merge_onto is None:
-                for query in plan.queries:
-                    for batch in stream_batches(source, spec, query, batch_rows):
-                        tally.add(batch, spec, day_end(as_of), plan.previous_watermark)
-                        writer.write_table(batch)
-            else:
-                changed = [schema.empty_table()]
-                for query in plan.queries:
-                    for batch in stream_batches(source, spec, query, batch_rows):
-                        tally.add(batch, spec, day_end(as_of), plan.previous_watermark)
-                        changed.append(batch)
-                latest = _last_copies(pa.concat_tables(changed), spec.key)
-                tally.kept_rows = _keep_previous(writer, plan.merge_onto, latest, spec,
-                                                 plan.not_created, batch_rows)
-                writer.write_table(latest)
-                tally.rows = latest.num_rows
-            if tally.rows + tally.kept_rows == 0:
-                writer.write_table(schema.empty_table())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return tally
+    read = (batch for query in plan.queries
+            for batch in stream_batches(source, spec, query, batch_rows))
+    written, kept = write_raw(path, spec,
+                              tally.counted(read, spec, day_end(as_of), plan.previous_watermark),
+                              plan.merge_onto, plan.not_created, batch_rows)
+    tally.rows = written  # a merged snapshot: the newest copy of each document re-read
+    return tally, kept
 
 
 def _scrub(message: str, uri: str) -> str:
@@ -478,51 +362,6 @@ def _scrub(message: str, uri: str) -> str:
     return message
 
 
-# One client per process and URI: a MongoClient is a connection pool plus monitor
-# threads, and building and pinging one per collection cost more than reading a
-# small increment. Filled lazily (nothing connects at import), closed at exit.
-_CLIENTS: dict[tuple[int, str, int], MongoClient] = {}
-_CLIENTS_LOCK = threading.Lock()
-_CLOSE_AT_EXIT: list[bool] = []
-
-
-def _client_key(uri: str, settings: Settings) -> tuple[int, str, int]:
-    # The pid: a forked worker must not share its parent's sockets.
-    return os.getpid(), uri, settings.mongo.server_selection_timeout_ms
-
-
-def mongo_client(uri: str, settings: Settings) -> MongoClient:
-    """This process's client for `uri`, connected (and pinged) on first use."""
-    key = _client_key(uri, settings)
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.get(key)
-        if client is None:
-            client = connect(uri, settings)  # MongoUnavailableError if unreachable
-            _CLIENTS[key] = client
-            if not _CLOSE_AT_EXIT:
-                atexit.register(close_clients)
-                _CLOSE_AT_EXIT.append(True)
-        return client
-
-
-def _discard_client(uri: str, settings: Settings) -> None:
-    """Drop a client that failed, so the next attempt connects afresh."""
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.pop(_client_key(uri, settings), None)
-    if client is not None:
-        client.close()
-
-
-def close_clients() -> None:
-    """Close every client this process opened (also run at interpreter exit)."""
-    with _CLIENTS_LOCK:
-        mine = [k for k in _CLIENTS if k[0] == os.getpid()]
-        clients = [_CLIENTS.pop(k) for k in mine]
-        _CLIENTS.clear()  # a parent's clients after a fork: forgotten, never closed here
-    for client in clients:
-        client.close()
-
-
 def extract_collection(
     uri: str,
     settings: Settings,
@@ -530,48 +369,44 @@ def extract_collection(
     as_of: dt.date,
     today: dt.date | None = None,
 ) -> ExtractResult:
-    """Extract one collection for `as_of`; bounded retries on connection failures."""
+    """Extract one collection for `as_of` (one attempt; `extract_task` retries it)."""
     spec = lake.TABLES[collection]
     started = time.perf_counter()
     today = today or dt.datetime.now(dt.UTC).date()
     previous = previous_validated_manifest(settings.lake_dir, as_of)
     plan = plan_extract(spec, previous, as_of, settings, today)
     path = lake.raw_path(settings.lake_dir, collection, as_of)
-    attempts = settings.extract.retries + 1
-    for attempt in range(1, attempts + 1):
+    attempt = max(current_task_run.get_run_count(), 1)
+    try:
+        client = mongo_client(uri, settings)
+        # One home, one database; a dry run leaves no marker in the app's database.
+        ensure_lake_source(client, uri, settings, may_write=not settings.dry_run_id)
+        source = client[settings.mongo.database][collection]
         try:
-            client = mongo_client(uri, settings)
-            # One home, one database; a dry run leaves no marker in the app's database.
-            ensure_lake_source(client, uri, settings, may_write=not settings.dry_run_id)
-            source = client[settings.mongo.database][collection]
-            try:
-                tally = _read_into(path, source, spec, plan, settings.extract.batch_rows, as_of)
-            except (OSError, pa.ArrowException):
-                if plan.merge_onto is None:
-                    raise
-                # The previous snapshot's footer read but its data did not: read in full.
-                plan = _plan_snapshot(spec, None, as_of, settings, today)
-                tally = _read_into(path, source, spec, plan, settings.extract.batch_rows, as_of)
-            break
-        except (ConnectionFailure, MongoUnavailableError) as exc:
-            _discard_client(uri, settings)
-            if attempt == attempts:
-                raise MongoUnavailableError(
-                    f"extract of '{collection}' from {redact(uri)} failed after {attempts} "
-                    f"attempt(s): {type(exc).__name__}: {_scrub(str(exc), uri)}"
-                ) from None
-            time.sleep(settings.extract.retry_backoff_seconds * 2 ** (attempt - 1))
-        except PyMongoError as exc:  # not transient (e.g. not authorised): no retry
-            raise MongoUnavailableError(
-                f"extract of '{collection}' from {redact(uri)} failed: "
-                f"{type(exc).__name__}: {_scrub(str(exc), uri)}"
-            ) from None
+            tally, kept = _read_into(path, source, spec, plan, settings.extract.batch_rows, as_of)
+        except (OSError, pa.ArrowException):
+            if plan.merge_onto is None:
+                raise
+            # The previous snapshot's footer read but its data did not: read in full.
+            plan = _plan_snapshot(spec, None, as_of, settings, today)
+            tally, kept = _read_into(path, source, spec, plan, settings.extract.batch_rows, as_of)
+    except (ConnectionFailure, MongoUnreachableError) as exc:
+        discard_client(uri, settings)
+        raise MongoUnreachableError(
+            f"extract of '{collection}' from {redact(uri)} failed after {attempt} "
+            f"attempt(s): {type(exc).__name__}: {_scrub(str(exc), uri)}"
+        ) from None
+    except (PyMongoError, MongoUnavailableError) as exc:  # refused, not unreachable
+        raise MongoUnavailableError(
+            f"extract of '{collection}' from {redact(uri)} failed: "
+            f"{type(exc).__name__}: {_scrub(str(exc), uri)}"
+        ) from None
     # Never moves backwards (a quiet night reads only the overlap, older than the mark).
     known = [w for w in (tally.watermark, plan.previous_watermark) if w is not None]
     watermark = max(known) if known else None
     return ExtractResult(
         collection=collection,
-        rows=tally.rows + tally.kept_rows,
+        rows=tally.rows + kept,
         path=str(path),
         seconds=time.perf_counter() - started,
         mode=plan.mode,
@@ -579,50 +414,42 @@ def extract_collection(
         watermark=watermark.isoformat() if watermark else None,
         new_rows=tally.new_rows,
         base_as_of=plan.base_as_of.isoformat(),
-        schema_fingerprint=schema_fingerprint(lake_schema(spec)),
+        schema_fingerprint=lake.schema_fingerprint(lake.lake_schema(spec)),
         batches=tally.batches,
         max_batch_rows=tally.max_batch_rows,
         merged_onto=str(plan.merge_onto) if plan.merge_onto else None,
     )
 
 
-# Retries live in the function (testable, bounded, redacted message), not in Prefect.
-@task(name="extract", task_run_name="extract-{collection}", cache_policy=NONE)
+def _retry_if_unreachable(task: Task, task_run: Any, state: Any) -> bool:
+    """Retry only a server that did not answer; a refused login or query fails at once."""
+    try:
+        state.result()
+    except Exception as exc:  # the task's own error, re-raised by the failed state
+        return is_transient(exc)
+    return False
+
+
+@task(name="extract", task_run_name="extract-{collection}", cache_policy=NONE,
+      retry_condition_fn=_retry_if_unreachable)
 def extract_collection_task(
     uri: str, settings: Settings, collection: str, as_of: dt.date
 ) -> ExtractResult:
     return extract_collection(uri, settings, collection, as_of)
 
 
-def write_manifest(settings: Settings, as_of: dt.date, results: list[ExtractResult]) -> Path:
-    """Per-run record: counts, watermarks, schema fingerprint, durations.
+def extract_task(settings: Settings) -> Task:
+    """The extract step with the settings' retries: `extract.retries`, waiting
+    `extract.retry_backoff_seconds` and doubling each time."""
+    return extract_collection_task.with_options(
+        retries=settings.extract.retries,
+        retry_delay_seconds=exponential_backoff(settings.extract.retry_backoff_seconds),
+    )
 
-    `validated` stays false until the gate passes; only validated runs seed the next
-    run's watermarks.
-    """
-    path = lake.manifest_path(settings.lake_dir, as_of)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for result in results:
-        schema = pq.read_schema(result.path)
-        entry = asdict(result) | {"schema": schema.to_string(show_schema_metadata=False)}
-        for name in ("path", "merged_onto"):  # relative: a moved home keeps working
-            if entry[name]:
-                entry[name] = lake.to_record(settings.lake_dir, entry[name])
-        entries.append(entry)
-    previous = previous_validated_manifest(settings.lake_dir, as_of)
-    manifest = {
-        "as_of": as_of.isoformat(),
-        "written_at": dt.datetime.now(dt.UTC).isoformat(),
-        "previous_as_of": previous["as_of"] if previous else None,
-        "validated": False,
-        "extract_seconds": round(sum(r.seconds for r in results), 3),
-        "tables": entries,
-    }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(path)
-    return path
+
+def write_manifest(settings: Settings, as_of: dt.date, results: list[ExtractResult]) -> Path:
+    """Record the night's extract in the lake (bbx.lake.manifests)."""
+    return record_manifest(settings.lake_dir, as_of, [asdict(r) for r in results])
 
 
 @task(name="write-manifest", cache_policy=NONE)

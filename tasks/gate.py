@@ -4,20 +4,16 @@ Users are validated first so that every other table's `user_id` can be checked
 against the customers that passed. Any stop (critical expectation, too many
 quarantined rows) in any table stops the run, with every table's reason.
 
-What the gate hands on is, per collection, a table version file
-(`lake/clean/<c>/_versions/dt=<as_of>.json`) listing the clean partitions that make
-up the collection's full validated history at the as-of date: this run's partition
-for snapshots and full extracts; for increments, the previous validated run's list
-plus this run's partition. `tasks.lake_io.read_tables` reads and de-duplicates it.
-Only a passed gate marks the run's manifest `validated`, which is what lets the next
-run start from this run's watermarks.
+What the gate hands on is, per collection, a table version file: the collection's
+full validated history at the as-of date (bbx.lake.history). Only a passed gate marks
+the run's manifest `validated`, which is what lets the next run start from this run's
+watermarks.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -29,14 +25,15 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from bbx import lake
-from bbx.settings import PROJECT_ROOT, Settings
-from tasks.extract import (
-    FULL,
-    SNAPSHOT,
+from bbx.lake.history import write_table_version
+from bbx.lake.manifests import (
     manifest_entry,
+    mark_validated,
     previous_validated_manifest,
     read_manifest,
 )
+from bbx.settings import PROJECT_ROOT, Settings
+from features.quarantine import TableVolume, volume_warning
 from tasks.links import data_docs_link
 from tasks.validate import (
     DataValidationError,
@@ -52,79 +49,9 @@ __all__ = ["DataValidationError", "validate_lake_task", "validate_lake"]
 log = logging.getLogger(__name__)
 
 
-def _volume_warning(
-    collection: str,
-    entry: dict[str, Any] | None,
-    previous_entry: dict[str, Any] | None,
-    days: int,
-    tolerance: float,
-) -> str | None:
-    """Volume against the previous validated run: snapshot rows, or new rows per day."""
-    if entry is None or previous_entry is None or days <= 0:
-        return None
-    if entry["mode"] == SNAPSHOT:
-        now, before, what = entry["rows"], previous_entry["rows"], "rows"
-    elif entry["mode"] != FULL and previous_entry["mode"] != FULL:
-        previous_days = previous_entry.get("days_since_previous") or days
-        now, before = entry["new_rows"] / days, previous_entry["new_rows"] / previous_days
-        what = "new rows per day"
-    else:
-        return None  # a full read is not comparable with an increment
-    if before == 0:
-        return None if now == 0 else f"volume: {what} {now:.0f}, previous run had none"
-    change = (now - before) / before
-    if abs(change) <= tolerance:
-        return None
-    return (
-        f"volume: {what} {now:.0f} vs {before:.0f} in the previous run ({change:+.0%}, "
-        f"tolerance ±{tolerance:.0%})"
-    )
-
-
-def _history(
-    lake_dir: Path,
-    collection: str,
-    entry: dict[str, Any] | None,
-    previous: dict[str, Any] | None,
-    clean_file: str,
-) -> list[str]:
-    """The clean parts making up the table's history, as lake-relative records."""
-    current = lake.to_record(lake_dir, clean_file)
-    if entry is None or entry["mode"] in (SNAPSHOT, FULL) or previous is None:
-        return [current]
-    earlier = manifest_entry(previous, collection) or {}
-    return [*(lake.to_record(lake_dir, p) for p in earlier.get("history", [])), current]
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fingerprints(
-    lake_dir: Path, collection: str, parts: list[str], previous: dict[str, Any] | None,
-    clean_file: str,
-) -> dict[str, str]:
-    """sha256 per part, so the version file changes whenever any part's content does
-    (input-keyed caches of later steps fingerprint the version file)."""
-    earlier = (manifest_entry(previous, collection) or {}) if previous else {}
-    known = {lake.to_record(lake_dir, p): f for p, f in (earlier.get("fingerprints") or {}).items()}
-    current = lake.to_record(lake_dir, clean_file)
-    return {
-        part: known[part] if part != current and part in known
-        else _sha256(str(lake.from_record(lake_dir, part)))
-        for part in parts
-    }
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(path)
+def _volume(entry: dict[str, Any]) -> TableVolume:
+    return TableVolume(entry["mode"], entry["rows"], entry["new_rows"],
+                       entry.get("days_since_previous"))
 
 
 def validate_lake(
@@ -165,11 +92,11 @@ def validate_lake(
             continue
         if collection == "users":
             user_ids = set(pd.read_parquet(validation.clean_file, columns=["user_id"])["user_id"])
-        entry = manifest_entry(manifest, collection) if manifest else None
-        earlier = manifest_entry(previous, collection) if previous else None
-        volume = _volume_warning(
-            collection, entry, earlier, days, settings.validation.volume_tolerance
-        )
+        entry = manifest_entry(manifest, collection)
+        earlier = manifest_entry(previous, collection)
+        volume = volume_warning(
+            _volume(entry), _volume(earlier), days, settings.validation.volume_tolerance
+        ) if entry and earlier else None
         if volume:
             log.warning("%s: %s", collection, volume)
             validation = dataclasses.replace(
@@ -185,29 +112,15 @@ def validate_lake(
 
     versioned = []
     for validation in results:
-        collection = validation.collection
-        entry = manifest_entry(manifest, collection) if manifest else None
-        parts = _history(settings.lake_dir, collection, entry, previous, validation.clean_file)
-        fingerprints = _fingerprints(settings.lake_dir, collection, parts, previous,
-                                     validation.clean_file)
-        version = lake.table_version_path(settings.lake_dir, collection, as_of)
-        _write_json(version, {
-            "collection": collection,
-            "as_of": as_of.isoformat(),
-            "key": lake.TABLES[collection].key,
-            "parts": parts,
-            "fingerprints": fingerprints,
-        })
+        entry = manifest_entry(manifest, validation.collection)
+        version = write_table_version(settings.lake_dir, validation.collection, as_of, entry,
+                                      previous, validation.clean_file)
         if entry is not None:
-            entry["history"] = parts
-            entry["fingerprints"] = fingerprints
             entry["days_since_previous"] = days or None
         versioned.append(dataclasses.replace(validation, history_file=str(version)))
     if manifest is not None:
-        manifest["validated"] = True
-        manifest["validated_at"] = dt.datetime.now(dt.UTC).isoformat()
-        manifest["quarantined"] = {v.collection: v.quarantined for v in versioned}
-        _write_json(manifest_file, manifest)
+        mark_validated(settings.lake_dir, as_of, manifest,
+                       {v.collection: v.quarantined for v in versioned})
     return versioned
 
 

@@ -27,6 +27,7 @@ from pymongo import MongoClient, ReturnDocument
 from pymongo.errors import OperationFailure
 
 from bbx import lake
+from bbx.lake.files import write_json
 from bbx.mongo import redact
 from bbx.settings import Settings
 
@@ -105,8 +106,5 @@ def ensure_lake_source(client: MongoClient, uri: str, settings: Settings,
         "recorded_at": dt.datetime.now(dt.UTC).isoformat(),
         "adopted_existing_lake": _lake_has_history(settings.lake_dir),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(path)
+    write_json(path, record)
     return record

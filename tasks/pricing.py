@@ -14,7 +14,7 @@ price of each plan the pipeline sees for the first time (never moved afterwards,
 and kept when the lake is wiped) and returns every plan's band (models/plan_prices.py).
 Customers are priced from the anchor, inside the band, per billing cycle.
 
-Pricing reads the lake bucket by bucket (tasks/partition.py), one bucket's raw
+Pricing reads the lake bucket by bucket (bbx/lake/buckets.py), one bucket's raw
 events in memory at a time: per bucket the per-customer pieces (price history,
 segmentation features, users' city and birth date) and the bucket's share of the
 network-wide sums (load per hour, first usage) are kept, then combined with
@@ -41,6 +41,9 @@ from prefect.cache_policies import NONE
 from pymongo.errors import PyMongoError
 
 from bbx.lake import TABLES
+from bbx.lake.buckets import LakePartitions, partition_lake, read_bucket
+from bbx.lake.files import write_parquet as write_parquet_atomically
+from bbx.lake.history import newest_copies, read_table
 from bbx.mongo import MongoUnavailableError, connect, redact
 from bbx.settings import Settings
 from features.buckets import (
@@ -67,9 +70,6 @@ from models.price_optimizer import PricingBook, WeightFit, book_prices, fit_pric
 from models.pricing import PricingWeights, price_terms
 from models.segmentation import segment_profiles
 from tasks import registry
-from tasks.extract import write_parquet_atomically
-from tasks.lake_io import newest_copies, read_table
-from tasks.partition import LakePartitions, partition_lake, read_bucket
 
 PRICING_LOG_COLLECTION = "ml_pricing_log"
 SEGMENTS_COLLECTION = "ml_segments"

@@ -15,27 +15,13 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy, CachePolicy
 
 from bbx import lake
+from bbx.lake.files import file_sha256 as file_fingerprint
 from bbx.settings import Settings
-
-_CHUNK = 1 << 20
-
-
-def file_fingerprint(path: str | Path) -> str | None:
-    """sha256 of the file's bytes, or None if it is missing."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _settings_fingerprint(settings: Settings) -> str:

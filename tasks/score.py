@@ -1,6 +1,6 @@
 """Batch scoring: every customer with an active subscription, with the champions.
 
-Scoring runs per hash bucket of customers (tasks/partition.py): a bucket's raw
+Scoring runs per hash bucket of customers (bbx/lake/buckets.py): a bucket's raw
 events are read, its churn features, probabilities, reasons and segmentation
 features are written as parts, then one small step combines the parts (one row
 per customer, no raw events) with the network-wide demand into the scores file.
@@ -24,6 +24,9 @@ from prefect import task
 from prefect.cache_policies import Inputs
 
 from bbx import lake
+from bbx.lake.buckets import LakePartitions, lake_event_days, partition_lake, read_bucket
+from bbx.lake.files import write_parquet as write_parquet_atomically
+from bbx.lake.history import read_table
 from bbx.settings import Settings
 from features.buckets import (
     combine_segmentation_features,
@@ -39,9 +42,6 @@ from models.pricing import PricingWeights
 from models.reasons import churn_reasons, reasons_to_json
 from models.scoring import ScoringPolicy, assemble_scores
 from tasks import registry
-from tasks.extract import write_parquet_atomically
-from tasks.lake_io import read_table
-from tasks.partition import LakePartitions, lake_event_days, partition_lake, read_bucket
 from tasks.resume import resumable_options
 
 PROBABILITY, REASONS = "churn_probability", "churn_reasons"

@@ -14,6 +14,7 @@ import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+from bbx.lake.buckets import LakePartitions, lake_event_days, partition_lake, read_bucket
 from bbx.settings import Settings
 from features.buckets import combine_segmentation_features, segmentation_population_terms
 from features.coverage import EventDays
@@ -46,7 +47,6 @@ from models.segmentation import (
     silhouette_by_k,
 )
 from tasks import registry
-from tasks.partition import LakePartitions, lake_event_days, partition_lake, read_bucket
 
 
 class NotEnoughTrainingDataError(RuntimeError):

@@ -34,7 +34,6 @@ import datetime as dt
 import json
 import logging
 import os
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,13 +41,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NONE
 
 from bbx.lake import TABLES
+from bbx.lake.files import remove_stale, write_parquet
 from bbx.settings import load_settings
+from features.quarantine import (
+    DUPLICATE_REASON,
+    ORPHAN_REASON,
+    REASON_COLUMN,
+    USER_KEY,
+    drop_repeated_reads,
+    identical_rows,
+    orphan_rows,
+    quarantine_line,
+    quarantine_reasons,
+    share_message,
+)
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult
@@ -59,10 +70,8 @@ CRITICAL = "critical"
 QUARANTINE = "quarantine"
 WARNING = "warning"
 SEVERITIES = (CRITICAL, QUARANTINE, WARNING)
-REASON_COLUMN = "quarantine_reason"
-ORPHAN_REASON = "orphan user_id"
-DUPLICATE_REASON = "identical to an earlier document (same event written twice)"
-USER_KEY = "user_id"
+__all__ = ["DUPLICATE_REASON", "ORPHAN_REASON", "REASON_COLUMN", "DataValidationError",
+           "TableValidation", "validate_table", "validate_feature_table"]
 FEATURES_SUITE = "churn_features"
 # Result lists we consume ourselves; dropped before rendering docs (they can hold 1M items).
 _BULKY_RESULT_KEYS = ("unexpected_index_list", "unexpected_list", "unexpected_index_query")
@@ -241,88 +250,11 @@ def _summarise(
 # ---------------------------------------------------------------- quarantine
 
 
-def _orphan_rows(table: pa.Table, known_user_ids: set[str]) -> np.ndarray:
-    """Rows whose (non-null) user_id is not a known customer."""
-    user_ids = table.column(USER_KEY)
-    known = pa.array(list(known_user_ids), type=pa.string())
-    orphan = pc.and_(pc.is_valid(user_ids), pc.invert(pc.is_in(user_ids, value_set=known)))
-    return np.flatnonzero(orphan.to_numpy(zero_copy_only=False))
-
-
-def _drop_repeated_reads(
-    table: pa.Table, key: str, updated_column: str | None
-) -> tuple[pa.Table, int]:
-    """Keep one copy of a document the extract read twice (same key): the latest one.
-
-    A cursor can return a document again when it moves during the scan; the copies are
-    the same document, so this is not bad data. Rows without a key are left for the
-    suite's critical not-null check.
-    """
-    if table.num_rows == 0:
-        return table, 0
-    columns = [key] + ([updated_column] if updated_column in table.column_names else [])
-    frame = table.select(columns).to_pandas()
-    keyed = frame[frame[key].notna()]
-    if not keyed[key].duplicated().any():
-        return table, 0
-    if len(columns) == 2:
-        keyed = keyed.sort_values(updated_column, kind="stable", na_position="first")
-    keep = np.sort(np.concatenate([
-        keyed.drop_duplicates(key, keep="last").index.to_numpy(),
-        frame.index[frame[key].isna()].to_numpy(),
-    ]))
-    return table.take(pa.array(keep)), table.num_rows - len(keep)
-
-
-def _identical_rows(table: pa.Table, columns: list[str]) -> np.ndarray:
-    """Rows equal to an earlier row in every given column (the first copy is kept)."""
-    if not columns or table.num_rows == 0:
-        return np.array([], dtype=np.int64)
-    frame = table.select(columns).to_pandas()
-    return np.flatnonzero(frame.duplicated(keep="first").to_numpy())
-
-
-def _quarantine_reasons(n_rows: int, row_failures: dict[str, np.ndarray]) -> np.ndarray:
-    """Per row: '; '-joined labels of every quarantine rule it broke ('' = clean)."""
-    reasons = np.full(n_rows, "", dtype=object)
-    for label, rows in row_failures.items():
-        if rows.size == 0:
-            continue
-        current = reasons[rows]
-        reasons[rows] = np.where(current == "", label, current + "; " + label)
-    return reasons
-
-
-def _share_message(
-    collection: str, rows: int, quarantined: int, row_failures: dict[str, np.ndarray], limit: float
-) -> str:
-    counts = sorted(((len(r), label) for label, r in row_failures.items() if len(r)), reverse=True)
-    what = (
-        f"failed {counts[0][1]}"
-        if len(counts) == 1
-        else "failed " + ", ".join(f"{label} ({n})" for n, label in counts)
-    )
-    return (
-        f"{collection}: {quarantined} of {rows} rows ({quarantined / rows:.1%}) {what} — "
-        f"above the {limit:.1%} quarantine limit; run stopped before features"
-    )
-
-
 def quarantine_message(validation: TableValidation) -> str:
     """One line a person reads: how many rows a table quarantined, and why."""
     v = validation
-    if not v.quarantined:
-        line = f"{v.collection}: 0 of {v.rows} rows quarantined"
-    else:
-        reasons = ", ".join(
-            f"{label} ({n})"
-            for label, n in sorted(v.quarantine_reasons.items(), key=lambda kv: -kv[1])
-        )
-        line = (f"{v.collection}: {v.quarantined} of {v.rows} rows "
-                f"({v.quarantined / max(v.rows, 1):.2%}) quarantined: {reasons}")
-    if v.repeated_reads:
-        line += f"; {v.repeated_reads} repeated reads of a document kept once"
-    return line
+    return quarantine_line(v.collection, v.rows, v.quarantined, v.quarantine_reasons,
+                           v.repeated_reads)
 
 
 def log_quarantine(validation: TableValidation) -> None:
@@ -331,24 +263,7 @@ def log_quarantine(validation: TableValidation) -> None:
     log.log(level, quarantine_message(validation))
 
 
-# ---------------------------------------------------------------- files
-
-
-def _write_atomically(table: pa.Table, path: Path) -> None:
-    """Write beside the target and rename: readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _remove_stale(paths: Iterable[Path]) -> None:
-    # A file left by an earlier attempt at this partition would be read as this run's output.
-    for path in paths:
-        path.unlink(missing_ok=True)
+# ---------------------------------------------------------------- data docs pages
 
 
 def _write_data_docs(
@@ -443,7 +358,7 @@ def validate_table(
     table = pq.read_table(raw_file)
     repeated_reads = 0
     if spec is not None and spec.key in table.column_names:
-        table, repeated_reads = _drop_repeated_reads(table, spec.key, spec.updated_column)
+        table, repeated_reads = drop_repeated_reads(table, spec.key, spec.updated_column)
         if repeated_reads:
             log.info("%s: %d repeated reads of the same document kept once", collection,
                      repeated_reads)
@@ -455,19 +370,19 @@ def validate_table(
     docs_page = str(page) if page else None
     row_failures = dict(outcome.row_failures)
     if known_user_ids is not None and _references_users(collection, table):
-        orphans = _orphan_rows(table, known_user_ids)
+        orphans = orphan_rows(table, known_user_ids)
         if orphans.size:
             row_failures[ORPHAN_REASON] = orphans
     if spec is not None and spec.identical_content_is_duplicate and not outcome.failed_critical:
         content = [c for c in spec.content_columns if c in table.column_names]
-        duplicates = _identical_rows(table, content)
+        duplicates = identical_rows(table, content)
         if duplicates.size:
             row_failures[DUPLICATE_REASON] = duplicates
     reason_counts = {label: int(len(r)) for label, r in row_failures.items() if len(r)}
     failed = len(outcome.failed_critical) + len(outcome.warnings) + len(row_failures)
 
     if outcome.failed_critical:
-        _remove_stale([clean_file])
+        remove_stale([clean_file])
         validation = TableValidation(
             collection, rows, 0, outcome.warnings, outcome.failed_critical, str(clean_file), None,
             failed, docs_page, repeated_reads=repeated_reads,
@@ -478,16 +393,16 @@ def validate_table(
             validation,
         )
 
-    reasons = _quarantine_reasons(rows, row_failures)
+    reasons = quarantine_reasons(rows, row_failures)
     bad = reasons != ""
     quarantined = int(bad.sum())
     if quarantined:
         bad_rows = table.filter(pa.array(bad)).append_column(
             REASON_COLUMN, pa.array(reasons[bad].tolist(), type=pa.string())
         )
-        _write_atomically(bad_rows, quarantine_file)
+        write_parquet(bad_rows, quarantine_file)
     else:
-        _remove_stale([quarantine_file])
+        remove_stale([quarantine_file])
     validation = TableValidation(
         collection,
         rows,
@@ -504,13 +419,13 @@ def validate_table(
     log_quarantine(validation)
 
     if rows and quarantined / rows > max_quarantine_share:
-        _remove_stale([clean_file])
+        remove_stale([clean_file])
         raise DataValidationError(
-            _share_message(collection, rows, quarantined, row_failures, max_quarantine_share),
+            share_message(collection, rows, quarantined, row_failures, max_quarantine_share),
             validation,
         )
 
-    _write_atomically(table.filter(pa.array(~bad)), clean_file)
+    write_parquet(table.filter(pa.array(~bad)), clean_file)
     for warning in outcome.warnings:
         log.warning("%s: %s", collection, warning)
     return validation

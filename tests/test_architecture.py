@@ -83,3 +83,13 @@ def test_pipeline_code_never_reads_the_simulators_truth() -> None:
         if "sim_truth" in path.read_text() or "simulator" in _imported_roots(path)
     ]
     assert readers == []
+
+
+def test_the_lake_module_does_file_io_only() -> None:
+    """bbx.lake reads and writes the lake's files; Mongo, GX and Prefect stay in tasks."""
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(_imported_roots(path) & IO_PACKAGES)
+        for path in sorted((ROOT / "bbx" / "lake").rglob("*.py"))
+        if _imported_roots(path) & IO_PACKAGES
+    }
+    assert offenders == {}

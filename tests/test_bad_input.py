@@ -19,7 +19,7 @@ from bbx import lake
 from bbx.mongo import MongoUnavailableError, free_port
 from bbx.settings import Settings
 from simulator import simulate
-from tasks.extract import extract_collection, write_manifest
+from tasks.extract import extract_collection, extract_task, write_manifest
 from tasks.gate import DataValidationError, validate_lake
 from tasks.validate import DUPLICATE_REASON, REASON_COLUMN
 
@@ -200,7 +200,7 @@ def test_unknown_new_field_is_ignored(db, lenient) -> None:
 
 
 def test_unreachable_server_retries_with_backoff_then_names_host_and_collection(
-    settings: Settings,
+    settings: Settings, prefect_api: None
 ) -> None:
     uri = f"mongodb://pipeline:hunter2@127.0.0.1:{free_port()}/"
     fast = settings.model_copy(update={
@@ -210,7 +210,7 @@ def test_unreachable_server_retries_with_backoff_then_names_host_and_collection(
     })
     started = time.perf_counter()
     with pytest.raises(MongoUnavailableError) as error:
-        extract_collection(uri, fast, "payments", AS_OF)
+        extract_task(fast)(uri, fast, "payments", AS_OF)  # Prefect's retries
     elapsed = time.perf_counter() - started
     message = str(error.value)
     assert "mongodb://127.0.0.1:" in message and "'payments'" in message

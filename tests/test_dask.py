@@ -82,7 +82,7 @@ def test_nightly_on_dask_publishes_the_single_process_scores(
     # parts are removed so the cache cannot answer for the workers.
     import shutil
 
-    from tasks.partition import buckets_root
+    from bbx.lake.buckets import buckets_root
 
     shutil.rmtree(buckets_root(simulated.lake_dir, AS_OF) / "_scored")
     monkeypatch.setenv("BBX_SCALE__DASK_ADDRESS", cluster)
@@ -104,12 +104,12 @@ def test_training_on_dask_uses_xgboost_dask_and_is_deterministic(
 ) -> None:
     from distributed import Client
 
+    from bbx.lake.buckets import partition_lake
     from bbx.settings import load_settings
     from features.cutoffs import training_cutoffs
     from features.registry import CHURN_FEATURE_NAMES
     from features.training import split_train_valid_test
     from models.churn_dask import tune_churn_model_dask
-    from tasks.partition import partition_lake
     from tasks.train import churn_params, churn_training_set
 
     monkeypatch.setenv("BBX_SCALE__DASK_ADDRESS", cluster)

@@ -11,7 +11,7 @@ from bson import ObjectId
 from bbx import lake
 from bbx.mongo import MongoUnavailableError, free_port
 from bbx.settings import Settings
-from tasks.extract import extract_collection
+from tasks.extract import extract_collection, extract_task
 
 AS_OF = dt.date(2026, 3, 1)
 
@@ -83,7 +83,7 @@ def test_empty_collection_gives_an_empty_table_with_the_contract_columns(setting
     assert table.column_names == lake.TABLES["feedbacks"].column_names
 
 
-def test_unreachable_server_names_host_and_is_not_a_raw_traceback(settings) -> None:
+def test_unreachable_server_names_host_and_is_not_a_raw_traceback(settings, prefect_api) -> None:
     uri = f"mongodb://127.0.0.1:{free_port()}/"
     fast = settings.model_copy(update={
         "mongo": settings.mongo.model_copy(update={"server_selection_timeout_ms": 300}),
@@ -91,7 +91,7 @@ def test_unreachable_server_names_host_and_is_not_a_raw_traceback(settings) -> N
                                                        "retry_backoff_seconds": 0.05}),
     })
     with pytest.raises(MongoUnavailableError, match=r"127\.0\.0\.1.*after 2 attempt"):
-        extract_collection(uri, fast, "users", AS_OF)
+        extract_task(fast)(uri, fast, "users", AS_OF)
 
 
 def test_a_past_as_of_snapshot_leaves_out_customers_created_after_it(
@@ -124,9 +124,32 @@ def test_a_document_read_twice_in_one_increment_keeps_its_last_copy() -> None:
     """An index scan on updatedAt can meet a document again after the app updated it."""
     import pyarrow as pa
 
-    from tasks.extract import _last_copies
+    from bbx.lake.snapshots import last_copies
 
     read = pa.table({"user_id": ["a", "b", "a", "c"], "nps_score": [1.0, 5.0, 9.0, 3.0]})
-    latest = _last_copies(read, "user_id")
+    latest = last_copies(read, "user_id")
     assert latest.to_pydict() == {"user_id": ["b", "a", "c"], "nps_score": [5.0, 9.0, 3.0]}
-    assert _last_copies(latest, "user_id") is latest  # unique keys: unchanged
+    assert last_copies(latest, "user_id") is latest  # unique keys: unchanged
+
+
+def test_only_a_server_that_did_not_answer_is_retried(prefect_api) -> None:
+    from prefect import task
+    from pymongo.errors import OperationFailure
+
+    from bbx.mongo import MongoUnreachableError
+    from tasks.extract import _retry_if_unreachable
+
+    calls: list[str] = []
+
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=_retry_if_unreachable)
+    def read(error: Exception) -> None:
+        calls.append(type(error).__name__)
+        raise error
+
+    for error, attempts in ((MongoUnavailableError("not authorised"), 1),
+                            (OperationFailure("bad query"), 1),
+                            (MongoUnreachableError("no answer"), 3)):
+        calls.clear()
+        with pytest.raises(type(error)):
+            read(error)
+        assert len(calls) == attempts, type(error).__name__

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 from bbx import lake
+from bbx.lake.history import read_tables
 from bbx.settings import PROJECT_ROOT, Settings
 from features.customer import build_churn_features
 from features.registry import CHURN_FEATURE_NAMES
 from simulator import simulate
 from tasks.extract import extract_collection, write_manifest
 from tasks.gate import validate_lake
-from tasks.lake_io import read_tables
 from tasks.validate import DataValidationError, feature_suite, validate_feature_table
 
 AS_OF = dt.date(2026, 5, 1)

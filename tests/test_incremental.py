@@ -1,4 +1,4 @@
-"""Incremental extract → gate → lake_io on the real embedded server.
+"""Incremental extract → gate → the lake's history on the real embedded server.
 
 A small simulated population, then a new day of events (and a late arrival inside
 the overlap window): the second run reads only the increment, and the table the
@@ -17,19 +17,18 @@ import pytest
 from bson import ObjectId
 
 from bbx import lake
+from bbx.lake.history import read_table, read_tables
+from bbx.mongo import close_clients, mongo_client
 from bbx.settings import Settings
 from simulator import simulate
 from tasks.extract import (
     FULL,
     INCREMENTAL,
     SNAPSHOT,
-    close_clients,
     extract_collection,
-    mongo_client,
     write_manifest,
 )
 from tasks.gate import DataValidationError, validate_lake
-from tasks.lake_io import read_table, read_tables
 
 AS_OF = dt.date(2026, 5, 1)
 TODAY = dt.date(2026, 11, 26)

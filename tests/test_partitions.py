@@ -2,7 +2,7 @@
 
 A synthetic lake (tests/unit/synthetic.py) is written as clean Parquet, with the
 usage history as two overlapping incremental parts behind a table version file
-(as the gate writes it), and split into buckets by tasks/partition.py. Every
+(as the gate writes it), and split into buckets by bbx/lake/buckets.py. Every
 stage's output built bucket by bucket is compared with one whole-lake pass.
 """
 
@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bbx.lake.buckets import lake_event_days, partition_lake, read_bucket
+from bbx.lake.history import read_tables
 from bbx.settings import Settings, load_settings
 from features.buckets import (
     bucket_count,
@@ -32,8 +34,6 @@ from features.cutoffs import as_of_cutoff, training_cutoffs
 from features.demand import coming_period_demand
 from features.segmentation import build_segmentation_features
 from features.training import build_training_set
-from tasks.lake_io import read_tables
-from tasks.partition import lake_event_days, partition_lake, read_bucket
 from tasks.train import churn_training_set
 from tests.unit.synthetic import make_tables
 
@@ -254,10 +254,10 @@ def test_pricing_in_buckets_equals_one_bucket(
     import mlflow
     import pyarrow as pa
 
+    from bbx.lake.files import write_parquet
     from features.demand import hourly_demand_profile
     from models.scoring import assemble_scores
     from tasks import registry
-    from tasks.extract import write_parquet_atomically
     from tasks.pricing import price_customers_task
     from tasks.score import scoring_policy
     from tasks.train import train_segmentation_task
@@ -282,7 +282,7 @@ def test_pricing_in_buckets_equals_one_bucket(
     files = {}
     for name in ("one", "many"):
         files[name] = str(tmp_path / f"scores-{name}.parquet")
-        write_parquet_atomically(pa.Table.from_pandas(scores, preserve_index=False),
+        write_parquet(pa.Table.from_pandas(scores, preserve_index=False),
                                  Path(files[name]))
 
     reference = price_customers_task(one, AS_OF, priced_lake, files["one"])

@@ -166,12 +166,12 @@ def test_fairness_report_flags_only_large_enough_gaps() -> None:
 @pytest.fixture()
 def priced_lake(flow_env, tmp_path):
     """A small synthetic lake, a registered segmentation champion and a scores file."""
+    from bbx.lake.files import write_parquet
     from features.customer import build_churn_features
     from features.cutoffs import as_of_cutoff
     from features.segmentation import build_segmentation_features
     from models.scoring import assemble_scores
     from tasks import registry
-    from tasks.extract import write_parquet_atomically
     from tasks.score import scoring_policy
     from tasks.train import train_segmentation_task
     from tests.unit.synthetic import make_tables
@@ -203,7 +203,7 @@ def priced_lake(flow_env, tmp_path):
     scores["churn_model_version"] = "1"
     scores["segment_model_version"] = version
     scores_file = tmp_path / "scores.parquet"
-    write_parquet_atomically(pa.Table.from_pandas(scores.reset_index(), preserve_index=False),
+    write_parquet(pa.Table.from_pandas(scores.reset_index(), preserve_index=False),
                              scores_file)
     return settings, as_of, paths, str(scores_file)
 

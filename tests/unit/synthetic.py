@@ -1,4 +1,4 @@
-"""Small synthetic lake tables with bbx/lake.py's columns, for unit tests and timing.
+"""Small synthetic lake tables with bbx.lake's columns, for unit tests and timing.
 
 `make_tables` plants a churn signal: customers who cancel use less and less over
 the 60 days before their cancellation request, log in less and fail more payments.

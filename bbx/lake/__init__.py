@@ -1,4 +1,17 @@
-"""The lake's contract: which app fields the pipeline reads, under which names.
+"""The lake: its contract, its layout, and (in the submodules) every read and write of it.
+
+- this module: which app fields the pipeline reads, under which names, and where each
+  file lives (declarations and path helpers only, no I/O);
+- `bbx.lake.files`: the one atomic Parquet writer and JSON writer every lake file goes
+  through;
+- `bbx.lake.manifests`: what each night extracted, and whether the gate validated it;
+- `bbx.lake.snapshots`: raw partitions, and snapshots merged onto the previous night's;
+- `bbx.lake.history`: table versions (the validated history as of a night) and
+  reading them back as the features expect;
+- `bbx.lake.buckets`: the validated lake split into hash buckets of customers.
+
+The tasks only read MongoDB and run Great Expectations; they hand Arrow batches and
+results to these modules.
 
 Each app collection maps to one raw lake table. Only the fields listed here are
 projected from MongoDB, so PII (names, email, phone, street, zip code, IP
@@ -15,24 +28,33 @@ Layout under `<home>/lake/` (hive partitions, one file per collection and as-of)
                                               append-only collections, the increment
                                               since the previous watermark (or all)
     quarantine/<c>/dt=<as_of>/part-0.parquet  rejected rows with quarantine_reason
+                                              (the rules: features/quarantine.py)
     clean/<c>/dt=<as_of>/part-0.parquet       validated rows of this run
     clean/<c>/_versions/dt=<as_of>.json       the clean parts that are the table's
-                                              full history at as_of (read by
-                                              tasks.lake_io, de-duplicated by key)
+                                              full history at as_of (bbx.lake.history
+                                              reads them, de-duplicated by key)
     manifests/<as_of>.json                    rows, watermarks, schema fingerprint,
                                               durations; `validated` once gated
     source.json                               the server and database this lake was
                                               extracted from (one source per home)
+    buckets/dt=<as_of>/...                    the clean tables split by customer hash
+                                              (derived, rebuilt on demand)
+    scores/dt=<as_of>/part-0.parquet          the night's scores
+
+Every file is plain Parquet or JSON. A table's validated history as of a night is the
+parts its version file lists (`parts`, relative to the lake), each key's copy in the
+last part listing it: `bbx.lake.history.read_table` in Python, or DuckDB's
+`read_parquet([...parts])` with the same de-duplication.
 
 Paths inside the lake's own records (manifests, table versions) are relative to the
 lake folder, so a copied or moved home keeps working.
 
-This module is declarations and path helpers only: no I/O.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,7 +90,7 @@ class TableSpec:
     identical_content_is_duplicate: bool = False
     # Snapshots only: the column the app stamps on every change (Mongoose timestamps'
     # updatedAt). Set = the snapshot is refreshed from the documents changed since the
-    # previous one (tasks/extract.py); unset = read in full every run.
+    # previous one (bbx.lake.snapshots); unset = read in full every run.
     updated_column: str | None = None
 
     @property
@@ -265,6 +287,18 @@ TABLES: dict[str, TableSpec] = {
 
 # Collections the pipeline owns and writes (the app only reads them).
 SCORES_COLLECTION = "ml_customer_scores"
+
+
+def lake_schema(spec: TableSpec) -> pa.Schema:
+    """A raw or clean table's schema: ObjectIds as hex text, everything else as declared."""
+    return pa.schema(
+        [(c.name, pa.string() if c.type == OBJECT_ID else c.type) for c in spec.columns]
+    )
+
+
+def schema_fingerprint(schema: pa.Schema) -> str:
+    text = schema.to_string(show_schema_metadata=False, show_field_metadata=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def partition(as_of: dt.date) -> str:
