@@ -1,4 +1,4 @@
-"""`python -m bench same_results`: what the demo world publishes, to compare two versions of the code.
+"""`python -m bench same_results`: the demo world's published documents, to compare two codes.
 
 A refactoring must not move the published numbers. This runs the demo world (the
 settings' simulation size and seed) at a fixed as-of date in a fresh home, with the CLI
@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +39,22 @@ def _option(argv: list[str], name: str, default: str | None = None) -> str | Non
     return default
 
 
+def _cli_entry_point() -> tuple[str, str]:
+    """The `bbx` script's module and object, read from pyproject.toml: the code under test
+    (a worktree on PYTHONPATH), not whatever the venv's installed script points at."""
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    module, _, attribute = project["project"]["scripts"]["bbx"].partition(":")
+    return module, attribute
+
+
 def _bbx(home: Path, *args: str) -> None:
-    bbx = Path(sys.executable).with_name("bbx")
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    module, attribute = _cli_entry_point()
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     env.pop("MONGODB_URI", None)
-    subprocess.run([str(bbx), "--home", str(home), *args], check=True, env=env)
+    code = f"import sys; sys.argv[0] = 'bbx'; from {module} import {attribute} as app; app()"
+    subprocess.run([sys.executable, "-c", code, "--home", str(home), *args], check=True, env=env)
 
 
 def _flatten(document: Any, prefix: str = "") -> dict[str, Any]:
@@ -82,7 +94,8 @@ def compare(before: Path, after: Path, tolerance: float) -> bool:
     a, b = json.loads(before.read_text()), json.loads(after.read_text())
     ok = True
     if set(a) != set(b):
-        print(f"customers differ: {len(set(a) - set(b))} only before, {len(set(b) - set(a))} only after")
+        only_a, only_b = len(set(a) - set(b)), len(set(b) - set(a))
+        print(f"customers differ: {only_a} only before, {only_b} only after")
         ok = False
     largest: dict[str, float] = {}
     other: dict[str, int] = {}

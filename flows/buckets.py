@@ -1,4 +1,6 @@
-"""Scoring in hash buckets of customers: split the lake, score each bucket, combine.
+"""Scoring in hash buckets of customers: score each bucket of the night's split, combine.
+
+The one way a night is scored (the bench and the tests use it too).
 
 Wiring only. The bucket tasks run on this subflow's task runner: the Dask cluster
 at `scale.dask_address` through prefect-dask's DaskTaskRunner, else one bucket at
