@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from pydantic import WithJsonSchema
 
 from bbx.lake import TABLES
 from bbx.mongo import mongo_uri
 from bbx.settings import load_settings
 from flows.buckets import score_in_buckets
+from flows.naming import OptionalDate, night_label
 from flows.publish import publish_in_subflow
 from tasks.extract import extract_collection_task, write_manifest_task
 from tasks.gate import validate_lake_task
@@ -32,20 +31,6 @@ from tasks.report import band_text, on_flow_failure, report_run_task
 from tasks.score import trained_champions
 from tasks.train import train_churn_task, train_segmentation_task, training_due_task
 from tasks.validate import validate_features_task
-
-# A date field the UI's form may leave empty (= today, UTC): a plain date in the
-# parameter schema, not "date or null", which the form shows as a type to pick.
-OptionalDate = Annotated[dt.date | None, WithJsonSchema({"type": "string", "format": "date"})]
-
-
-def today_utc() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
-
-
-def night_label(as_of: dt.date | str | None, dry_run: bool = False) -> str:
-    """`2026-12-01`, `2026-12-01 (dry run)`: what a run's name says about its night."""
-    day = as_of.isoformat() if isinstance(as_of, dt.date) else (as_of or today_utc().isoformat())
-    return f"{day} (dry run)" if dry_run else day
 
 
 def _nightly_run_name() -> str:
