@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.ab import TREATMENT, arm_prices
+from models.ab import TREATMENT, age_band, arm_prices
 from models.elasticity import ElasticityEstimate
 from models.price_optimizer import PricingBook, WeightFit, book_prices
 from models.pricing import PricingWeights, price_terms
@@ -60,6 +60,29 @@ def cohort_cutoff(end: pd.Timestamp, first_seen: pd.Timestamp | None,
     if end - cutoff < pd.Timedelta(days=MIN_FOLLOWUP_DAYS):
         return None
     return cutoff
+
+
+def pricing_book(scores: pd.DataFrame) -> PricingBook:
+    """What the formula and the weight fit need of banded scores, as arrays."""
+    return PricingBook(
+        base=scores["static_price"].to_numpy(float), demand=scores["demand"].to_numpy(float),
+        elasticity=scores["elasticity"].to_numpy(float),
+        churn_probability=scores["churn_probability"].to_numpy(float),
+        high_risk=(scores["risk_band"] == "high").to_numpy(),
+        anchor=scores["anchor_price"].to_numpy(float),
+        floor=scores["band_low"].to_numpy(float), ceiling=scores["band_high"].to_numpy(float),
+    )
+
+
+def fairness_groups(user_ids: pd.Series, users: pd.DataFrame, as_of: dt.date,
+                    age_band_edges: list[int]) -> pd.DataFrame:
+    """Each priced customer's city and age band (`users`: city and date_of_birth, indexed
+    by user id), the groups fairness is judged in; unknown when the app has none."""
+    groups = pd.DataFrame(index=user_ids)
+    groups["city"] = users["city"].reindex(groups.index).fillna("unknown").to_numpy()
+    groups["age_band"] = age_band(users["date_of_birth"].reindex(groups.index), as_of,
+                                  age_band_edges).to_numpy()
+    return groups
 
 
 def apply_prices(scores: pd.DataFrame, book: PricingBook, weights: PricingWeights,

@@ -55,7 +55,7 @@ from features.cutoffs import as_of_cutoff
 from features.demand import hourly_profile_from_load
 from features.price_history import price_response_history
 from features.segmentation import build_segmentation_features
-from models.ab import TREATMENT, age_band, assign_arms, fairness_report
+from models.ab import TREATMENT, assign_arms, fairness_report
 from models.elasticity import estimate_segment_elasticity, estimates_table
 from models.plan_prices import (
     AnchorOverride,
@@ -64,16 +64,18 @@ from models.plan_prices import (
     paid_per_cycle,
     plan_bands,
 )
-from models.price_optimizer import PricingBook, WeightFit, fit_pricing_weights
+from models.price_optimizer import WeightFit, fit_pricing_weights
 from models.pricing import PricingWeights
 from models.pricing_engine import (
     apply_prices,
     cohort_cutoff,
     demand_profile_documents,
     elasticity_rows,
+    fairness_groups,
     fairness_warning,
     horizon_periods,
     price_table,
+    pricing_book,
     pricing_log_documents,
     segment_documents,
     tracked_metrics,
@@ -246,14 +248,7 @@ def price_scores(settings: Settings, as_of: dt.date, partitions: LakePartitions,
     scores["elasticity"] = scores["segment_name"].map(posterior).fillna(scores["elasticity"])
 
     # 2. Weights: learned to maximise horizon revenue under the bounds and churn ceiling.
-    book = PricingBook(
-        base=scores["static_price"].to_numpy(float), demand=scores["demand"].to_numpy(float),
-        elasticity=scores["elasticity"].to_numpy(float),
-        churn_probability=scores["churn_probability"].to_numpy(float),
-        high_risk=(scores["risk_band"] == "high").to_numpy(),
-        anchor=scores["anchor_price"].to_numpy(float),
-        floor=scores["band_low"].to_numpy(float), ceiling=scores["band_high"].to_numpy(float),
-    )
+    book = pricing_book(scores)
     fit: WeightFit | None = None
     weights = PricingWeights(p.alpha, p.beta, p.gamma)
     if p.learn_weights and len(scores):
@@ -268,11 +263,7 @@ def price_scores(settings: Settings, as_of: dt.date, partitions: LakePartitions,
     formula = apply_prices(scores, book, weights, arms, p.experiment, p.min_ratio, p.max_ratio)
 
     # 4. Fairness: what the dynamic formula does to each city and age band.
-    users = _concat(pieces.users)
-    groups = pd.DataFrame(index=scores["user_id"])
-    groups["city"] = users["city"].reindex(groups.index).fillna("unknown").to_numpy()
-    groups["age_band"] = age_band(users["date_of_birth"].reindex(groups.index), as_of,
-                                  p.age_band_edges).to_numpy()
+    groups = fairness_groups(scores["user_id"], _concat(pieces.users), as_of, p.age_band_edges)
     ratio = pd.Series(formula / book.anchor, index=groups.index)
     fairness = fairness_report(ratio, groups, p.fairness_max_gap, p.fairness_min_group)
 

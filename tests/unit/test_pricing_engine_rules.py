@@ -10,6 +10,7 @@ import pytest
 from models.pricing_engine import (
     PRICE_COLUMNS,
     cohort_cutoff,
+    fairness_groups,
     fairness_warning,
     horizon_periods,
     price_table,
@@ -92,3 +93,13 @@ def test_the_promotion_text_says_the_verdict_and_the_rule() -> None:
     assert kept.reason in text and "| pr_auc | 0.4000 | 0.4500 |" in text
     first = decision_markdown(decide_promotion(challenger, None, rules), "1")
     assert "promoted to champion" in first and "| pr_auc | 0.4000 |  |" in first
+
+
+def test_fairness_groups_are_city_and_age_band_or_unknown() -> None:
+    users = pd.DataFrame({"city": ["Pune", None],
+                          "date_of_birth": [pd.Timestamp("1990-06-01", tz="UTC"), pd.NaT]},
+                         index=["a", "b"])
+    groups = fairness_groups(pd.Series(["a", "b", "c"]), users, dt.date(2026, 6, 1),
+                             [25, 35, 45, 55, 65])
+    assert groups["city"].tolist() == ["Pune", "unknown", "unknown"]
+    assert groups["age_band"].tolist() == ["35-44", "unknown", "unknown"]
