@@ -208,6 +208,7 @@ def test_scores_in_buckets_equal_one_bucket(
     reference = pd.read_parquet(whole.path)
     reference_features = pd.read_parquet(whole.features_path)
     scored.clear()
+    partition = partition_lake(many, AS_OF, lake)  # split again: one home, one split a night
     split = score_in_buckets(many, AS_OF, partition)
     scores = pd.read_parquet(split.path)
 
