@@ -13,7 +13,8 @@ the lake into hash buckets of customers (bbx.lake.buckets.partition_lake, as
 `partition_lake_task` in flows/nightly.py), which the later stages reuse; "features" is
 each bucket's churn and segmentation features (the first step of the trainings and the
 scoring, shown on its own for its scaling); then tasks.train.train_churn_task,
-tasks.train.train_segmentation_task and tasks.score.score_customers_task. The raw lake
+tasks.train.train_segmentation_task and the nightly's scoring subflow
+(flows.buckets.score_in_buckets), each handed the partition stage's split. The raw lake
 stands in for the clean one (validation is not timed). Each stage runs in its own
 process, so its peak memory is its own: the kernel's high-water mark (VmHWM, reset at
 the stage's start) of that process. A stage whose process grows past --memory-limit-gb
@@ -285,10 +286,13 @@ def _stage_features(settings, as_of, paths):
 
 
 def _stage_train_churn(settings, as_of, paths):
+    from bbx.lake.buckets import partition_lake
     from tasks.train import train_churn_task
 
+    partitions = partition_lake(settings, as_of, paths)  # the partition stage's split
+
     def work():
-        result = train_churn_task.fn(settings, as_of, paths)
+        result = train_churn_task.fn(settings, as_of, partitions)
         return {"version": result.version, "promoted": result.promoted,
                 "test_pr_auc": round(result.metrics.get("pr_auc", float("nan")), 3),
                 "boosting_rounds": _boosting_rounds(result.run_id)}
@@ -351,10 +355,13 @@ def _boosting_rounds(run_id: str) -> int:
 
 
 def _stage_train_segmentation(settings, as_of, paths):
+    from bbx.lake.buckets import partition_lake
     from tasks.train import train_segmentation_task
 
+    partitions = partition_lake(settings, as_of, paths)  # the partition stage's split
+
     def work():
-        result = train_segmentation_task.fn(settings, as_of, paths)
+        result = train_segmentation_task.fn(settings, as_of, partitions)
         return {"version": result.version}
 
     def raw():
@@ -388,12 +395,14 @@ def _stage_train_segmentation(settings, as_of, paths):
 
 
 def _stage_score(settings, as_of, paths):
-    from tasks.score import score_customers_task
+    from bbx.lake.buckets import partition_lake
+    from flows.buckets import score_in_buckets
 
     result_box: dict[str, Any] = {}
+    partitions = partition_lake(settings, as_of, paths)  # the partition stage's split
 
     def work():
-        result = score_customers_task.fn(settings, as_of, paths)
+        result = score_in_buckets(settings, as_of, partitions)
         result_box["result"] = result
         return {"scored": result.customers, "scores_path": result.path,
                 "bands": result.band_counts}
@@ -602,14 +611,16 @@ def run_io(customers: int, days: int, seed: int, repeats: int, reads: int, score
            scores_customers: int, tmp: Path) -> tuple[list[Figure], list[str]]:
     import numpy as np
     import pandas as pd
+    from bson import ObjectId
     from pymongo import MongoClient
 
     from bbx.lake import SCORES_COLLECTION
     from bbx.mongo import start_embedded, stop_process
     from bbx.settings import load_settings
     from bench.extract import Clock, _extract_all, _raw_all
+    from models.app_documents import score_documents
     from simulator import simulate
-    from tasks.publish import publish_scores, score_documents, uses_transaction
+    from tasks.publish import publish_scores, uses_transaction
 
     figures: list[Figure] = []
     notes: list[str] = []
@@ -663,7 +674,9 @@ def run_io(customers: int, days: int, seed: int, repeats: int, reads: int, score
             wall, cpu, _ = clock.measure(
                 lambda run=f"bench-{night}": publish_scores(uri, settings, AS_OF, run, scores_file))
             peak = peak_rss()
-            documents = score_documents(scores, AS_OF, "bench-raw", dt.datetime.now(dt.UTC))
+            documents = [d | {"userId": ObjectId(d["userId"]), "planId": ObjectId(d["planId"])}
+                         for d in score_documents(scores, AS_OF, "bench-raw",
+                                                  dt.datetime.now(dt.UTC))]
             reset_peak_rss()
             raw_wall, raw_cpu, _ = clock.measure(
                 lambda docs=documents: _journaled_raw_publish(db, docs, settings.mongo.batch_size))

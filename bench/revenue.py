@@ -104,6 +104,8 @@ def main(argv: list[str]) -> None:
     from simulator import simulate
     from simulator.price_response import population_state, simulate_price_response
     from simulator.world import SimulationSpec, build_world
+    from tasks.pricing import prices_path
+    from tasks.publish import read_priced_scores
 
     home = Path(options["home"]).resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -125,7 +127,9 @@ def main(argv: list[str]) -> None:
                            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
         with prefect_test_harness(server_startup_timeout=120):
             _run_nightly(as_of)
-            scores = pd.read_parquet(lake.scores_path(run_home / "lake", as_of))
+            scores = read_priced_scores(
+                str(lake.scores_path(run_home / "lake", as_of)),
+                str(prices_path(load_settings(home=run_home), as_of)))
             print(f"nightly dry run done at {time.perf_counter() - started:.0f}s", flush=True)
 
             spec = SimulationSpec(customers=options["customers"], days=options["days"],

@@ -20,7 +20,8 @@ from prefect.runtime import flow_run
 
 from bbx.mongo import mongo_uri
 from bbx.settings import load_settings
-from flows.nightly import night_label, run_night
+from flows.naming import night_label
+from flows.nightly import run_night
 from tasks.app_views import finished_nights_task
 from tasks.report import RefusedBeforeStartError, on_flow_failure, report_backfill_task
 

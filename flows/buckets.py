@@ -1,4 +1,6 @@
-"""Scoring in hash buckets of customers: split the lake, score each bucket, combine.
+"""Scoring in hash buckets of customers: score each bucket of the night's split, combine.
+
+The one way a night is scored (the bench and the tests use it too).
 
 Wiring only. The bucket tasks run on this subflow's task runner: the Dask cluster
 at `scale.dask_address` through prefect-dask's DaskTaskRunner, else one bucket at
@@ -8,14 +10,13 @@ a time in this process (one bucket's raw events in memory at once).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 
 from prefect import flow
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from bbx.lake.buckets import LakePartitions
 from bbx.settings import Settings
-from tasks.partition import partition_lake_task
 from tasks.score import (
     Champions,
     ScoreResult,
@@ -36,11 +37,10 @@ def bucket_task_runner(settings: Settings) -> TaskRunner:
 
 @flow(name="score-buckets", validate_parameters=False)
 def score_buckets(
-    settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str],
+    settings: Settings, as_of: dt.date, partitions: LakePartitions,
     champions: Champions | None = None,
 ) -> ScoreResult:
     """Score every customer bucket with one set of model versions (default: @champion)."""
-    partitions = partition_lake_task(settings, as_of, clean_paths)  # reused if unchanged
     # Every bucket scores with the same versions.
     champions = champions or champion_versions(settings)
     futures = [
@@ -55,7 +55,7 @@ def score_buckets(
 
 
 def score_in_buckets(
-    settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str],
+    settings: Settings, as_of: dt.date, partitions: LakePartitions,
     champions: Champions | None = None,
 ) -> ScoreResult:
     """Run `score_buckets` on the runner the settings ask for, named under its parent run
@@ -63,4 +63,4 @@ def score_in_buckets(
     runner = bucket_task_runner(settings)
     name = f"{flow_run.get_name() or 'nightly'} › score buckets"
     return score_buckets.with_options(task_runner=runner, flow_run_name=name)(
-        settings, as_of, clean_paths, champions)
+        settings, as_of, partitions, champions)

@@ -11,57 +11,31 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from prefect.tasks import exponential_backoff
-from pydantic import WithJsonSchema
 
 from bbx.lake import TABLES
 from bbx.mongo import mongo_uri
 from bbx.settings import load_settings
 from flows.buckets import score_in_buckets
-from tasks.app_views import write_app_views_task
+from flows.naming import OptionalDate, night_label
+from flows.publish import publish_in_subflow
 from tasks.extract import extract_task, write_manifest_task
 from tasks.gate import validate_lake_task
 from tasks.partition import partition_lake_task
 from tasks.point_in_time import app_state_source, lake_night_task, seed_dry_run_lake
-from tasks.pricing import plan_anchors_task, price_customers_task, record_pricing_task
-from tasks.publish import publish_scores_task
+from tasks.pricing import plan_anchors_task, price_customers_task
 from tasks.registry import check_store_location
 from tasks.report import band_text, on_flow_failure, report_run_task
-from tasks.score import Champions
+from tasks.score import trained_champions
 from tasks.train import train_churn_task, train_segmentation_task, training_due_task
 from tasks.validate import validate_features_task
-
-# A date field the UI's form may leave empty (= today, UTC): a plain date in the
-# parameter schema, not "date or null", which the form shows as a type to pick.
-OptionalDate = Annotated[dt.date | None, WithJsonSchema({"type": "string", "format": "date"})]
-
-
-def today_utc() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
-
-
-def night_label(as_of: dt.date | str | None, dry_run: bool = False) -> str:
-    """`2026-12-01`, `2026-12-01 (dry run)`: what a run's name says about its night."""
-    day = as_of.isoformat() if isinstance(as_of, dt.date) else (as_of or today_utc().isoformat())
-    return f"{day} (dry run)" if dry_run else day
 
 
 def _nightly_run_name() -> str:
     parameters = flow_run.parameters
     return f"nightly {night_label(parameters.get('as_of'), parameters.get('dry_run', False))}"
-
-
-def _champions_of(trained: list) -> Champions | None:
-    """The versions a dry run that trained scores with: what a real night would serve."""
-    by_model = {t.model: t for t in trained}
-    if {"churn", "segmentation"} - set(by_model):
-        return None
-    churn = by_model["churn"]
-    return Champions(churn.champion_version or churn.version, by_model["segmentation"].version)
 
 
 def run_night(
@@ -92,10 +66,6 @@ def run_night(
         seed_dry_run_lake(settings, as_of)
         logger.info("dry run: lake %s; nothing is published or promoted", settings.lake_dir)
     check_store_location(settings)  # a moved home stops here, before the lake is written
-    mongo_retries = {
-        "retries": settings.mongo.retries,
-        "retry_delay_seconds": exponential_backoff(settings.mongo.retry_backoff_seconds),
-    }
 
     with mongo_uri(settings) as uri:
         night = lake_night_task(settings, as_of) if from_lake else None
@@ -111,8 +81,8 @@ def run_night(
         # Per collection: its full validated history (a table version file; see bbx.lake.history).
         clean = {v.collection: v.history_file or v.clean_file for v in validations}
 
-        # Customers in hash buckets (streamed once); training and scoring read bucket by bucket.
-        partition_lake_task(settings, as_of, clean)
+        # Customers in hash buckets, split once: training, scoring and pricing read them.
+        partitions = partition_lake_task(settings, as_of, clean)
         trained = []
         due = training_due_task(settings, as_of, force=force_train) if train or force_train \
             else None
@@ -120,37 +90,31 @@ def run_night(
             logger.info("training %s: %s", "now" if due.due else "skipped", due.reason)
         if due is not None and due.due:
             trained = [
-                train_churn_task(settings, as_of, clean, dry_run=dry_run),
-                train_segmentation_task(settings, as_of, clean, dry_run=dry_run),
+                train_churn_task(settings, as_of, partitions, dry_run=dry_run),
+                train_segmentation_task(settings, as_of, partitions, dry_run=dry_run),
             ]
         # Per bucket, on the Dask cluster when scale.dask_address is set; each bucket is cached
         # by its content + champions: a failed night's rerun resumes here. A dry run that
         # trained scores with the versions a real night would have promoted.
-        scores = score_in_buckets(settings, as_of, clean,
-                                  _champions_of(trained) if dry_run else None)
+        scores = score_in_buckets(settings, as_of, partitions,
+                                  trained_champions(trained) if dry_run else None)
         # The scored feature table has its own suite: a broken feature stops the night here.
         validate_features_task(scores.features_path, settings.data_docs_dir, as_of)
         # Each plan's band around its anchor (first-seen list prices recorded in Mongo).
         bands = plan_anchors_task(uri, settings, as_of, clean["plans"], run_id,
                                   record=not dry_run)
-        # Learned weights, elasticity, A/B arms: re-prices the scores file in place.
-        priced = price_customers_task(settings, as_of, clean, scores.path, bands,
+        # Learned weights, elasticity, A/B arms: the night's prices file, beside the scores.
+        priced = price_customers_task(settings, as_of, partitions, scores.path, bands,
                                       scores.segment_model_version)
         published = views = None
-        if publish and not dry_run:
-            publish_task = publish_scores_task.with_options(**mongo_retries)
-            published = publish_task(uri, settings, as_of, run_id, scores.path, keep_newer)
-            write_views = write_app_views_task.with_options(**mongo_retries)
-            views = write_views(uri, settings, as_of, run_id, scores.path, started_at,
-                                propose_prices=published.swapped,
-                                projected_impact=priced.projected_impact)
-            if published.swapped:  # the audit trail holds the prices the app was given
-                record = record_pricing_task.with_options(**mongo_retries)
-                record(uri, settings, as_of, run_id, priced)
+        if publish and not dry_run:  # scores, app views, pricing records (Mongo retries)
+            published, views = publish_in_subflow(uri, settings, as_of, run_id, scores.path,
+                                                  priced, started_at, keep_newer)
 
     summary = report_run_task(as_of, run_id, extracts, validations, trained, scores, published,
                               views, settings, dry_run=dry_run,
-                              source=night.source if night else app_state_source(as_of))
+                              source=night.source if night else app_state_source(as_of),
+                              prices_path=priced.path)
     logger.info("nightly %s: %s customers scored; risk bands %s", night_label(as_of, dry_run),
                 f"{scores.customers:,}", band_text(scores.band_counts))
     if dry_run:  # the report has read it; its Data Docs stay for the run's links

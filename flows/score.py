@@ -8,7 +8,8 @@ from __future__ import annotations
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.nightly import OptionalDate, night_label, run_night
+from flows.naming import OptionalDate, night_label
+from flows.nightly import run_night
 from tasks.report import on_flow_failure
 
 

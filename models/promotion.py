@@ -85,3 +85,22 @@ def decide_promotion(
             why.append(f"{name} {challenger[name]:.4f} is worse than the champion's "
                        f"{champion[name]:.4f} by more than {tolerance[name]}")
     return decision(False, f"champion v{champion_version} stays: " + "; ".join(why), checks)
+
+
+def decision_markdown(decision: PromotionDecision, version: str) -> str:
+    """Why challenger `version` was promoted or not, with both models' test metrics."""
+    rows = ["| metric | challenger | champion |", "|---|---|---|"]
+    for key, value in decision.challenger.items():
+        old = decision.champion.get(key) if decision.champion else None
+        rows.append(f"| {key} | {value:.4f} | {'' if old is None else f'{old:.4f}'} |")
+    verdict = "promoted to champion" if decision.promote else "not promoted"
+    return "\n".join([
+        f"# Churn challenger v{version}: {verdict}",
+        "",
+        decision.reason,
+        "",
+        f"Rule: beat the champion on test `{decision.rules.metric}`; Brier may rise by at most "
+        f"{decision.rules.brier_tolerance}, ECE by at most {decision.rules.ece_tolerance}.",
+        "",
+        *rows,
+    ])

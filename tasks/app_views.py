@@ -10,7 +10,8 @@
 - `ml_churn_alerts`: customers who crossed into the high band since the last
   published run, plus a Prefect event an automation can notify on.
 
-Shapes follow ../shared/broadbandx-schema.md and docs/data-contract.md. Every write
+The documents are built in models/app_documents.py, in the shapes of
+../shared/broadbandx-schema.md and docs/data-contract.md. Every write
 is an upsert keyed by the as-of date (and scan/proposal type), so rerunning a night
 replaces its documents instead of duplicating them. Pipeline-owned marker fields
 (`source`, `asOf`, `runId`) sit beside the app's fields; Mongoose ignores them.
@@ -22,8 +23,6 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from bson import ObjectId
 from prefect import task
 from pymongo import ASCENDING, DESCENDING, UpdateOne
@@ -33,28 +32,26 @@ from pymongo.errors import PyMongoError
 from bbx.lake import SCORES_COLLECTION
 from bbx.mongo import MongoUnavailableError, connect, redact
 from bbx.settings import Settings
-from models.plan_prices import (
-    PlanBand,
-    ProposalState,
-    banded_proposal,
-    change_id,
-    proposal_blockers,
-    proposed_yearly_price,
+from models.app_documents import (
+    PROPOSAL_TYPE,
+    SOURCE,
+    ScoreDisplay,
+    as_of_instant,
+    model_metrics_document,
+    plan_proposals,
+    pricing_weights,
+    proposal_document,
+    scan_history_document,
 )
+from models.plan_prices import ProposalState, proposal_blockers
+from tasks.publish import read_priced_scores
 
 SCAN_HISTORY_COLLECTION = "churnscanhistories"
 PROPOSALS_COLLECTION = "pricingproposals"
 MODEL_METRICS_COLLECTION = "ml_model_metrics"
 ALERTS_COLLECTION = "ml_churn_alerts"
 
-SOURCE = "bbx-ml-pipeline"  # marks documents this pipeline wrote in the app's collections
-SCAN_TYPE = "scheduled"
-PROPOSAL_TYPE = "plan-price"
-PRICING_FORMULA = "P = P_base × (1 + α·D + β·E + γ·R)"
-PRICING_MODEL_NAME = "bbx-dynamic-pricing"
 HIGH_RISK_EVENT = "bbx.churn.high-risk-crossing"
-# The app's riskLevel enum has no low level: the top list holds only these bands.
-RISK_LEVEL = {"high": "High", "medium": "Medium"}
 
 
 class AppViewsError(RuntimeError):
@@ -74,273 +71,15 @@ class AppViewsResult:
     proposal_changes: list[dict[str, Any]] = field(default_factory=list)
 
 
-def as_of_instant(as_of: dt.date) -> dt.datetime:
-    return dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
-
-
-def scan_instant(as_of: dt.date, finished_at: dt.datetime) -> dt.datetime:
-    """When the scan happened: the time the run finished, kept inside the as-of day
-    (UTC) so a backfilled past night or a future-dated test night is charted on its
-    own day, never on the day it happened to be written."""
-    start = as_of_instant(as_of)
-    last = start + dt.timedelta(days=1) - dt.timedelta(milliseconds=1)
-    return min(max(finished_at, start), last)
-
-
-# --- documents (pure) ----------------------------------------------------------------
-
-
-def scan_history_document(
-    scores: pd.DataFrame,
-    as_of: dt.date,
-    run_id: str,
-    scan_duration_ms: int,
-    top_n: int,
-    model_versions: dict[str, str],
-    finished_at: dt.datetime | None = None,
-) -> dict[str, Any]:
-    """One `churnscanhistories` scan: band counts, risk statistics, the riskiest customers.
-
-    `probability` in the top list is the published riskScore (0..100), the number
-    the bands are cut on, so the chart and the list agree. `finished_at` (default now)
-    dates the scan.
-    """
-    bands = scores["risk_band"].value_counts()
-    at_risk = scores[scores["risk_band"].isin(list(RISK_LEVEL))]
-    top = at_risk.sort_values(["risk_score", "user_id"], ascending=[False, True]).head(top_n)
-    risk = scores["risk_score"].astype(float)
-    return {
-        "scanDate": scan_instant(as_of, finished_at or dt.datetime.now(dt.UTC)),
-        "scanType": SCAN_TYPE,
-        "totalCustomers": int(len(scores)),
-        "highRisk": int(bands.get("high", 0)),
-        "mediumRisk": int(bands.get("medium", 0)),
-        "lowRisk": int(bands.get("low", 0)),
-        "averageRiskScore": round(float(risk.mean()), 2) if len(scores) else 0.0,
-        "highestRiskScore": round(float(risk.max()), 2) if len(scores) else 0.0,
-        "topAtRiskCustomers": [
-            {
-                "userId": ObjectId(row.user_id),
-                "probability": round(float(row.risk_score), 2),
-                "riskLevel": RISK_LEVEL[str(row.risk_band)],
-            }
-            for row in top.itertuples(index=False)
-        ],
-        "scanDuration": int(scan_duration_ms),
-        "notes": (
-            f"ML pipeline run {run_id} for as-of {as_of.isoformat()}: churn model "
-            f"v{model_versions.get('churn', '?')}, segmentation "
-            f"v{model_versions.get('segmentation', '?')}; riskScore is the chance (0..100) "
-            "of cancelling within the risk-score horizon"
-        ),
-        "status": "completed",
-        "source": SOURCE,
-        "asOf": as_of_instant(as_of),
-        "runId": run_id,
-    }
-
-
-def _plan_band(plan: pd.DataFrame, plan_id: str) -> PlanBand:
-    """The band the pricing step priced the plan in (columns of the scores file); scores
-    priced without one are bounded by nothing and have no known yearly discount."""
-    first = plan.iloc[0]
-    if {"anchor_price", "band_low", "band_high", "yearly_factor"} <= set(plan.columns):
-        return PlanBand(plan_id, float(first["anchor_price"]), float(first["band_low"]),
-                        float(first["band_high"]), str(first.get("anchor_source", "")),
-                        float(first["yearly_factor"]))
-    current = float(first["base_price"])
-    return PlanBand(plan_id, current, 0.0, float("inf"), "list", float("nan"))
-
-
-def plan_proposals(
-    scores: pd.DataFrame,
-    min_change_percent: float,
-    night: str = "",
-    blocked: dict[str, str] | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Per plan: the plan's monthly price → the mean dynamic price of its customers,
-    in whole rupees inside the plan's band, and the yearly price that keeps the plan's
-    yearly discount. Returns (changes, plan name → why it is not proposed).
-
-    `blocked`: plan id → reason no proposal may be made (models.plan_prices.
-    proposal_blockers). Customers in a pricing control arm (column `pricing_arm` ==
-    "control", when the scores carry one) keep the static price by design, so they are
-    left out of the mean. Each change's `_id` derives from the night (its as-of date)
-    and the plan, so a retried write or a rerun of the night gives the same ids.
-    """
-    blocked = blocked or {}
-    changes, skipped = [], {}
-    treated = pd.Series(True, index=scores.index)
-    if "pricing_arm" in scores.columns:
-        treated = scores["pricing_arm"].astype(str) != "control"
-    for plan_id, everyone in scores.groupby("plan_id", sort=True):
-        plan_id = str(plan_id)
-        name = str(everyone["plan_name"].iloc[0])
-        if plan_id in blocked:
-            skipped[name] = blocked[plan_id]
-            continue
-        plan = everyone[treated.loc[everyone.index]]
-        if plan.empty:
-            skipped[name] = "no customer of the plan is in the dynamic-price arm"
-            continue
-        band = _plan_band(plan, plan_id)
-        current = round(float(plan["base_price"].iloc[0]), 2)
-        proposed = banded_proposal(float(plan["dynamic_price"].mean()), band)
-        change_percent = round((proposed - current) / current * 100.0, 2) if current else 0.0
-        if abs(change_percent) < min_change_percent or proposed == current:
-            skipped[name] = (f"proposed {proposed:g} is within {min_change_percent:g}% of the "
-                             f"list price {current:g}")
-            continue
-        terms = {
-            "demand": float(plan["price_term_demand"].mean()),
-            "elasticity": float(plan["price_term_elasticity"].mean()),
-            "churn risk": float(plan["price_term_risk"].mean()),
-        }
-        term_text = ", ".join(f"{term} {value * 100:+.1f}%" for term, value in terms.items())
-        change: dict[str, Any] = {
-            "_id": ObjectId(change_id(night, plan_id)),
-            "plan": ObjectId(plan_id),
-            "planName": name,
-            "currentPrice": current,
-            "proposedPrice": proposed,
-            "changePercent": change_percent,
-            "reason": (
-                f"Mean dynamic price of the plan's {len(plan)} dynamically priced customers "
-                f"(mean terms: {term_text}; high-risk share "
-                f"{float((plan['risk_band'] == 'high').mean()) * 100:.0f}%)"
-                + (f", inside the band {band.low:.0f}-{band.high:.0f} around the anchor "
-                   f"{band.anchor:g} ({band.source})" if np.isfinite(band.high) else "")
-            ),
-            "customers": int(len(plan)),
-        }
-        if np.isfinite(band.high):
-            change |= {"anchorPrice": band.anchor, "bandMin": round(band.low, 2),
-                       "bandMax": round(band.high, 2)}
-        if np.isfinite(band.yearly_factor):
-            change["proposedYearlyPrice"] = proposed_yearly_price(proposed, band)
-        changes.append(change)
-    return changes, skipped
-
-
-def plan_price_changes(scores: pd.DataFrame, min_change_percent: float,
-                       run_id: str = "") -> list[dict[str, Any]]:
-    """The changes of `plan_proposals`, with no plan blocked."""
-    return plan_proposals(scores, min_change_percent, run_id)[0]
-
-
-def first_order_revenue_change(changes: list[dict[str, Any]]) -> float:
-    """Monthly revenue change if every current customer paid the proposed price and none
-    reacted: Σ (proposed − current) × customers. A placeholder until the revenue
-    simulation provides projectedImpact (docs/data-contract.md)."""
-    return round(sum((c["proposedPrice"] - c["currentPrice"]) * c["customers"]
-                     for c in changes), 2)
-
-
-def proposal_document(
-    changes: list[dict[str, Any]],
-    as_of: dt.date,
-    run_id: str,
-    created_by: ObjectId,
-    expires_at: dt.datetime,
-    weights: dict[str, float],
-    model_versions: dict[str, str],
-    projected_impact: dict[str, float | None] | None = None,
-) -> dict[str, Any]:
-    """One `pricingproposals` document (status pending) for the plans in `changes`."""
-    impact = projected_impact or {
-        "revenueChange": first_order_revenue_change(changes),
-        "churnReduction": None,
-        "customersSaved": None,
-    }
-    names = ", ".join(f"{c['planName']} {c['changePercent']:+.1f}%" for c in changes)
-    return {
-        "title": f"ML price proposal for {as_of.isoformat()} ({len(changes)} plans)",
-        "description": (
-            "Plan prices moved to the mean dynamic price the pricing engine set for each "
-            f"plan's customers on {as_of.isoformat()}: {names}. Review before applying."
-        ),
-        "model": {
-            "name": PRICING_MODEL_NAME,
-            "version": f"churn v{model_versions.get('churn', '?')}, "
-                       f"segmentation v{model_versions.get('segmentation', '?')}",
-            "formula": PRICING_FORMULA,
-            "weights": {k: float(weights[k]) for k in ("alpha", "beta", "gamma")},
-        },
-        "changes": [{k: v for k, v in c.items() if k != "customers"} for c in changes],
-        "status": "pending",
-        "createdBy": created_by,
-        "expiresAt": expires_at,
-        "projectedImpact": impact,
-        "source": SOURCE,
-        "proposalType": PROPOSAL_TYPE,
-        "asOf": as_of_instant(as_of),
-        "runId": run_id,
-    }
-
-
-def pricing_weights(scores: pd.DataFrame, settings: Settings) -> dict[str, float]:
-    """The weights that priced tonight: learned ones stamped on the scores
-    (price_weight_* columns) when present, else the configured ones."""
-    if len(scores) and {"price_weight_alpha", "price_weight_beta",
-                        "price_weight_gamma"} <= set(scores.columns):
-        return {k: float(scores[f"price_weight_{k}"].iloc[0]) for k in ("alpha", "beta", "gamma")}
+def configured_weights(settings: Settings) -> dict[str, float]:
     p = settings.pricing
     return {"alpha": p.alpha, "beta": p.beta, "gamma": p.gamma}
 
 
-def segment_profiles(scores: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per segment of tonight's scored customers: size, share, risk and price."""
-    profiles = []
-    total = max(len(scores), 1)
-    for (segment_id, name), seg in scores.groupby(["segment_id", "segment_name"], sort=True):
-        profiles.append({
-            "id": int(segment_id),
-            "name": str(name),
-            "customers": int(len(seg)),
-            "share": round(len(seg) / total, 4),
-            "elasticity": round(float(seg["elasticity"].mean()), 4),
-            "meanRiskScore": round(float(seg["risk_score"].mean()), 2),
-            "highRiskShare": round(float((seg["risk_band"] == "high").mean()), 4),
-            "meanBasePrice": round(float(seg["base_price"].mean()), 2),
-            "meanDynamicPrice": round(float(seg["dynamic_price"].mean()), 2),
-        })
-    return profiles
-
-
-def model_metrics_document(
-    scores: pd.DataFrame,
-    as_of: dt.date,
-    run_id: str,
-    finished_at: dt.datetime,
-    champions: dict[str, dict[str, Any]],
-    settings: Settings,
-) -> dict[str, Any]:
-    bands = scores["risk_band"].value_counts()
-    pricing = settings.pricing
-    return {
-        "asOf": as_of_instant(as_of),
-        "runId": run_id,
-        "lastGoodRunFinishedAt": finished_at,
-        "customersScored": int(len(scores)),
-        "riskBands": {
-            "counts": {b: int(bands.get(b, 0)) for b in ("low", "medium", "high")},
-            "mediumFrom": settings.churn.risk_band_medium,
-            "highAbove": settings.churn.risk_band_high,
-        },
-        "models": champions,
-        "segments": segment_profiles(scores),
-        "pricing": {
-            "formula": PRICING_FORMULA,
-            "weights": pricing_weights(scores, settings),
-            "minRatio": pricing.min_ratio,
-            "maxRatio": pricing.max_ratio,
-            "demand": round(float(scores["demand"].mean()), 4) if len(scores) else None,
-            "currency": pricing.currency,
-        },
-    }
-
-
-# --- reads and writes ------------------------------------------------------------------
+def score_display(settings: Settings) -> ScoreDisplay:
+    return ScoreDisplay(settings.churn.risk_band_medium, settings.churn.risk_band_high,
+                        settings.pricing.min_ratio, settings.pricing.max_ratio,
+                        settings.pricing.currency, configured_weights(settings))
 
 
 def proposal_admin(db: Database, email: str | None) -> ObjectId:
@@ -520,9 +259,10 @@ def write_app_views(
     run_started_at: dt.datetime,
     projected_impact: dict[str, float | None] | None = None,
     propose_prices: bool = True,
+    prices_file: str | None = None,
 ) -> AppViewsResult:
     """propose_prices=False (a backfilled past night the app does not see): no proposal."""
-    scores = pd.read_parquet(scores_file)
+    scores = read_priced_scores(scores_file, prices_file)
     versions = {"churn": str(scores["churn_model_version"].iloc[0]),
                 "segmentation": str(scores["segment_model_version"].iloc[0])} if len(scores) \
         else {}
@@ -536,6 +276,8 @@ def write_app_views(
             scores, as_of, run_id, int((now - run_started_at).total_seconds() * 1000),
             publish.top_at_risk, versions, finished_at=now,
         )
+        for entry in scan["topAtRiskCustomers"]:
+            entry["userId"] = ObjectId(entry["userId"])
         scan_id = upsert_scan_history(db, scan, now)
 
         changes: list[dict[str, Any]] = []
@@ -552,18 +294,21 @@ def write_app_views(
                                    if propose_prices else "no proposal for a past night")
         if changes:
             admin = proposal_admin(db, publish.proposal_admin_email)
-            weights = pricing_weights(scores, settings)
+            weights = pricing_weights(scores, configured_weights(settings))
             proposal = proposal_document(
                 changes, as_of, run_id, admin,
                 now + dt.timedelta(days=publish.proposal_expiry_days), weights, versions,
                 projected_impact,
             )
+            proposal["changes"] = [c | {"_id": ObjectId(c["_id"]), "plan": ObjectId(c["plan"])}
+                                   for c in proposal["changes"]]
             proposal_id, note = upsert_proposal(db, proposal, now)
 
         crossings = high_risk_crossings(db, as_of)
         alerts = upsert_alerts(db, crossings, as_of, now)
         metrics_id = upsert_model_metrics(
-            db, model_metrics_document(scores, as_of, run_id, now, champions, settings), now
+            db, model_metrics_document(scores, as_of, run_id, now, champions,
+                                       score_display(settings)), now
         )
     except PyMongoError as exc:
         raise MongoUnavailableError(
@@ -592,12 +337,14 @@ def write_app_views_task(
     run_started_at: dt.datetime,
     propose_prices: bool = True,
     projected_impact: dict[str, float | None] | None = None,
+    prices_file: str | None = None,
 ) -> AppViewsResult:
     from prefect import get_run_logger
     from prefect.artifacts import create_markdown_artifact
 
     result = write_app_views(uri, settings, as_of, run_id, scores_file, run_started_at,
-                             projected_impact=projected_impact, propose_prices=propose_prices)
+                             projected_impact=projected_impact, propose_prices=propose_prices,
+                             prices_file=prices_file)
     logger = get_run_logger()
     logger.info("pricing proposal: %s", result.proposal_note)
     lines = [f"# Price proposal {as_of}", "", f"{result.proposal_plans} plan(s) proposed"

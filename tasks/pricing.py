@@ -1,10 +1,10 @@
 """Pricing tasks: elasticity from history, learned weights, A/B arms, fairness, audit log.
 
-`price_customers_task` runs between scoring and publishing: it re-prices the
-night's scores file in place (so everything downstream reads the priced night),
-and tracks the fit in MLflow (experiment "pricing"). `record_pricing_task` runs
-after a successful publish and appends the audit trail and the admin views:
-`ml_pricing_log` (one document per priced customer), `ml_segments` (one per
+`price_customers_task` runs between scoring and publishing: it writes the night's
+prices file beside the scores (one row per customer; publishing joins the two,
+models/pricing_engine.py) and tracks the fit in MLflow (experiment "pricing").
+`record_pricing_task` runs after a successful publish and appends the audit trail
+and the admin views: `ml_pricing_log` (one document per priced customer), `ml_segments` (one per
 segment per run, the admin pie chart) and `ml_demand_profile` (24 hours per run).
 Each of those writes first removes the same run's documents, so a retried task
 does not duplicate them.
@@ -14,6 +14,7 @@ price of each plan the pipeline sees for the first time (never moved afterwards,
 and kept when the lake is wiped) and returns every plan's band (models/plan_prices.py).
 Customers are priced from the anchor, inside the band, per billing cycle.
 
+The rules and the documents are models/pricing_engine.py's; this module does the I/O.
 Pricing reads the lake bucket by bucket (bbx/lake/buckets.py), one bucket's raw
 events in memory at a time: per bucket the per-customer pieces (price history,
 segmentation features, users' city and birth date) and the bucket's share of the
@@ -24,7 +25,6 @@ features/buckets.py, so the result is the whole-lake one (tests/test_partitions.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,8 +40,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from pymongo.errors import PyMongoError
 
+from bbx import lake
 from bbx.lake import TABLES
-from bbx.lake.buckets import LakePartitions, partition_lake, read_bucket
+from bbx.lake.buckets import LakePartitions, read_bucket
 from bbx.lake.files import write_parquet as write_parquet_atomically
 from bbx.lake.history import newest_copies, read_table
 from bbx.mongo import MongoUnavailableError, connect, redact
@@ -57,7 +58,7 @@ from features.cutoffs import as_of_cutoff
 from features.demand import hourly_profile_from_load
 from features.price_history import price_response_history
 from features.segmentation import build_segmentation_features
-from models.ab import TREATMENT, age_band, arm_prices, assign_arms, fairness_report
+from models.ab import TREATMENT, assign_arms, fairness_report
 from models.elasticity import estimate_segment_elasticity, estimates_table
 from models.plan_prices import (
     AnchorOverride,
@@ -66,23 +67,38 @@ from models.plan_prices import (
     paid_per_cycle,
     plan_bands,
 )
-from models.price_optimizer import PricingBook, WeightFit, book_prices, fit_pricing_weights
-from models.pricing import PricingWeights, price_terms
-from models.segmentation import segment_profiles
+from models.price_optimizer import WeightFit, fit_pricing_weights
+from models.pricing import PricingWeights
+from models.pricing_engine import (
+    apply_prices,
+    cohort_cutoff,
+    demand_profile_documents,
+    elasticity_rows,
+    fairness_groups,
+    fairness_warning,
+    horizon_periods,
+    price_table,
+    pricing_book,
+    pricing_log_documents,
+    segment_documents,
+    tracked_metrics,
+    tracked_params,
+    weights_text,
+)
 from tasks import registry
+from tasks.publish import read_priced_scores
 
 PRICING_LOG_COLLECTION = "ml_pricing_log"
 SEGMENTS_COLLECTION = "ml_segments"
 DEMAND_PROFILE_COLLECTION = "ml_demand_profile"
 ANCHORS_COLLECTION = "ml_price_anchors"
 PRICING_EXPERIMENT = "pricing"
-FEATURE_WINDOW_DAYS = 90  # the longest window of the segmentation features
-MIN_FOLLOWUP_DAYS = 14  # less follow-up than this cannot show a price response
 
 
 @dataclass(frozen=True)
 class PricingResult:
-    path: str  # the scores file, now priced
+    path: str  # the prices file (user_id + models.pricing_engine.PRICE_COLUMNS)
+    scores_path: str  # the scores it priced
     weights: dict[str, float]
     learned: bool
     revenue_uplift: float  # expected over the horizon, model-based (not a measurement)
@@ -112,11 +128,6 @@ class PricingResult:
         }
 
 
-def _periods(settings: Settings) -> float:
-    """Pricing horizon in label horizons (the churn probability's unit)."""
-    return settings.pricing.horizon_months * 30.4375 / settings.churn.horizon_days
-
-
 HISTORY_COLUMNS = ["segment_name", "plan_id", "base_price", "final_price",
                    "exposure_months", "churned"]
 
@@ -128,21 +139,6 @@ def _bucket_first_usage(partitions: LakePartitions, bucket: int) -> pd.Timestamp
     columns = [c for c in (TABLES["usagelogs"].key, "timestamp") if c in pq.read_schema(path).names]
     frame = pq.read_table(path, columns=columns).to_pandas()
     return first_usage(newest_copies("usagelogs", frame, partitions.overlapping["usagelogs"]))
-
-
-def _cohort_cutoff(settings: Settings, end: pd.Timestamp,
-                   first_seen: pd.Timestamp) -> pd.Timestamp | None:
-    """The elasticity cohort lives `elasticity_followup_days` before as-of. Segment
-    features need FEATURE_WINDOW_DAYS of history before the cohort cutoff, so a short
-    lake moves the cutoff later; under MIN_FOLLOWUP_DAYS of follow-up left (or without
-    usage) there is no cohort (every segment keeps its prior)."""
-    cohort_cutoff = end - pd.Timedelta(days=settings.segmentation.elasticity_followup_days)
-    if pd.isna(first_seen):
-        return None
-    cohort_cutoff = max(cohort_cutoff, first_seen + pd.Timedelta(days=FEATURE_WINDOW_DAYS))
-    if end - cohort_cutoff < pd.Timedelta(days=MIN_FOLLOWUP_DAYS):
-        return None
-    return cohort_cutoff
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -194,30 +190,24 @@ def _elasticity_history(pieces: _LakePieces, segment_model) -> pd.DataFrame:
     return history.join(segments[["segment_name"]], how="inner")
 
 
-def _segment_documents(features: pd.DataFrame, scores: pd.DataFrame, as_of: dt.date) -> list[dict]:
-    """One `ml_segments` document per segment of tonight's scored customers."""
-    assignment = scores.set_index("user_id")[["segment_id", "segment_name", "elasticity"]]
-    profiles = segment_profiles(features, assignment)
-    return [
-        {"name": str(name), "segmentId": int(p.segment_id), "size": int(p["size"]),
-         "share": float(p.share), "usageGbPerMonth": float(p.mean_monthly_gb),
-         "price": float(p.mean_monthly_price), "elasticity": float(p.elasticity),
-         "asOf": dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)}
-        for name, p in profiles.iterrows()
-    ]
-
-
 def anchor_overrides(settings: Settings) -> dict[str, AnchorOverride]:
     return {key: AnchorOverride(a.anchor, a.min_price, a.max_price)
             for key, a in settings.pricing.plan_anchors.items()}
 
 
-def price_scores(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str],
+def prices_path(settings: Settings, as_of: dt.date) -> Path:
+    """The night's prices, a table beside the scores (lake/prices/dt=…)."""
+    return settings.lake_dir / "prices" / lake.partition(as_of) / "part-0.parquet"
+
+
+def price_scores(settings: Settings, as_of: dt.date, partitions: LakePartitions,
                  scores_file: str, bands: Mapping[str, PlanBand] | None = None,
-                 segment_version: str | None = None) -> PricingResult:
+                 segment_version: str | None = None,
+                 prices_file: str | None = None) -> PricingResult:
     """`bands` from plan_anchors_task; None: bands from the settings' anchors, else
     around tonight's list price (anchor source "list": nothing recorded).
-    `segment_version`: the segmentation version the scores used (default @champion)."""
+    `segment_version`: the segmentation version the scores used (default @champion).
+    `prices_file`: where the prices go (default `prices_path`)."""
     p = settings.pricing
     scores = pd.read_parquet(scores_file)
     registry.configure(settings, registry.SEGMENT_MODEL)
@@ -228,17 +218,16 @@ def price_scores(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, s
 
     # 0. The lake bucket by bucket (one bucket's raw events in memory at a time); the
     # cohort cutoff needs the first usage over all buckets first (a key+timestamp pass).
-    partitions = partition_lake(settings, as_of, clean_paths)  # reused if unchanged
     cutoff = as_of_cutoff(as_of)
     first_seen = pd.Series([_bucket_first_usage(partitions, b)
                             for b in range(partitions.buckets)]).min()
-    cohort_cutoff = _cohort_cutoff(settings, cutoff, first_seen)
+    cohort = cohort_cutoff(cutoff, first_seen, settings.segmentation.elasticity_followup_days)
     pieces = _LakePieces()
     customers = pd.Index(scores["user_id"].astype(str))
     subscriptions = (pd.Index(scores["subscription_id"].astype(str))
                      if "subscription_id" in scores.columns else None)
     for b in range(partitions.buckets):
-        pieces.add(read_bucket(partitions, b), cutoff, cohort_cutoff, customers,
+        pieces.add(read_bucket(partitions, b), cutoff, cohort, customers,
                    p.demand_baseline_days, subscriptions)
 
     # The band each plan's prices keep to, and what each customer pays per cycle today.
@@ -259,56 +248,38 @@ def price_scores(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, s
     scores["elasticity"] = scores["segment_name"].map(posterior).fillna(scores["elasticity"])
 
     # 2. Weights: learned to maximise horizon revenue under the bounds and churn ceiling.
-    book = PricingBook(
-        base=scores["static_price"].to_numpy(float), demand=scores["demand"].to_numpy(float),
-        elasticity=scores["elasticity"].to_numpy(float),
-        churn_probability=scores["churn_probability"].to_numpy(float),
-        high_risk=(scores["risk_band"] == "high").to_numpy(),
-        anchor=scores["anchor_price"].to_numpy(float),
-        floor=scores["band_low"].to_numpy(float), ceiling=scores["band_high"].to_numpy(float),
-    )
+    book = pricing_book(scores)
     fit: WeightFit | None = None
     weights = PricingWeights(p.alpha, p.beta, p.gamma)
     if p.learn_weights and len(scores):
-        fit = fit_pricing_weights(book, p.min_ratio, p.max_ratio, _periods(settings),
+        periods = horizon_periods(p.horizon_months, settings.churn.horizon_days)
+        fit = fit_pricing_weights(book, p.min_ratio, p.max_ratio, periods,
                                   p.weight_bounds, p.churn_ceiling, p.seed)
         weights = fit.weights
 
     # 3. Prices (monthly, from the anchor, in the band), terms, arms: control always
     # pays the static price (the list price, held to the band). Then per billing cycle.
-    formula = book_prices(book, weights, p.min_ratio, p.max_ratio)
     arms = assign_arms(scores["user_id"].astype(str), p.experiment, p.treatment_share)
-    scores["formula_price"] = formula
-    scores["dynamic_price"] = arm_prices(book.base, formula, arms)
-    scores["cycle_dynamic_price"] = scores["dynamic_price"] * scores["cycle_factor"]
-    scores["pricing_arm"] = arms.astype(str)
-    scores["pricing_experiment"] = p.experiment
-    for name, values in price_terms(book.demand, book.elasticity, book.churn_probability,
-                                    weights).items():
-        scores[f"price_term_{name}"] = values
-    for name, value in asdict(weights).items():
-        scores[f"price_weight_{name}"] = float(value)
+    formula = apply_prices(scores, book, weights, arms, p.experiment, p.min_ratio, p.max_ratio)
 
     # 4. Fairness: what the dynamic formula does to each city and age band.
-    users = _concat(pieces.users)
-    groups = pd.DataFrame(index=scores["user_id"])
-    groups["city"] = users["city"].reindex(groups.index).fillna("unknown").to_numpy()
-    groups["age_band"] = age_band(users["date_of_birth"].reindex(groups.index), as_of,
-                                  p.age_band_edges).to_numpy()
+    groups = fairness_groups(scores["user_id"], _concat(pieces.users), as_of, p.age_band_edges)
     ratio = pd.Series(formula / book.anchor, index=groups.index)
     fairness = fairness_report(ratio, groups, p.fairness_max_gap, p.fairness_min_group)
 
     # 5. Demand by hour and segment profiles for the admin screens.
     hourly = hourly_profile_from_load(pieces.hourly_load, p.demand_baseline_days)
     features = combine_segmentation_features(pieces.features, pieces.terms)
-    segment_docs = _segment_documents(features, scores, as_of)
+    segment_docs = segment_documents(features, scores, as_of)
 
-    write_parquet_atomically(pa.Table.from_pandas(scores, preserve_index=False),
-                             Path(scores_file))
+    prices = Path(prices_file) if prices_file else prices_path(settings, as_of)
+    write_parquet_atomically(pa.Table.from_pandas(price_table(scores), preserve_index=False),
+                             prices)
     run_id = _track(settings, as_of, weights, fit, estimates, fairness, hourly, arms)
     _artifacts(as_of, weights, fit, estimates, fairness, p.fairness_max_gap)
     return PricingResult(
-        path=scores_file,
+        path=str(prices),
+        scores_path=scores_file,
         weights={k: float(v) for k, v in asdict(weights).items()},
         learned=fit is not None,
         revenue_uplift=float(fit.revenue_uplift) if fit else 0.0,
@@ -319,8 +290,7 @@ def price_scores(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, s
         fairness_flags=int(fairness["flagged"].sum()),
         elasticity=posterior,
         segments=segment_docs,
-        demand_profile=[{"hourIst": int(h), **{k: float(v) for k, v in row.items()}}
-                        for h, row in hourly.iterrows()],
+        demand_profile=demand_profile_documents(hourly),
         mlflow_run_id=run_id,
     )
 
@@ -330,84 +300,46 @@ def _track(settings: Settings, as_of: dt.date, weights: PricingWeights, fit: Wei
     p = settings.pricing
     registry.configure(settings, PRICING_EXPERIMENT)
     with mlflow.start_run(run_name=f"pricing-{as_of.isoformat()}") as run:
-        mlflow.log_params({
-            "learn_weights": p.learn_weights, "horizon_months": p.horizon_months,
-            "churn_ceiling": p.churn_ceiling, "min_ratio": p.min_ratio,
-            "max_ratio": p.max_ratio, "weight_bounds": json.dumps(p.weight_bounds),
-            "experiment": p.experiment, "treatment_share": p.treatment_share,
-            "elasticity_prior_sd": settings.segmentation.elasticity_prior_sd,
-        })
-        metrics = {f"weight_{k}": float(v) for k, v in asdict(weights).items()}
-        metrics |= {"treatment_customers": float((arms == TREATMENT).sum()),
-                    "fairness_flags": float(fairness["flagged"].sum())}
-        if fit is not None:
-            metrics |= {"objective_revenue_dynamic": fit.revenue_dynamic,
-                        "objective_revenue_static": fit.revenue_static,
-                        "objective_revenue_uplift": fit.revenue_uplift,
-                        "horizon_churn_static": fit.churn_static,
-                        "horizon_churn_dynamic": fit.churn_dynamic,
-                        "churn_ceiling": fit.churn_ceiling, "fit_feasible": float(fit.feasible)}
-        for e in estimates:
-            key = e.segment.replace(" ", "_").replace("-", "_")
-            metrics |= {f"elasticity_{key}": e.posterior, f"elasticity_{key}_low": e.posterior_low,
-                        f"elasticity_{key}_high": e.posterior_high}
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+        mlflow.log_params(tracked_params(
+            p.learn_weights, p.horizon_months, p.churn_ceiling, p.min_ratio, p.max_ratio,
+            p.weight_bounds, p.experiment, p.treatment_share,
+            settings.segmentation.elasticity_prior_sd))
+        mlflow.log_metrics(tracked_metrics(weights, fit, estimates, fairness, arms))
         mlflow.log_table(estimates_table(estimates).reset_index(), "elasticity_estimates.json")
         mlflow.log_table(fairness, "fairness_report.json")
         mlflow.log_table(hourly.reset_index(), "demand_by_hour.json")
         if fairness["flagged"].any():
-            mlflow.log_text(_fairness_warning(fairness, p.fairness_max_gap), "FAIRNESS_WARNING.md")
+            mlflow.log_text(fairness_warning(fairness, p.fairness_max_gap), "FAIRNESS_WARNING.md")
         return run.info.run_id
-
-
-def _fairness_warning(fairness: pd.DataFrame, max_gap: float) -> str:
-    flagged = fairness[fairness["flagged"]]
-    lines = [f"# Fairness warning: {len(flagged)} group(s) priced more than "
-             f"{max_gap:.0%} away from the overall mean dynamic/base ratio "
-             f"({fairness.attrs.get('overall_mean_ratio', float('nan')):.4f})", ""]
-    lines += [f"- {r.dimension} = {r.group}: {r.customers} customers, mean ratio "
-              f"{r.mean_ratio:.4f} (gap {r.gap:+.4f})" for r in flagged.itertuples()]
-    return "\n".join(lines)
-
-
-def _r(value: float | None) -> float | None:
-    """Rounded for reading (an elasticity to 2 decimals is what a decision uses)."""
-    return None if value is None or not np.isfinite(value) else round(float(value), 2)
 
 
 def _artifacts(as_of: dt.date, weights: PricingWeights, fit: WeightFit | None, estimates,
                fairness: pd.DataFrame, max_gap: float) -> None:
     create_table_artifact(
-        [{"segment": e.segment, "prior": _r(e.prior), "data": _r(e.data_estimate),
-          "posterior": _r(e.posterior), "95% interval": f"{_r(e.posterior_low)} … "
-          f"{_r(e.posterior_high)}", "customers": e.customers, "churners": e.churners,
-          "source": e.source}
-         for e in estimates],
+        elasticity_rows(estimates),
         key="pricing-elasticity",
         description=f"Price elasticity per segment, as-of {as_of}: the prior, the data's "
                     "estimate and the posterior used for pricing",
     )
-    fit_text = (f"expected horizon revenue {fit.revenue_uplift:+.2%} vs static, churn "
-                f"{fit.churn_static:.3f} → {fit.churn_dynamic:.3f} (model-based)"
-                if fit else "weights from settings (not learned)")
     create_markdown_artifact(
-        f"# Pricing {as_of}\n\nα = {weights.alpha:.4f}, β = {weights.beta:.4f}, "
-        f"γ = {weights.gamma:.4f}; {fit_text}\n",
+        weights_text(as_of, weights, fit),
         key="pricing-weights",
         description=f"Dynamic price weights for {as_of} (demand α, elasticity β, risk γ)",
     )
     if fairness["flagged"].any():
-        create_markdown_artifact(_fairness_warning(fairness, max_gap),
+        create_markdown_artifact(fairness_warning(fairness, max_gap),
                                  key="pricing-fairness-warning",
                                  description=f"Groups priced unusually for {as_of}")
 
 
-@task(name="price", cache_policy=NONE)  # rewrites the scores file: never cached
-def price_customers_task(settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str],
+@task(name="price", cache_policy=NONE)  # tracks a new MLflow run each time: never cached
+def price_customers_task(settings: Settings, as_of: dt.date, partitions: LakePartitions,
                          scores_file: str,
                          bands: Mapping[str, PlanBand] | None = None,
-                         segment_version: str | None = None) -> PricingResult:
-    return price_scores(settings, as_of, clean_paths, scores_file, bands, segment_version)
+                         segment_version: str | None = None,
+                         prices_file: str | None = None) -> PricingResult:
+    return price_scores(settings, as_of, partitions, scores_file, bands, segment_version,
+                        prices_file)
 
 
 def record_plan_anchors(uri: str, settings: Settings, as_of: dt.date, plans_path: str,
@@ -463,42 +395,15 @@ def plan_anchors_task(uri: str, settings: Settings, as_of: dt.date, plans_path: 
     return bands
 
 
-def pricing_log_documents(scores: pd.DataFrame, as_of: dt.date, run_id: str,
-                          logged_at: dt.datetime, pricing_run: str = "") -> list[dict]:
-    """One audit document per priced customer; `pricing_run` the MLflow run of the weights."""
-    as_of_instant = dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
-    return [
-        {"userId": ObjectId(r.user_id), "asOf": as_of_instant, "runId": run_id,
-         "planId": ObjectId(r.plan_id), "plan": str(r.plan_name),
-         "base": float(r.base_price), "dynamic": float(r.dynamic_price),
-         "formulaPrice": float(r.formula_price), "currency": str(r.currency),
-         "anchor": float(r.anchor_price), "anchorSource": str(r.anchor_source),
-         "band": {"min": float(r.band_low), "max": float(r.band_high)},
-         "billingCycle": str(r.billing_cycle), "cycleDynamic": float(r.cycle_dynamic_price),
-         "D": float(r.demand), "E": float(r.elasticity), "R": float(r.churn_probability),
-         "terms": {"demand": float(r.price_term_demand),
-                   "elasticity": float(r.price_term_elasticity),
-                   "risk": float(r.price_term_risk)},
-         "weights": {"alpha": float(r.price_weight_alpha), "beta": float(r.price_weight_beta),
-                     "gamma": float(r.price_weight_gamma)},
-         "arm": str(r.pricing_arm), "experiment": str(r.pricing_experiment),
-         "riskBand": str(r.risk_band),
-         "modelVersions": {"churn": str(r.churn_model_version),
-                           "segmentation": str(r.segment_model_version),
-                           "pricingRun": pricing_run},
-         "loggedAt": logged_at}
-        for r in scores.itertuples(index=False)
-    ]
-
-
 def record_pricing(uri: str, settings: Settings, as_of: dt.date, run_id: str,
                    priced: PricingResult) -> dict[str, int]:
-    scores = pd.read_parquet(priced.path)
+    scores = read_priced_scores(priced.scores_path, priced.path)
     now = dt.datetime.now(dt.UTC)
     as_of_instant = dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
     batches = {
-        PRICING_LOG_COLLECTION: pricing_log_documents(scores, as_of, run_id, now,
-                                                      priced.mlflow_run_id),
+        PRICING_LOG_COLLECTION: [
+            d | {"userId": ObjectId(d["userId"]), "planId": ObjectId(d["planId"])}
+            for d in pricing_log_documents(scores, as_of, run_id, now, priced.mlflow_run_id)],
         SEGMENTS_COLLECTION: [d | {"runId": run_id, "createdAt": now} for d in priced.segments],
         DEMAND_PROFILE_COLLECTION: [d | {"asOf": as_of_instant, "runId": run_id,
                                          "createdAt": now} for d in priced.demand_profile],

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,8 @@ from pymongo.write_concern import WriteConcern
 from bbx.lake import SCORES_COLLECTION
 from bbx.mongo import MongoUnavailableError, connect, redact
 from bbx.settings import Settings
+from models.app_documents import PublishCheckError, check_scores, score_documents
+from models.pricing_engine import priced_scores
 
 STAGING_SUFFIX = "_staging"
 PREVIOUS_SUFFIX = "_previous"
@@ -37,10 +38,6 @@ ROLLBACK_SUFFIX = "_rolled_back"  # parks the replaced night during a rollback
 # Every publish write waits for the journal: a server killed after acknowledging the
 # staged documents must not come back with the rename but without the documents.
 JOURNALED = WriteConcern(w=1, j=True)
-
-
-class PublishCheckError(RuntimeError):
-    """The staged scores break the contract with the app; nothing was swapped in."""
 
 
 PublishProgress = Callable[[str, int], None]
@@ -81,112 +78,16 @@ def previous_scores(db: Database, target: str, as_of: dt.date) -> dict[ObjectId,
     return previous
 
 
+def read_priced_scores(scores_file: str, prices_file: str | None = None) -> pd.DataFrame:
+    """The night's scores with its prices joined in; without a prices file (a tool's or
+    a test's scores), the scores as they are."""
+    scores = pd.read_parquet(scores_file)
+    return scores if prices_file is None else priced_scores(scores, pd.read_parquet(prices_file))
+
+
 def published_as_of(db: Database, target: str) -> dt.date | None:
     doc = db[target].find_one({}, {"asOf": 1})
     return doc["asOf"].date() if doc and doc.get("asOf") else None
-
-
-def _churn_reasons(encoded: str | None) -> list[dict]:
-    """The scores Parquet's JSON string → an array of {feature, value, effect, text}."""
-    return json.loads(encoded) if isinstance(encoded, str) and encoded else []
-
-
-def score_documents(
-    scores: pd.DataFrame, as_of: dt.date, run_id: str, published_at: dt.datetime
-) -> list[dict]:
-    """Rows of the scores table → documents in the shape of docs/data-contract.md."""
-    as_of_instant = dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
-    documents = []
-    for row in scores.itertuples(index=False):
-        documents.append({
-            "userId": ObjectId(row.user_id),
-            "asOf": as_of_instant,
-            "runId": run_id,
-            "churnProbability": float(row.churn_probability),
-            "riskScore": float(row.risk_score),
-            "riskBand": str(row.risk_band),
-            "churnReasons": _churn_reasons(getattr(row, "churn_reasons", None)),
-            "segment": {"id": int(row.segment_id), "name": str(row.segment_name)},
-            "elasticity": float(row.elasticity),
-            "planId": ObjectId(row.plan_id),
-            "price": price_document(row),
-            "priceTerms": {
-                "demand": float(row.demand),
-                "demandTerm": float(row.price_term_demand),
-                "elasticityTerm": float(row.price_term_elasticity),
-                "riskTerm": float(row.price_term_risk),
-            },
-            # The A/B arm (control: the plan's static price); unpriced scores have none.
-            "pricingArm": str(getattr(row, "pricing_arm", "") or "") or None,
-            "priceWeights": {
-                "alpha": float(getattr(row, "price_weight_alpha", float("nan"))),
-                "beta": float(getattr(row, "price_weight_beta", float("nan"))),
-                "gamma": float(getattr(row, "price_weight_gamma", float("nan"))),
-            } if hasattr(row, "price_weight_alpha") else None,
-            "modelVersions": {
-                "churn": str(row.churn_model_version),
-                "segmentation": str(row.segment_model_version),
-            },
-            "createdAt": published_at,
-        })
-    return documents
-
-
-def _money(value: object) -> float | None:
-    number = float(value)  # type: ignore[arg-type]
-    return round(number, 2) if number == number else None  # NaN: not known
-
-
-def price_document(row) -> dict:
-    """The per-customer `price` object, per billing cycle (docs/data-contract.md).
-    Scores the pricing step did not price (no band: a tool's or a test's) keep the
-    short form: the monthly list price as base and the scoring's dynamic price."""
-    if not hasattr(row, "cycle_dynamic_price"):
-        return {"plan": str(row.plan_name), "base": round(float(row.base_price), 2),
-                "dynamic": round(float(row.dynamic_price), 2), "currency": str(row.currency)}
-    factor = float(row.cycle_factor)
-    return {
-        "plan": str(row.plan_name),
-        "billingCycle": str(row.billing_cycle),
-        "base": round(float(row.anchor_price) * factor, 2),  # the formula's P_base: the anchor
-        "list": round(float(row.cycle_list_price), 2),
-        "paid": _money(row.paid_price),
-        "dynamic": round(float(row.cycle_dynamic_price), 2),
-        "band": {"min": round(float(row.band_low) * factor, 2),
-                 "max": round(float(row.band_high) * factor, 2),
-                 "anchorSource": str(row.anchor_source)},
-        "monthly": {"anchor": round(float(row.anchor_price), 2),
-                    "list": round(float(row.base_price), 2),
-                    "dynamic": round(float(row.dynamic_price), 2)},
-        "currency": str(row.currency),
-    }
-
-
-def check_scores(scores: pd.DataFrame, min_ratio: float, max_ratio: float) -> None:
-    """The contract the app relies on; raise before anything is written."""
-    problems: list[str] = []
-    required = ["user_id", "churn_probability", "risk_score", "risk_band", "segment_id",
-                "base_price", "dynamic_price"]
-    nulls = {c: int(scores[c].isna().sum()) for c in required if scores[c].isna().any()}
-    if nulls:
-        problems.append(f"null values in {nulls}")
-    if scores["user_id"].duplicated().any():
-        problems.append(f"{int(scores['user_id'].duplicated().sum())} duplicated user_id")
-    outside = ~scores["churn_probability"].between(0, 1)
-    if outside.any():
-        problems.append(f"{int(outside.sum())} churn probabilities outside [0, 1]")
-    # A cent of slack: prices are rounded to paise when published. Priced scores carry
-    # their plan's band around its anchor; others the ratios around the list price.
-    if {"band_low", "band_high"} <= set(scores.columns):
-        floor, ceiling = scores["band_low"], scores["band_high"]
-    else:
-        floor, ceiling = scores["base_price"] * min_ratio, scores["base_price"] * max_ratio
-    low = scores["dynamic_price"] < floor - 0.01
-    high = scores["dynamic_price"] > ceiling + 0.01
-    if (low | high).any():
-        problems.append(f"{int((low | high).sum())} prices outside their bounds")
-    if problems:
-        raise PublishCheckError("scores not published: " + "; ".join(problems))
 
 
 def ensure_score_indexes(collection: Collection) -> None:
@@ -283,6 +184,7 @@ def publish_scores(
     scores_file: str,
     keep_newer: bool = False,
     progress: PublishProgress = _no_progress,
+    prices_file: str | None = None,
 ) -> PublishResult:
     """keep_newer: if the app already sees a later as-of (a backfill of past dates),
     leave it in place and say so instead of swapping an older night in.
@@ -291,9 +193,12 @@ def publish_scores(
     "renamed"; transaction: "previous-kept", "flushed", "replacing" (per batch),
     "counted", "committed"."""
     started = time.perf_counter()
-    scores = pd.read_parquet(scores_file)
+    scores = read_priced_scores(scores_file, prices_file)
     check_scores(scores, settings.pricing.min_ratio, settings.pricing.max_ratio)
     documents = score_documents(scores, as_of, run_id, dt.datetime.now(dt.UTC))
+    for document in documents:
+        document["userId"], document["planId"] = (ObjectId(document["userId"]),
+                                                  ObjectId(document["planId"]))
     staging = SCORES_COLLECTION + STAGING_SUFFIX
     client = connect(uri, settings)
     try:
@@ -394,6 +299,8 @@ def publish_scores_task(
     as_of: dt.date,
     run_id: str,
     scores_file: str,
+    prices_file: str | None = None,
     keep_newer: bool = False,
 ) -> PublishResult:
-    return publish_scores(uri, settings, as_of, run_id, scores_file, keep_newer)
+    return publish_scores(uri, settings, as_of, run_id, scores_file, keep_newer,
+                          prices_file=prices_file)

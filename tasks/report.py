@@ -14,11 +14,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from bbx.schedule import as_of_note, schedule_note
 from bbx.settings import Settings
-from tasks.app_views import AppViewsResult, plan_price_changes, segment_profiles
+from models.app_documents import plan_price_changes, segment_profiles
+from tasks.app_views import AppViewsResult
 from tasks.extract import ExtractResult
 from tasks.gate import warning_explanation
 from tasks.links import CHURN_PLOTS, data_docs_link, mlflow_artifact_link, mlflow_run_link
-from tasks.publish import PublishResult
+from tasks.publish import PublishResult, read_priced_scores
 from tasks.score import ScoreResult
 from tasks.train import TrainResult
 
@@ -220,6 +221,7 @@ def report_run_task(
     settings: Settings | None = None,
     dry_run: bool = False,
     source: dict[str, Any] | None = None,
+    prices_path: str | None = None,
 ) -> dict[str, Any]:
     summary = run_summary(as_of, run_id, extracts, validations, trained, scores, published,
                           app_views, dry_run, source)
@@ -242,7 +244,7 @@ def report_run_task(
         key="nightly-risk-bands",
         description=f"Customers per churn risk band for {label}",
     )
-    frame = pd.read_parquet(scores.path)
+    frame = read_priced_scores(scores.path, prices_path)
     create_table_artifact(
         _segment_rows(frame), key="nightly-segments",
         description=f"Customer segments for {label}: size, high-risk share, price elasticity, "
@@ -314,8 +316,8 @@ def failure_message(flow_name: str, parameters: dict[str, Any], state_message: s
     return head + (
         " The app still sees the last complete night (ml_customer_scores is swapped in only "
         "as the publish step's last action). Fix the cause and rerun the same as_of: "
-        "training and scoring finished by this run are reused from the cache "
-        "(docs/runbook.md, 'Recover from a failed night')."
+        "scoring finished by this run is reused from the cache, and training runs again "
+        "only if still due (docs/runbook.md, 'Recover from a failed night')."
     )
 
 

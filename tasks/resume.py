@@ -1,11 +1,11 @@
-"""Cache keys that let a failed night, rerun, resume after its last good expensive step.
+"""The scoring cache: a failed night, rerun, reuses the buckets it already scored.
 
-A key is the as-of date, the settings that shape the result, and the *content*
-of the lake files the step reads (not their modification times: a rerun
-re-extracts and rewrites identical files). Steps whose result points at a file
-or a registry entry only hit the cache while that output still exists; otherwise
-the step runs again. Used by the flows through `resumable_options()`; training
-is never retried, only resumed.
+A key is the as-of date, the settings that shape the result, the *content* of the
+lake files the step reads (not their modification times: a rerun re-extracts and
+rewrites identical files) and the champion versions. A cached result points at
+files, so it is only reused while they still exist; otherwise the step runs again.
+Training is not cached: whether a night trains is the training-due rule's call
+(models/retraining.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy, CachePolicy
 
@@ -69,11 +69,6 @@ def _champion_versions(settings: Settings) -> dict[str, str] | None:
     return versions
 
 
-def training_key(context: Any, inputs: dict[str, Any]) -> str:
-    """Same as-of, settings and clean lake content → the registered model is reused."""
-    return lake_inputs_key(context.task.name, inputs)
-
-
 def scoring_key(context: Any, inputs: dict[str, Any]) -> str:
     """Also keyed on the champions' versions, so a promotion or rollback rescores."""
     settings: Settings = inputs["settings"]
@@ -84,17 +79,11 @@ def scoring_key(context: Any, inputs: dict[str, Any]) -> str:
     return hashlib.sha256(f"{base}|{json.dumps(champions, sort_keys=True)}".encode()).hexdigest()
 
 
-def resumable_options(
-    step: Literal["training", "scoring"], settings: Settings, as_of: dt.date, force: bool = False
-) -> dict[str, Any]:
-    """Task options for an expensive step: a persisted result keyed by `step`'s key and
-    the task's source. The cache is refreshed (the step runs) when forced or when what
-    a cached result points at is gone: the registry for training, the scores file for
-    scoring."""
-    if step == "training":
-        fn, output = training_key, settings.home / "mlflow.db"
-    else:
-        fn, output = scoring_key, lake.scores_path(settings.lake_dir, as_of)
-    policy: CachePolicy = TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=fn)
+def resumable_options(settings: Settings, as_of: dt.date, force: bool = False) -> dict[str, Any]:
+    """Task options for scoring: a persisted result keyed by `scoring_key` and the
+    task's source. The cache is refreshed (the step runs) when forced or when the
+    night's scores file is gone."""
+    output = lake.scores_path(settings.lake_dir, as_of)
+    policy: CachePolicy = TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=scoring_key)
     return {"cache_policy": policy, "persist_result": True,
             "refresh_cache": force or not output.exists()}

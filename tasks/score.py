@@ -5,7 +5,8 @@ events are read, its churn features, probabilities, reasons and segmentation
 features are written as parts, then one small step combines the parts (one row
 per customer, no raw events) with the network-wide demand into the scores file.
 Every per-customer value depends on that customer's rows alone, so the result is
-the one a single whole-lake pass gives (tests/test_partitions.py).
+the one a single whole-lake pass gives (tests/test_partitions.py). The fan-out over
+the buckets is flows/buckets.py's, the one way a night is scored.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from prefect import task
 from prefect.cache_policies import Inputs
 
 from bbx import lake
-from bbx.lake.buckets import LakePartitions, lake_event_days, partition_lake, read_bucket
+from bbx.lake.buckets import LakePartitions, lake_event_days, read_bucket
 from bbx.lake.files import write_parquet as write_parquet_atomically
 from bbx.lake.history import read_table
 from bbx.settings import Settings
@@ -64,6 +65,16 @@ class Champions:
 
     churn: str
     segmentation: str
+
+
+def trained_champions(trained: list[Any]) -> Champions | None:
+    """The versions a dry run that trained scores with: what a real night would serve
+    (`trained`: the night's TrainResults; None unless both models were trained)."""
+    by_model = {t.model: t for t in trained}
+    if {"churn", "segmentation"} - set(by_model):
+        return None
+    churn = by_model["churn"]
+    return Champions(churn.champion_version or churn.version, by_model["segmentation"].version)
 
 
 @dataclass(frozen=True)
@@ -220,26 +231,13 @@ def combine_scores_task(
     return combine_scores(settings, as_of, partitions, parts, champions)
 
 
-@task(name="score")
-def score_customers_task(
-    settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str]
-) -> ScoreResult:
-    """Partition, score bucket by bucket in this process, combine (the nightly flow fans
-    the buckets out instead, flows/buckets.py)."""
-    partitions = partition_lake(settings, as_of, clean_paths)
-    champions = champion_versions(settings)
-    parts = [score_bucket(settings, as_of, partitions, b, champions)
-             for b in range(partitions.buckets)]
-    return combine_scores(settings, as_of, partitions, parts, champions)
-
-
 def bucket_cache_options(
     settings: Settings, as_of: dt.date, partitions: LakePartitions, bucket: int,
     champions: Champions,
 ) -> dict[str, Any]:
     """The scoring cache (tasks/resume.py) per bucket: keyed by the bucket's files, the
     champions and the bucket number; refreshed when the bucket's parts are gone."""
-    options = resumable_options("scoring", settings, as_of)
+    options = resumable_options(settings, as_of)
     options["cache_policy"] = options["cache_policy"] + Inputs(
         exclude=["settings", "clean_paths", "partitions", "champions"])
     parts = [part_path(partitions, bucket, what, champions) for what in ("churn", "segmentation")]

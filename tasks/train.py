@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,7 @@ import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from bbx.lake.buckets import LakePartitions, lake_event_days, partition_lake, read_bucket
+from bbx.lake.buckets import LakePartitions, lake_event_days, read_bucket
 from bbx.settings import Settings
 from features.buckets import combine_segmentation_features, segmentation_population_terms
 from features.coverage import EventDays
@@ -39,7 +39,8 @@ from models.churn import (
     tune_churn_model,
 )
 from models.heuristic import heuristic_churn_score
-from models.promotion import PromotionDecision, PromotionRules, decide_promotion
+from models.promotion import PromotionRules, decide_promotion, decision_markdown
+from models.retraining import TrainingDue, training_due
 from models.segmentation import (
     ClusteringSpace,
     fit_segments,
@@ -66,12 +67,6 @@ class TrainResult:
     champion_version: str = ""
 
 
-@dataclass(frozen=True)
-class TrainingDue:
-    due: bool
-    reason: str
-
-
 def churn_params(settings: Settings) -> ChurnParams:
     c = settings.churn
     return ChurnParams(
@@ -93,22 +88,15 @@ def promotion_rules(settings: Settings) -> PromotionRules:
 
 @task(name="training-due")
 def training_due_task(settings: Settings, as_of: dt.date, force: bool) -> TrainingDue:
-    """Train when forced, when a model has no champion, or when the churn model's last
-    training (its `trained_as_of` tag) is `churn.retrain_every_days` old."""
+    """The rule (models/retraining.py) on what the registry holds: the champions and the
+    churn champion's `trained_as_of` tag."""
     if force:
-        return TrainingDue(True, "forced")
+        return training_due(as_of, True, [], None, settings.churn.retrain_every_days)
     registry.configure(settings, "churn")
-    for name in (registry.CHURN_MODEL, registry.SEGMENT_MODEL):
-        if registry.alias_version(name, registry.CHAMPION) is None:
-            return TrainingDue(True, f"no {name} champion yet")
-    last = registry.last_trained_as_of(registry.CHURN_MODEL)
-    if last is None:
-        return TrainingDue(True, "the churn champion has no training date")
-    age = (as_of - dt.date.fromisoformat(last)).days
-    every = settings.churn.retrain_every_days
-    if age >= every:
-        return TrainingDue(True, f"last trained for {last}, {age} days ago (every {every})")
-    return TrainingDue(False, f"last trained for {last}, {age} days ago (every {every})")
+    missing = [name for name in (registry.CHURN_MODEL, registry.SEGMENT_MODEL)
+               if registry.alias_version(name, registry.CHAMPION) is None]
+    last = None if missing else registry.last_trained_as_of(registry.CHURN_MODEL)
+    return training_due(as_of, False, missing, last, settings.churn.retrain_every_days)
 
 
 def headline_metrics(model: ChurnModel, splits: ChurnSplits) -> dict[str, float]:
@@ -131,24 +119,6 @@ def _champion_metrics(
     except (KeyError, AttributeError, ValueError) as exc:
         return None, version, f"{type(exc).__name__}: {exc}"
     return evaluate_churn(test["label"].to_numpy(), probability, champion.threshold), version, None
-
-
-def _decision_markdown(decision: PromotionDecision, version: str) -> str:
-    rows = ["| metric | challenger | champion |", "|---|---|---|"]
-    for key, value in decision.challenger.items():
-        old = decision.champion.get(key) if decision.champion else None
-        rows.append(f"| {key} | {value:.4f} | {'' if old is None else f'{old:.4f}'} |")
-    verdict = "promoted to champion" if decision.promote else "not promoted"
-    return "\n".join([
-        f"# Churn challenger v{version}: {verdict}",
-        "",
-        decision.reason,
-        "",
-        f"Rule: beat the champion on test `{decision.rules.metric}`; Brier may rise by at most "
-        f"{decision.rules.brier_tolerance}, ECE by at most {decision.rules.ece_tolerance}.",
-        "",
-        *rows,
-    ])
 
 
 def _log_figures(
@@ -230,7 +200,7 @@ def segmentation_training_features(
 
 @task(name="train-churn")
 def train_churn_task(
-    settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str], dry_run: bool = False
+    settings: Settings, as_of: dt.date, partitions: LakePartitions, dry_run: bool = False
 ) -> TrainResult:
     """Build point-in-time data, tune, calibrate, evaluate on test, register as challenger,
     and promote to champion only by the rules in models/promotion.py.
@@ -238,7 +208,6 @@ def train_churn_task(
     A dry run registers the version without alias or promotion (`promoted` then says
     what a real night would have decided)."""
     c = settings.churn
-    partitions = partition_lake(settings, as_of, clean_paths)
     cutoffs = training_cutoffs(as_of, c.horizon_days, c.training_cutoffs,
                                c.cutoff_spacing_days)
     with cluster_client(settings) as client:
@@ -360,7 +329,7 @@ def _train_churn(
         )
         record = decision.to_dict() | {"challenger_version": registered.version}
         mlflow.log_dict(record, "promotion.json")
-        markdown = _decision_markdown(decision, registered.version)
+        markdown = decision_markdown(decision, registered.version)
         mlflow.log_text(markdown, "promotion.md")
         if decision.promote and not dry_run:
             registry.promote(registry.CHURN_MODEL, registered.version, decision.reason)
@@ -378,9 +347,8 @@ def _train_churn(
 
 @task(name="train-segmentation")
 def train_segmentation_task(
-    settings: Settings, as_of: dt.date, clean_paths: Mapping[str, str], dry_run: bool = False
+    settings: Settings, as_of: dt.date, partitions: LakePartitions, dry_run: bool = False
 ) -> TrainResult:
-    partitions = partition_lake(settings, as_of, clean_paths)
     features = segmentation_training_features(partitions, as_of_cutoff(as_of))
     seg = settings.segmentation
     if len(features) < seg.k * 10:

@@ -223,55 +223,7 @@ def test_nightly_deployment_runs_from_the_api_on_a_real_server_and_worker(
             os.killpg(pid, 0)
 
 
-# --- resuming a failed night and the failure hook -------------------------------------
-
-step_calls: list[str] = []
-
-
-def _expensive_step_flow():
-    from prefect import flow, task
-
-    from tasks.resume import resumable_options
-
-    @task(name="expensive-step")
-    def expensive_step(settings, as_of: dt.date, clean_paths: dict[str, str]) -> str:
-        step_calls.append(as_of.isoformat())
-        return f"model for {as_of}"
-
-    @flow(name="resume-probe")
-    def probe(settings, as_of: dt.date, clean_paths: dict[str, str], force: bool = False):
-        step = expensive_step.with_options(
-            **resumable_options("training", settings, as_of, force))
-        return step(settings, as_of, clean_paths)
-
-    return probe
-
-
-def test_a_rerun_reuses_an_expensive_step_until_its_inputs_change(
-    tmp_path, prefect_api, monkeypatch
-) -> None:
-    settings = load_settings(home=tmp_path / "home")
-    (settings.home).mkdir(parents=True)
-    (settings.home / "mlflow.db").write_bytes(b"")  # the registry a cached model lives in
-    lake_file = tmp_path / "users.parquet"
-    lake_file.write_bytes(b"first extract")
-    paths = {"users": str(lake_file)}
-    probe = _expensive_step_flow()
-    step_calls.clear()
-
-    assert probe(settings, AS_OF, paths) == f"model for {AS_OF}"
-    lake_file.write_bytes(b"first extract")  # re-extracted, same content, new mtime
-    probe(settings, AS_OF, paths)
-    assert step_calls == [AS_OF.isoformat()]  # the rerun resumed after the step
-
-    probe(settings, AS_OF, paths, force=True)  # force_train
-    lake_file.write_bytes(b"new rows arrived")
-    probe(settings, AS_OF, paths)
-    probe(settings, AS_OF + dt.timedelta(days=1), paths)
-    (settings.home / "mlflow.db").unlink()  # what the cache points at is gone
-    probe(settings, AS_OF + dt.timedelta(days=1), paths)
-    assert len(step_calls) == 5
-
+# --- the failure hook -------------------------------------------------------------------
 
 def test_a_failed_flow_leaves_a_clear_message_and_a_prefect_event(
     prefect_api, monkeypatch

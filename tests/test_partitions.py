@@ -181,22 +181,35 @@ def test_features_segments_demand_and_training_rows_equal_the_whole_lake(
 def test_scores_in_buckets_equal_one_bucket(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: None, lake
 ) -> None:
-    """The scoring task end to end (real MLflow registry, Prefect test API): scores
-    from 7 buckets are the scores of one bucket, i.e. of the whole lake at once."""
-    from tasks.score import score_customers_task
+    """The nightly's scoring (flows/buckets.py) end to end (real MLflow registry, Prefect
+    test API): scores from 7 buckets are the scores of one bucket, i.e. of the whole lake
+    at once; a rerun takes every bucket from the scoring cache."""
+    from flows.buckets import score_in_buckets
+    from tasks import score as score_tasks
     from tasks.train import train_churn_task, train_segmentation_task
 
     monkeypatch.setenv("BBX_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     one = load_settings(churn={"tuning_trials": 1}, scale={"buckets": 1})
     many = load_settings(churn={"tuning_trials": 1}, scale={"buckets": BUCKETS})
-    train_churn_task(many, AS_OF, lake)
-    train_segmentation_task(many, AS_OF, lake)
+    partition = partition_lake(many, AS_OF, lake)
+    train_churn_task(many, AS_OF, partition)
+    train_segmentation_task(many, AS_OF, partition)
 
-    whole = score_customers_task(one, AS_OF, lake)
+    scored: list[int] = []
+    real = score_tasks.score_bucket
+
+    def counted(settings, as_of, partitions, bucket, champions):
+        scored.append(bucket)
+        return real(settings, as_of, partitions, bucket, champions)
+
+    monkeypatch.setattr(score_tasks, "score_bucket", counted)
+    whole = score_in_buckets(one, AS_OF, partition_lake(one, AS_OF, lake))
     reference = pd.read_parquet(whole.path)
     reference_features = pd.read_parquet(whole.features_path)
-    split = score_customers_task(many, AS_OF, lake)
+    scored.clear()
+    partition = partition_lake(many, AS_OF, lake)  # split again: one home, one split a night
+    split = score_in_buckets(many, AS_OF, partition)
     scores = pd.read_parquet(split.path)
 
     assert split.customers == whole.customers == len(reference) > 500
@@ -208,27 +221,13 @@ def test_scores_in_buckets_equal_one_bucket(
     pd.testing.assert_frame_equal(scores, reference, rtol=1e-9)
     pd.testing.assert_frame_equal(pd.read_parquet(split.features_path), reference_features)
 
-    # The nightly's fan-out (flows/buckets.py): the same scores; a rerun takes every
-    # bucket from the scoring cache, and a bucket whose parts are gone is scored again.
-    from flows.buckets import score_in_buckets
-    from tasks import score as score_tasks
-
-    scored: list[int] = []
-    real = score_tasks.score_bucket
-
-    def counted(settings, as_of, partitions, bucket, champions):
-        scored.append(bucket)
-        return real(settings, as_of, partitions, bucket, champions)
-
-    monkeypatch.setattr(score_tasks, "score_bucket", counted)
-    fanned = score_in_buckets(many, AS_OF, lake)
-    pd.testing.assert_frame_equal(pd.read_parquet(fanned.path), scores)
+    # A rerun takes every bucket from the scoring cache, and a bucket whose parts are
+    # gone is scored again.
     assert sorted(scored) == list(range(BUCKETS))
-    score_in_buckets(many, AS_OF, lake)
+    score_in_buckets(many, AS_OF, partition)
     assert len(scored) == BUCKETS  # all cached
-    partition = partition_lake(many, AS_OF, lake)
     score_tasks.part_path(partition, 3, "churn", score_tasks.champion_versions(many)).unlink()
-    again = score_in_buckets(many, AS_OF, lake)
+    again = score_in_buckets(many, AS_OF, partition)
     assert scored[BUCKETS:] == [3]
     pd.testing.assert_frame_equal(pd.read_parquet(again.path), scores)
 
@@ -266,10 +265,9 @@ def test_pricing_in_buckets_equals_one_bucket(
     monkeypatch.setenv("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     one = load_settings(scale={"buckets": 1})
     many = load_settings(scale={"buckets": BUCKETS})
-    train_segmentation_task(many, AS_OF, priced_lake)
+    train_segmentation_task(many, AS_OF, partition_lake(many, AS_OF, priced_lake))
 
-    # Tonight's scores (as the scoring step leaves them), one copy per pricing run:
-    # pricing rewrites its scores file in place.
+    # Tonight's scores (as the scoring step leaves them); each run writes its own prices.
     whole = read_tables(priced_lake)
     cutoff = as_of_cutoff(AS_OF)
     registry.configure(many, registry.SEGMENT_MODEL)
@@ -279,17 +277,18 @@ def test_pricing_in_buckets_equals_one_bucket(
     segments = segment_model.assign(build_segmentation_features(whole, cutoff))
     scores = assemble_scores(customers, probability, segments, whole.plans, 0.7,
                              scoring_policy(many)).reset_index()
-    files = {}
-    for name in ("one", "many"):
-        files[name] = str(tmp_path / f"scores-{name}.parquet")
-        write_parquet(pa.Table.from_pandas(scores, preserve_index=False),
-                                 Path(files[name]))
+    scores_file = str(tmp_path / "scores.parquet")
+    write_parquet(pa.Table.from_pandas(scores, preserve_index=False), Path(scores_file))
+    prices = {name: str(tmp_path / f"prices-{name}.parquet") for name in ("one", "many")}
 
-    reference = price_customers_task(one, AS_OF, priced_lake, files["one"])
-    split = price_customers_task(many, AS_OF, priced_lake, files["many"])
+    reference = price_customers_task(one, AS_OF, partition_lake(one, AS_OF, priced_lake),
+                                     scores_file, prices_file=prices["one"])
+    split = price_customers_task(many, AS_OF, partition_lake(many, AS_OF, priced_lake),
+                                 scores_file, prices_file=prices["many"])
 
-    pd.testing.assert_frame_equal(pd.read_parquet(files["many"]),
-                                  pd.read_parquet(files["one"]), rtol=1e-9)
+    assert split.path == prices["many"] and split.scores_path == scores_file
+    pd.testing.assert_frame_equal(pd.read_parquet(prices["many"]),
+                                  pd.read_parquet(prices["one"]), rtol=1e-9)
     assert split.learned and reference.learned
     assert split.weights == pytest.approx(reference.weights, rel=1e-9)
     assert split.elasticity == pytest.approx(reference.elasticity, rel=1e-9)

@@ -166,6 +166,7 @@ def test_fairness_report_flags_only_large_enough_gaps() -> None:
 @pytest.fixture()
 def priced_lake(flow_env, tmp_path):
     """A small synthetic lake, a registered segmentation champion and a scores file."""
+    from bbx.lake.buckets import partition_lake
     from bbx.lake.files import write_parquet
     from features.customer import build_churn_features
     from features.cutoffs import as_of_cutoff
@@ -191,7 +192,7 @@ def priced_lake(flow_env, tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         getattr(tables, name).to_parquet(path)
         paths[name] = str(path)
-    train_segmentation_task.fn(settings, as_of, paths)
+    train_segmentation_task.fn(settings, as_of, partition_lake(settings, as_of, paths))
     registry.configure(settings, registry.SEGMENT_MODEL)
     segment_model, version = registry.load_by_alias(registry.SEGMENT_MODEL)
     cutoff = as_of_cutoff(as_of)
@@ -213,6 +214,7 @@ def test_pricing_task_prices_logs_and_records(priced_lake, mongo_client) -> None
     from prefect import flow
     from prefect.artifacts import Artifact
 
+    from bbx.lake.buckets import partition_lake
     from tasks import registry
     from tasks.pricing import (
         DEMAND_PROFILE_COLLECTION,
@@ -220,19 +222,27 @@ def test_pricing_task_prices_logs_and_records(priced_lake, mongo_client) -> None
         SEGMENTS_COLLECTION,
         PricingResult,
         price_customers_task,
+        prices_path,
         record_pricing,
     )
+    from tasks.publish import read_priced_scores
 
     settings, as_of, paths, scores_file = priced_lake
+    unpriced = pd.read_parquet(scores_file)
 
     @flow(name="pricing-under-test")
     def pricing_flow() -> PricingResult:
-        return price_customers_task(settings, as_of, paths, scores_file)
+        return price_customers_task(settings, as_of, partition_lake(settings, as_of, paths),
+                                    scores_file)
 
     result = pricing_flow()
     assert Artifact.get("pricing-weights") is not None
     assert Artifact.get("pricing-elasticity") is not None
-    priced = pd.read_parquet(scores_file)
+    # The prices are their own file beside the scores, which pricing leaves as they were.
+    assert result.path == str(prices_path(settings, as_of))
+    pd.testing.assert_frame_equal(pd.read_parquet(scores_file), unpriced)
+    priced = read_priced_scores(scores_file, result.path)
+    assert priced["user_id"].tolist() == unpriced["user_id"].tolist()
     p = settings.pricing
     assert result.learned and result.churn_dynamic <= result.churn_static + 1e-6
     control = priced["pricing_arm"] == "control"
@@ -286,9 +296,10 @@ def test_after_an_apply_at_the_band_top_the_next_proposal_and_every_price_stay_i
     from bson import ObjectId
     from prefect import flow
 
+    from bbx.lake.buckets import partition_lake
     from tasks.app_views import PROPOSALS_COLLECTION, write_app_views
     from tasks.pricing import ANCHORS_COLLECTION, price_customers_task, record_plan_anchors
-    from tasks.publish import SCORES_COLLECTION, publish_scores
+    from tasks.publish import SCORES_COLLECTION, publish_scores, read_priced_scores
 
     settings, as_of, paths, scores_file = priced_lake
     # Fixed weights with a strong demand term: every customer's formula multiplier is
@@ -307,14 +318,16 @@ def test_after_an_apply_at_the_band_top_the_next_proposal_and_every_price_stay_i
 
         @flow(name=f"pricing-{run_id}")
         def pricing_flow():
-            return price_customers_task(settings, day, lake, scores, bands)
+            return price_customers_task(settings, day, partition_lake(settings, day, lake),
+                                        scores, bands)
 
-        pricing_flow()
-        publish_scores(uri, settings, day, run_id, scores)
+        prices = pricing_flow().path
+        publish_scores(uri, settings, day, run_id, scores, prices_file=prices)
         started = dt.datetime.now(dt.UTC)
-        return bands, write_app_views(uri, settings, day, run_id, scores, started)
+        return bands, write_app_views(uri, settings, day, run_id, scores, started,
+                                      prices_file=prices), prices
 
-    bands_1, views_1 = night(as_of, "run-1", paths, scores_file)
+    bands_1, views_1, _ = night(as_of, "run-1", paths, scores_file)
     assert views_1.proposal_id is not None
     plans = pd.read_parquet(paths["plans"])
     assert {b.source for b in bands_1.values()} == {"recorded"}  # first seen tonight
@@ -335,12 +348,13 @@ def test_after_an_apply_at_the_band_top_the_next_proposal_and_every_price_stay_i
         applied.set_index("plan_id")["monthly_price"])
     rescored.to_parquet(night_2)
 
-    bands_2, views_2 = night(as_of + dt.timedelta(days=1), "run-2", paths_2, str(night_2))
+    bands_2, views_2, prices_2 = night(as_of + dt.timedelta(days=1), "run-2", paths_2,
+                                       str(night_2))
     assert {k: (b.anchor, b.low, b.high) for k, b in bands_2.items()} == {
         k: (b.anchor, b.low, b.high) for k, b in bands_1.items()}  # the anchor did not move
     assert {b.source for b in bands_2.values()} == {"recorded"}
 
-    priced = pd.read_parquet(night_2)
+    priced = read_priced_scores(str(night_2), prices_2)
     treated = priced["pricing_arm"] == "treatment"
     multiplier = 1 + priced[["price_term_demand", "price_term_elasticity",
                              "price_term_risk"]].sum(axis=1)

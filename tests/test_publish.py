@@ -12,7 +12,6 @@ from bbx.lake import SCORES_COLLECTION
 from tasks.publish import (
     PREVIOUS_SUFFIX,
     PublishCheckError,
-    check_scores,
     publish_scores,
     rollback_scores,
 )
@@ -93,19 +92,6 @@ def test_scores_outside_the_contract_are_refused_before_any_write(
         publish_scores(settings.mongo.uri, settings, AS_OF, "bad",
                        _write(tmp_path, too_expensive, "bad"))
     assert db[SCORES_COLLECTION].distinct("runId") == ["good"]
-
-
-def test_check_scores_reports_nulls_duplicates_and_probabilities() -> None:
-    scores = _scores(4)
-    scores.loc[1, "user_id"] = scores.loc[0, "user_id"]
-    scores.loc[2, "churn_probability"] = 1.5
-    scores.loc[3, "segment_id"] = None
-    with pytest.raises(PublishCheckError) as info:
-        check_scores(scores, 0.8, 1.2)
-    message = str(info.value)
-    assert "duplicated user_id" in message
-    assert "outside [0, 1]" in message
-    assert "segment_id" in message
 
 
 def test_rollback_swaps_the_previous_night_back_and_a_second_rollback_undoes_it(

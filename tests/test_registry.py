@@ -17,11 +17,12 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
+from bbx.lake.buckets import LakePartitions, partition_lake
 from bbx.settings import Settings, load_settings
+from flows.buckets import score_in_buckets
+from models.app_documents import score_documents
 from tasks import registry
 from tasks import train as train_tasks
-from tasks.publish import score_documents
-from tasks.score import score_customers_task
 from tasks.train import train_churn_task, train_segmentation_task, training_due_task
 from tests.unit.synthetic import make_tables
 
@@ -50,6 +51,11 @@ def home_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: 
     return load_settings(churn={"tuning_trials": 2})
 
 
+def _split(settings: Settings, lake: dict[str, str]) -> LakePartitions:
+    """The lake in customer buckets, as the nightly flow hands it to training and scoring."""
+    return partition_lake(settings, AS_OF, lake)
+
+
 def _alias(settings: Settings, alias: str) -> str:
     client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
     return str(client.get_model_version_by_alias(registry.CHURN_MODEL, alias).version)
@@ -70,14 +76,14 @@ def _worse_tuning(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_worse_challenger_is_not_promoted_and_promote_rollback_move_the_alias(
     home_settings: Settings, lake: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = train_churn_task(home_settings, AS_OF, lake)
+    first = train_churn_task(home_settings, AS_OF, _split(home_settings, lake))
     assert first.promoted and "first model" in first.promotion_reason
     assert _alias(home_settings, "champion") == first.version
     assert _alias(home_settings, "challenger") == first.version
     assert first.metrics["roc_auc"] > 0.8  # honest test metrics, not validation
 
     _worse_tuning(monkeypatch)
-    worse = train_churn_task(home_settings, AS_OF, lake)
+    worse = train_churn_task(home_settings, AS_OF, _split(home_settings, lake))
     assert worse.version != first.version
     assert not worse.promoted
     assert "does not beat" in worse.promotion_reason
@@ -121,15 +127,15 @@ def test_training_when_due_and_reasons_reach_the_documents(
     home_settings: Settings, lake: dict[str, str]
 ) -> None:
     assert training_due_task(home_settings, AS_OF, force=False).due  # no champion yet
-    trained = train_churn_task(home_settings, AS_OF, lake)
-    train_segmentation_task(home_settings, AS_OF, lake)
+    trained = train_churn_task(home_settings, AS_OF, _split(home_settings, lake))
+    train_segmentation_task(home_settings, AS_OF, _split(home_settings, lake))
     every = home_settings.churn.retrain_every_days
     soon = training_due_task(home_settings, AS_OF + dt.timedelta(days=every - 1), force=False)
     assert not soon.due and "days ago" in soon.reason
     assert training_due_task(home_settings, AS_OF + dt.timedelta(days=every), force=False).due
     assert training_due_task(home_settings, AS_OF, force=True).due
 
-    scored = score_customers_task(home_settings, AS_OF, lake)
+    scored = score_in_buckets(home_settings, AS_OF, _split(home_settings, lake))
     scores = pd.read_parquet(scored.path)
     assert scored.churn_model_version == trained.version
     assert scores["churn_reasons"].map(type).eq(str).all()  # flat Parquet: JSON text
@@ -156,7 +162,7 @@ def test_logged_headline_metric_is_the_latest_cutoff_alone(
     from features.training import build_training_set, split_train_valid_test
     from models.churn import evaluate_churn
 
-    trained = train_churn_task(home_settings, AS_OF, lake)
+    trained = train_churn_task(home_settings, AS_OF, _split(home_settings, lake))
     c = home_settings.churn
     cutoffs = training_cutoffs(AS_OF, c.horizon_days, c.training_cutoffs, c.cutoff_spacing_days)
     data = build_training_set(read_tables(lake), cutoffs, c.horizon_days, c.definition)
