@@ -44,7 +44,7 @@ same data right after each stage:
 - scoring: the lake read whole, then the same scoring in memory: churn features,
   calibrated probabilities, reasons, segment assignment, demand and prices
   (assemble_scores), with the same champions (loaded untimed).
-The goals (issue #8): each compute stage's time per customer does not grow from the
+The goals: each compute stage's time per customer does not grow from the
 smallest to the largest size; peak memory at the largest size (100k) under 3 GB; the
 pipeline (extract + partition + both trainings + scoring + publish, at --io-customers)
 at most 1.3x the sum of its raw baselines. The I/O stages run right after the compute

@@ -238,7 +238,7 @@ def build_churn_features(
     tenure = ((cutoff - since) / DAY).to_numpy(dtype=float)
     out["customer_tenure_months"] = np.clip(np.nan_to_num(tenure), 0.0, None) / DAYS_PER_MONTH
 
-    # Recent trouble (issue 5): failures, tickets, service quality, feedback, invoices.
+    # Recent trouble: failures, tickets, service quality, feedback, invoices.
     out["payment_failures_30d"] = failures.count(failures.mask(30))
     last30_tickets = tickets_all.mask(30)
     out["support_tickets_30d"] = tickets_all.count(last30_tickets)

@@ -132,7 +132,7 @@ CHURN_FEATURES: tuple[Feature, ...] = (
         "users",
         None,
     ),
-    # Recent trouble: service quality, tickets, billing (issue 5).
+    # Recent trouble: service quality, tickets, billing.
     Feature(
         "payment_failures_30d",
         "Failed payment attempts (as payment_failures_90d) in the last 30 days.",
@@ -222,7 +222,7 @@ CHURN_FEATURES: tuple[Feature, ...] = (
         "billings",
         None,
     ),
-    # Wind-down against the customer's own history (issue 5): leavers taper their use
+    # Wind-down against the customer's own history: leavers taper their use
     # over a few weeks before they go. History: the 126 days before the cutoff, counted
     # from the customer's first session in them.
     Feature(

@@ -320,7 +320,7 @@ def test_hand_computed_values() -> None:
     assert f["discount_share"] == pytest.approx(0.1)
     assert f["feedback_mean_rating_90d"] == pytest.approx(2.0)
     assert f["monthly_price"] == 399.0 and f["plan_category_code"] == 0.0
-    # issue 5's features
+    # recent trouble and wind-down features
     assert f["payment_failures_30d"] == 1
     assert f["support_tickets_30d"] == 2 and f["network_tickets_30d"] == 1
     assert f["high_priority_tickets_90d"] == 1  # the urgent one; the high one is 200 days old
@@ -357,7 +357,7 @@ def test_the_same_events_before_cutoff_do_change_features() -> None:
         "support_tickets_90d",
         "logins_30d",
         "feedback_mean_rating_90d",
-        # issue 5's features
+        # recent trouble and wind-down features
         "payment_failures_30d",
         "support_tickets_30d",
         "network_tickets_30d",
