@@ -50,7 +50,7 @@ def run_night(
 ) -> dict:
     """One night's work inside the calling flow run (see `nightly` for the flags).
 
-    publish: False skips MongoDB but still promotes (the weekly `train` flow).
+    publish: False skips MongoDB but still promotes (the on-demand `train` flow).
     keep_newer: if the app already sees a later night, leave it (backfill).
     from_lake: reuse the lake's validated state of `as_of` when it holds one (backfill),
       instead of extracting today's app state.

@@ -1,4 +1,4 @@
-"""Weekly retrain: the nightly work with training forced and nothing published.
+"""Retrain on demand: the nightly work with training forced and nothing published.
 
 Wiring only. Extract and validate run as usual, both models are trained and
 registered (champion/challenger rules decide promotion), and the night is scored
