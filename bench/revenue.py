@@ -99,12 +99,12 @@ def main(argv: list[str]) -> None:
     from pymongo import MongoClient
 
     from bbx import lake
+    from bbx.lake import prices_path
     from bbx.mongo import start_embedded, stop_process
     from bbx.settings import load_settings
     from simulator import simulate
     from simulator.price_response import population_state, simulate_price_response
     from simulator.world import SimulationSpec, build_world
-    from tasks.pricing import prices_path
     from tasks.publish import read_priced_scores
 
     home = Path(options["home"]).resolve()
@@ -129,7 +129,7 @@ def main(argv: list[str]) -> None:
             _run_nightly(as_of)
             scores = read_priced_scores(
                 str(lake.scores_path(run_home / "lake", as_of)),
-                str(prices_path(load_settings(home=run_home), as_of)))
+                str(prices_path(load_settings(home=run_home).lake_dir, as_of)))
             print(f"nightly dry run done at {time.perf_counter() - started:.0f}s", flush=True)
 
             spec = SimulationSpec(customers=options["customers"], days=options["days"],

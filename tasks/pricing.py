@@ -195,11 +195,6 @@ def anchor_overrides(settings: Settings) -> dict[str, AnchorOverride]:
             for key, a in settings.pricing.plan_anchors.items()}
 
 
-def prices_path(settings: Settings, as_of: dt.date) -> Path:
-    """The night's prices, a table beside the scores (lake/prices/dt=…)."""
-    return settings.lake_dir / "prices" / lake.partition(as_of) / "part-0.parquet"
-
-
 def price_scores(settings: Settings, as_of: dt.date, partitions: LakePartitions,
                  scores_file: str, bands: Mapping[str, PlanBand] | None = None,
                  segment_version: str | None = None,
@@ -272,7 +267,7 @@ def price_scores(settings: Settings, as_of: dt.date, partitions: LakePartitions,
     features = combine_segmentation_features(pieces.features, pieces.terms)
     segment_docs = segment_documents(features, scores, as_of)
 
-    prices = Path(prices_file) if prices_file else prices_path(settings, as_of)
+    prices = Path(prices_file) if prices_file else lake.prices_path(settings.lake_dir, as_of)
     write_parquet_atomically(pa.Table.from_pandas(price_table(scores), preserve_index=False),
                              prices)
     run_id = _track(settings, as_of, weights, fit, estimates, fairness, hourly, arms)

@@ -214,6 +214,7 @@ def test_pricing_task_prices_logs_and_records(priced_lake, mongo_client) -> None
     from prefect import flow
     from prefect.artifacts import Artifact
 
+    from bbx.lake import prices_path
     from bbx.lake.buckets import partition_lake
     from tasks import registry
     from tasks.pricing import (
@@ -222,7 +223,6 @@ def test_pricing_task_prices_logs_and_records(priced_lake, mongo_client) -> None
         SEGMENTS_COLLECTION,
         PricingResult,
         price_customers_task,
-        prices_path,
         record_pricing,
     )
     from tasks.publish import read_priced_scores
@@ -239,7 +239,7 @@ def test_pricing_task_prices_logs_and_records(priced_lake, mongo_client) -> None
     assert Artifact.get("pricing-weights") is not None
     assert Artifact.get("pricing-elasticity") is not None
     # The prices are their own file beside the scores, which pricing leaves as they were.
-    assert result.path == str(prices_path(settings, as_of))
+    assert result.path == str(prices_path(settings.lake_dir, as_of))
     pd.testing.assert_frame_equal(pd.read_parquet(scores_file), unpriced)
     priced = read_priced_scores(scores_file, result.path)
     assert priced["user_id"].tolist() == unpriced["user_id"].tolist()

@@ -40,6 +40,8 @@ Layout under `<home>/lake/` (hive partitions, one file per collection and as-of)
     buckets/dt=<as_of>/...                    the clean tables split by customer hash
                                               (derived, rebuilt on demand)
     scores/dt=<as_of>/part-0.parquet          the night's scores
+    prices/dt=<as_of>/part-0.parquet          the night's prices (joined to the scores
+                                              by user_id when published)
 
 Every file is plain Parquet or JSON. A table's validated history as of a night is the
 parts its version file lists (`parts`, relative to the lake), each key's copy in the
@@ -324,6 +326,10 @@ def features_path(lake_dir: Path, name: str, as_of: dt.date) -> Path:
 
 def scores_path(lake_dir: Path, as_of: dt.date) -> Path:
     return lake_dir / "scores" / partition(as_of) / "part-0.parquet"
+
+
+def prices_path(lake_dir: Path, as_of: dt.date) -> Path:
+    return lake_dir / "prices" / partition(as_of) / "part-0.parquet"
 
 
 def manifest_path(lake_dir: Path, as_of: dt.date) -> Path:
