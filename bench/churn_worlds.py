@@ -86,13 +86,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args(argv)
 
-    from bbx.evaluate import churn_metrics
     from bbx.settings import load_settings
     from features.customer import build_churn_features
     from features.cutoffs import as_of_cutoff, cutoff_candidates, training_cutoffs
     from features.registry import CHURN_FEATURE_NAMES
     from features.training import build_training_set, split_train_valid_test
-    from models.churn import evaluate_churn, fit_churn_model
+    from models.churn import fit_churn_model
+    from models.metrics import churn_metrics, evaluate_churn
     from simulator.observable import activity_from_lake, observable_probability
     from simulator.truth import churn_probabilities
     from simulator.world import build_world

@@ -10,15 +10,7 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import (
-    average_precision_score,
-    brier_score_loss,
-    f1_score,
-    precision_recall_curve,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
+from sklearn.metrics import brier_score_loss, precision_recall_curve, roc_auc_score
 
 N_THREADS = 2
 # Isotonic needs enough validation churners to be a stable step function;
@@ -420,64 +412,6 @@ def fit_churn_model(
     model = recalibrated(model, calibration)
     model.info["training_cutoffs"] = float(len(chosen))
     return model, history, choice
-
-
-def expected_calibration_error(
-    y_true: np.ndarray, probability: np.ndarray, bins: int = 10
-) -> float:
-    """Σ_bins (n_bin / n) · |mean(p) − mean(y)| over `bins` equal-width bins of p."""
-    y = np.asarray(y_true, dtype=float)
-    p = np.asarray(probability, dtype=float)
-    if len(y) == 0:
-        return float("nan")
-    which = np.minimum((p * bins).astype(int), bins - 1)
-    n = np.bincount(which, minlength=bins)
-    gap = np.abs(np.bincount(which, p, bins) - np.bincount(which, y, bins))
-    return float(gap.sum() / len(y)) if n.sum() else float("nan")
-
-
-def top_decile_lift(y_true: np.ndarray, score: np.ndarray) -> float:
-    """Churn rate among the 10 % highest scores over the overall churn rate."""
-    y = np.asarray(y_true, dtype=float)
-    if len(y) == 0 or y.sum() == 0:
-        return float("nan")
-    k = max(1, int(np.ceil(0.1 * len(y))))
-    top = np.argsort(-np.asarray(score, dtype=float), kind="stable")[:k]
-    return float(y[top].mean() / y.mean())
-
-
-def evaluate_churn(
-    y_true: np.ndarray, probability: np.ndarray, threshold: float
-) -> dict[str, float]:
-    """roc_auc, pr_auc, f1, precision, recall (at threshold), brier, ece, lift_top_decile,
-    base_rate (NaN AUCs and lift with one class)."""
-    y = np.asarray(y_true, dtype=int)
-    p = np.asarray(probability, dtype=float)
-    predicted = (p >= threshold).astype(int)
-    both = len(np.unique(y)) == 2
-    return {
-        "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
-        "pr_auc": float(average_precision_score(y, p)) if both else float("nan"),
-        "f1": float(f1_score(y, predicted, zero_division=0)),
-        "precision": float(precision_score(y, predicted, zero_division=0)),
-        "recall": float(recall_score(y, predicted, zero_division=0)),
-        "brier": float(brier_score_loss(y, p)) if len(y) else float("nan"),
-        "ece": expected_calibration_error(y, p),
-        "lift_top_decile": top_decile_lift(y, p) if both else float("nan"),
-        "base_rate": float(y.mean()) if len(y) else float("nan"),
-    }
-
-
-def evaluate_ranking(y_true: np.ndarray, score: np.ndarray) -> dict[str, float]:
-    """Rank-only metrics for baselines whose scores are not probabilities."""
-    y = np.asarray(y_true, dtype=int)
-    s = np.asarray(score, dtype=float)
-    both = len(np.unique(y)) == 2
-    return {
-        "roc_auc": float(roc_auc_score(y, s)) if both else float("nan"),
-        "pr_auc": float(average_precision_score(y, s)) if both else float("nan"),
-        "lift_top_decile": top_decile_lift(y, s) if both else float("nan"),
-    }
 
 
 class LogisticBaseline:

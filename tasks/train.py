@@ -31,13 +31,12 @@ from models.churn import (
     ChurnModel,
     ChurnParams,
     LogisticBaseline,
-    evaluate_churn,
-    evaluate_ranking,
     recalibrated,
     select_training_cutoffs,
     tune_churn_model,
 )
 from models.heuristic import heuristic_churn_score
+from models.metrics import evaluate_churn, evaluate_ranking
 from models.promotion import PromotionDecision, PromotionRules, decide_promotion
 from models.segmentation import (
     ClusteringSpace,

@@ -22,9 +22,9 @@ from bbx.evaluate import (
     compare,
     evaluate,
     expand_as_of,
-    expected_calibration_error,
 )
 from bbx.settings import Settings
+from models.metrics import expected_calibration_error
 from simulator import TRUTH_COLLECTION, simulate
 from simulator.catalog import SEGMENTS
 from simulator.truth import TruthUnavailableError

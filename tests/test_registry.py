@@ -153,7 +153,7 @@ def test_logged_headline_metric_is_the_latest_cutoff_alone(
     customers at the latest labelled cutoff only; the pooled figure is named as such."""
     from features.cutoffs import training_cutoffs
     from features.training import build_training_set, split_train_valid_test
-    from models.churn import evaluate_churn
+    from models.metrics import evaluate_churn
     from tasks.lake_io import read_tables
 
     trained = train_churn_task(home_settings, AS_OF, lake)

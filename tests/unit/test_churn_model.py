@@ -18,13 +18,11 @@ from models.churn import (
     ChurnParams,
     LogisticBaseline,
     candidate_params,
-    evaluate_churn,
-    evaluate_ranking,
-    expected_calibration_error,
     train_churn_model,
     tune_churn_model,
 )
 from models.heuristic import heuristic_churn_score
+from models.metrics import evaluate_churn, evaluate_ranking, expected_calibration_error
 from models.promotion import PromotionRules, decide_promotion
 from models.reasons import REASON_TEMPLATES, churn_reasons, display_value, reasons_to_json
 from tests.unit.synthetic import make_tables
