@@ -95,7 +95,7 @@ def test_pickles_with_cloudpickle(fitted) -> None:
 def test_platt_when_few_churners() -> None:
     train, valid = planted(1500, 4), planted(200, 5)
     model = train_churn_model(train, valid, FEATURES, FAST)
-    assert model.calibrator.method == "platt"
+    assert model.calibrator.method == "sigmoid"  # Platt scaling
     p = model.predict_proba(planted(500, 6))
     assert ((p >= 0) & (p <= 1)).all()
 
