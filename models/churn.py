@@ -104,6 +104,19 @@ class BoosterClassifier(ClassifierMixin, BaseEstimator):
         return self._predict(X, output_margin=True)
 
 
+class _EveryRowOnce:
+    """A cross-validation of one split whose test rows are every row. The booster is
+    frozen, so folds would only batch its predictions, and the default stratified
+    folds need at least five churners."""
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        return 1
+
+    def split(self, X: Any, y: Any = None, groups: Any = None) -> Any:
+        rows = np.arange(len(X))
+        yield rows, rows
+
+
 def fit_calibrator(
     booster: xgb.Booster, best_iteration: int, feature_names: list[str],
     rows: pd.DataFrame, y: np.ndarray,
@@ -114,7 +127,8 @@ def fit_calibrator(
     classifier = BoosterClassifier(booster, best_iteration, list(feature_names),
                                    margin=not isotonic)
     calibrator = CalibratedClassifierCV(FrozenEstimator(classifier),
-                                        method="isotonic" if isotonic else "sigmoid")
+                                        method="isotonic" if isotonic else "sigmoid",
+                                        cv=_EveryRowOnce())
     return calibrator.fit(rows, y.astype(int))
 
 
