@@ -100,6 +100,57 @@ def test_platt_when_few_churners() -> None:
     assert ((p >= 0) & (p <= 1)).all()
 
 
+def test_isotonic_calibration_is_the_isotonic_fit_of_the_raw_scores(fitted) -> None:
+    """CalibratedClassifierCV on the frozen booster fits isotonic regression on every
+    calibration row's raw probability, once: the same as fitting it by hand."""
+    from sklearn.isotonic import IsotonicRegression
+
+    from models.churn import recalibrated
+
+    model, test = fitted
+    calibration = planted(3000, 41)
+    refitted = recalibrated(model, calibration)
+    assert refitted.calibrator.method == "isotonic"
+    by_hand = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+        model.predict_raw(calibration), calibration["label"])
+    np.testing.assert_array_equal(refitted.predict_proba(test),
+                                  np.clip(by_hand.predict(model.predict_raw(test)), 0, 1))
+
+
+def test_threshold_is_the_max_f1_cut_of_the_whole_curve() -> None:
+    """Tuned over the churners' probabilities only, the threshold is the lowest cut with
+    the highest F1 over every distinct probability (ties included: scores are rounded)."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.metrics import f1_score
+
+    from models.churn import max_f1_threshold
+
+    class Given(ClassifierMixin, BaseEstimator):
+        """A fitted classifier whose probability is the row's `p` column."""
+
+        classes_ = np.array([0, 1])
+
+        def __sklearn_is_fitted__(self) -> bool:
+            return True
+
+        def fit(self, X, y):
+            return self
+
+        def predict_proba(self, X):
+            return np.column_stack([1 - X["p"].to_numpy(), X["p"].to_numpy()])
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        n = int(rng.integers(50, 400))
+        y = (rng.random(n) < rng.uniform(0.05, 0.4)).astype(int)
+        y[:2] = [0, 1]
+        p = np.round(np.clip(rng.beta(1, 6, n) + 0.3 * y * rng.random(n), 0, 1), 2)
+        cuts = np.unique(p)
+        f1 = np.array([f1_score(y, (p >= c).astype(int)) for c in cuts])
+        expected = cuts[int(np.argmax(f1))]
+        assert max_f1_threshold(Given(), pd.DataFrame({"p": p}), y) == expected
+
+
 def test_one_class_is_rejected() -> None:
     train = planted(300, 7).assign(label=0)
     with pytest.raises(ValueError, match="churners"):
