@@ -1,4 +1,9 @@
-"""Churn model: XGBoost + probability calibration + a max-F1 decision threshold (pure)."""
+"""Churn model: XGBoost + probability calibration + a max-F1 decision threshold (pure).
+
+The booster is XGBoost's own; calibration and the threshold search are scikit-learn
+meta-estimators around it (`BoosterClassifier`), and scikit-learn's `ParameterSampler`
+draws the random search.
+"""
 
 from __future__ import annotations
 
@@ -146,8 +151,8 @@ def max_f1_threshold(
     churner_probability = calibrator.predict_proba(rows)[y == 1, 1]
     candidates = np.unique(churner_probability)
     if np.isclose(candidates[0], candidates[-1]):
-        # TunedThresholdClassifierCV refuses a (near-)constant score: every churner
-        # gets the same cut, and the lowest keeps them all.
+        # TunedThresholdClassifierCV refuses (nearly) equal candidates: the churners
+        # share one probability, and the lowest cut keeps them all.
         return float(candidates[0])
     tuned = TunedThresholdClassifierCV(calibrator, scoring="f1", thresholds=candidates,
                                        cv="prefit", refit=False)
