@@ -39,10 +39,9 @@ import pandas as pd
 
 from bbx import lake
 from bbx.settings import Settings
+from models.metrics import METRIC_KEYS, churn_metrics
 
-ECE_BINS = 10
 TRUTH_HORIZON_DAYS = 30  # the truth's probabilities and outcomes are for 30 days
-METRIC_KEYS = ("roc_auc", "pr_auc", "f1", "precision", "recall", "brier", "ece")
 SCORE_COLUMNS = ["user_id", "churn_probability", "decision_threshold", "segment_id"]
 
 
@@ -93,46 +92,6 @@ def expand_as_of(values: Sequence[str], lake_dir: Path) -> list[dt.date]:
         else:
             dates.append(dt.date.fromisoformat(value))
     return sorted(set(dates))
-
-
-def expected_calibration_error(outcome: np.ndarray, probability: np.ndarray) -> float:
-    """ECE over ECE_BINS equal-width bins of probability on [0, 1]."""
-    y = np.asarray(outcome, dtype=float)
-    p = np.clip(np.asarray(probability, dtype=float), 0.0, 1.0)
-    bins = np.minimum((p * ECE_BINS).astype(int), ECE_BINS - 1)
-    total = 0.0
-    for b in range(ECE_BINS):
-        members = bins == b
-        if members.any():
-            total += members.mean() * abs(y[members].mean() - p[members].mean())
-    return float(total)
-
-
-def churn_metrics(
-    outcome: np.ndarray, probability: np.ndarray, threshold: np.ndarray | float
-) -> dict[str, float | None]:
-    from sklearn.metrics import (
-        average_precision_score,
-        brier_score_loss,
-        f1_score,
-        precision_score,
-        recall_score,
-        roc_auc_score,
-    )
-
-    y = np.asarray(outcome, dtype=int)
-    p = np.asarray(probability, dtype=float)
-    predicted = (p >= np.asarray(threshold, dtype=float)).astype(int)
-    both_classes = 0 < y.sum() < len(y)
-    return {
-        "roc_auc": float(roc_auc_score(y, p)) if both_classes else None,
-        "pr_auc": float(average_precision_score(y, p)) if y.sum() > 0 else None,
-        "f1": float(f1_score(y, predicted, zero_division=0)),
-        "precision": float(precision_score(y, predicted, zero_division=0)),
-        "recall": float(recall_score(y, predicted, zero_division=0)),
-        "brier": float(brier_score_loss(y, p)) if len(y) else None,
-        "ece": expected_calibration_error(y, p) if len(y) else None,
-    }
 
 
 def compare(scores: pd.DataFrame, truth: pd.DataFrame, definition: str,

@@ -88,12 +88,12 @@ def main(argv: list[str]) -> None:
 
     from bbx.lake.history import read_tables
     from bbx.settings import load_settings
-    from bbxcli.evaluate import churn_metrics
     from features.customer import build_churn_features
     from features.cutoffs import as_of_cutoff, cutoff_candidates, training_cutoffs
     from features.registry import CHURN_FEATURE_NAMES
     from features.training import build_training_set, split_train_valid_test
-    from models.churn import evaluate_churn, fit_churn_model
+    from models.churn import fit_churn_model
+    from models.metrics import churn_metrics, evaluate_churn
     from simulator.observable import activity_from_lake, observable_probability
     from simulator.truth import churn_probabilities
     from simulator.world import build_world

@@ -75,7 +75,8 @@ def main(argv: list[str]) -> None:
     from features.cutoffs import cutoff_candidates
     from features.registry import CHURN_FEATURE_NAMES
     from features.training import split_train_valid_test
-    from models.churn import N_THREADS, evaluate_churn, fit_churn_model
+    from models.churn import N_THREADS, fit_churn_model
+    from models.metrics import evaluate_churn
     from models.reasons import churn_reasons, reasons_to_json
     from tasks.train import churn_params
 

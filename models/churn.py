@@ -1,24 +1,29 @@
-"""Churn model: XGBoost + probability calibration + a max-F1 decision threshold (pure)."""
+"""Churn model: XGBoost + probability calibration + a max-F1 decision threshold (pure).
+
+The booster is XGBoost's own; calibration and the threshold search are scikit-learn
+meta-estimators around it (`BoosterClassifier`), and scikit-learn's `ParameterSampler`
+draws the random search.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xgboost as xgb
-from sklearn.isotonic import IsotonicRegression
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import (
-    average_precision_score,
-    brier_score_loss,
-    f1_score,
-    precision_recall_curve,
-    precision_score,
-    recall_score,
-    roc_auc_score,
+from sklearn.metrics import brier_score_loss, roc_auc_score
+from sklearn.model_selection import (
+    ParameterGrid,
+    ParameterSampler,
+    TunedThresholdClassifierCV,
 )
+from sklearn.utils.metaestimators import available_if
 
 N_THREADS = 2
 # Isotonic needs enough validation churners to be a stable step function;
@@ -38,26 +43,6 @@ class ChurnParams:
     seed: int = 7
 
 
-class IsotonicCalibrator:
-    def __init__(self, raw: np.ndarray, y: np.ndarray) -> None:
-        self.model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-        self.model.fit(raw, y)
-        self.method = "isotonic"
-
-    def __call__(self, raw: np.ndarray) -> np.ndarray:
-        return self.model.predict(raw)
-
-
-class PlattCalibrator:
-    def __init__(self, raw: np.ndarray, y: np.ndarray) -> None:
-        self.model = LogisticRegression(C=1e6)
-        self.model.fit(_logit(raw).reshape(-1, 1), y)
-        self.method = "platt"
-
-    def __call__(self, raw: np.ndarray) -> np.ndarray:
-        return self.model.predict_proba(_logit(raw).reshape(-1, 1))[:, 1]
-
-
 def _numeric_matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     """float32 matrix of `names`; non-numeric columns are coerced (bad values → NaN).
 
@@ -70,9 +55,131 @@ def _numeric_matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     return values.to_numpy(dtype=np.float32)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
+def _dmatrix(X: pd.DataFrame, names: list[str]) -> xgb.DMatrix:
+    missing = [c for c in names if c not in X.columns]
+    if missing:
+        raise KeyError(f"missing churn features: {missing}")
+    return xgb.DMatrix(_numeric_matrix(X, names), feature_names=names, nthread=N_THREADS)
+
+
+class BoosterClassifier(ClassifierMixin, BaseEstimator):
+    """A trained booster as a fitted scikit-learn classifier, for the calibration and
+    threshold meta-estimators to wrap (inside a FrozenEstimator).
+
+    `predict_proba` is the booster's (class-weighted) probability. With `margin=True`
+    it also has `decision_function`, the booster's log-odds, which scikit-learn then
+    calibrates instead: Platt scaling is a logistic fit on log-odds, while isotonic
+    regression must see the probability (it interpolates linearly between its steps).
+    """
+
+    def __init__(self, booster: xgb.Booster, best_iteration: int, feature_names: list[str],
+                 margin: bool = False) -> None:
+        self.booster = booster
+        self.best_iteration = best_iteration
+        self.feature_names = feature_names
+        self.margin = margin
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.array([0, 1])
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> BoosterClassifier:
+        raise TypeError("BoosterClassifier wraps a trained booster; it is not refitted")
+
+    def _predict(self, X: pd.DataFrame, output_margin: bool) -> np.ndarray:
+        if len(X) == 0:
+            return np.zeros(0)
+        return self.booster.predict(
+            _dmatrix(X, self.feature_names), output_margin=output_margin,
+            iteration_range=(0, self.best_iteration + 1),
+        ).astype(float)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        churn = self._predict(X, output_margin=False)
+        return np.column_stack([1.0 - churn, churn])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self._predict(X, output_margin=False) >= 0.5).astype(int)
+
+    @available_if(lambda self: self.margin)
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        return self._predict(X, output_margin=True)
+
+
+class IsotonicCalibrator:
+    """A calibrator on raw booster probabilities, as champions registered before the
+    scikit-learn calibrators hold it: kept so such a champion still unpickles and scores
+    (unpickling sets `model` without calling a constructor)."""
+
+    model: Any  # sklearn IsotonicRegression fitted on raw probabilities
+    method = "isotonic"
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        return self.model.predict(raw)
+
+
+class PlattCalibrator:
+    """Platt scaling on the raw probabilities' log-odds, as older champions hold it."""
+
+    model: Any  # sklearn LogisticRegression fitted on logit(raw)
+    method = "platt"
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        p = np.clip(np.asarray(raw, dtype=float), 1e-6, 1 - 1e-6)
+        return self.model.predict_proba(np.log(p / (1 - p)).reshape(-1, 1))[:, 1]
+
+
+class _EveryRowOnce:
+    """A cross-validation of one split whose test rows are every row. The booster is
+    frozen, so folds would only batch its predictions, and the default stratified
+    folds need at least five churners."""
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        return 1
+
+    def split(self, X: Any, y: Any = None, groups: Any = None) -> Any:
+        rows = np.arange(len(X))
+        yield rows, rows
+
+
+def fit_calibrator(
+    booster: xgb.Booster, best_iteration: int, feature_names: list[str],
+    rows: pd.DataFrame, y: np.ndarray,
+) -> CalibratedClassifierCV:
+    """The booster calibrated on `rows` (booster frozen, every row used once): isotonic
+    with at least MIN_POSITIVES_FOR_ISOTONIC churners, else Platt (sigmoid) scaling."""
+    isotonic = y.sum() >= MIN_POSITIVES_FOR_ISOTONIC
+    classifier = BoosterClassifier(booster, best_iteration, list(feature_names),
+                                   margin=not isotonic)
+    calibrator = CalibratedClassifierCV(FrozenEstimator(classifier),
+                                        method="isotonic" if isotonic else "sigmoid",
+                                        cv=_EveryRowOnce())
+    return calibrator.fit(rows, y.astype(int))
+
+
+def max_f1_threshold(
+    calibrator: CalibratedClassifierCV, rows: pd.DataFrame, y: np.ndarray
+) -> float:
+    """The cut on calibrated probability with the highest F1 on `rows` (the lowest such
+    cut on a tie).
+
+    Candidates are the churners' probabilities: lowering the cut past rows that are all
+    non-churners only adds false positives, so F1 peaks at a churner's probability, and
+    these few cuts give the exact maximum of the whole precision-recall curve.
+    """
+    y = y.astype(int)
+    churner_probability = calibrator.predict_proba(rows)[y == 1, 1]
+    candidates = np.unique(churner_probability)
+    if np.isclose(candidates[0], candidates[-1]):
+        # TunedThresholdClassifierCV refuses (nearly) equal candidates: the churners
+        # share one probability, and the lowest cut keeps them all.
+        return float(candidates[0])
+    tuned = TunedThresholdClassifierCV(calibrator, scoring="f1", thresholds=candidates,
+                                       cv="prefit", refit=False)
+    return float(tuned.fit(rows, y).best_threshold_)
 
 
 @dataclass
@@ -80,7 +187,7 @@ class ChurnModel:
     """Booster + calibrator; `predict_proba` returns calibrated churn probabilities."""
 
     booster: xgb.Booster
-    calibrator: IsotonicCalibrator | PlattCalibrator
+    calibrator: CalibratedClassifierCV | IsotonicCalibrator | PlattCalibrator
     feature_names: list[str]
     threshold: float
     best_iteration: int
@@ -88,13 +195,7 @@ class ChurnModel:
     info: dict[str, float] = field(default_factory=dict)
 
     def _matrix(self, X: pd.DataFrame) -> xgb.DMatrix:
-        missing = [c for c in self.feature_names if c not in X.columns]
-        if missing:
-            raise KeyError(f"missing churn features: {missing}")
-        return xgb.DMatrix(
-            _numeric_matrix(X, self.feature_names), feature_names=self.feature_names,
-            nthread=N_THREADS,
-        )
+        return _dmatrix(X, self.feature_names)
 
     def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated booster output (inflated by the class weighting)."""
@@ -106,10 +207,11 @@ class ChurnModel:
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated churn probability in [0, 1], one per row of X."""
-        raw = self.predict_raw(X)
-        if len(raw) == 0:
-            return raw
-        return np.clip(self.calibrator(raw), 0.0, 1.0)
+        if len(X) == 0:
+            return np.zeros(0)
+        if not isinstance(self.calibrator, CalibratedClassifierCV):  # an older champion
+            return np.clip(self.calibrator(self.predict_raw(X)), 0.0, 1.0)
+        return np.clip(self.calibrator.predict_proba(X)[:, 1], 0.0, 1.0)
 
     def contributions(self, X: pd.DataFrame) -> np.ndarray:
         """Per-row, per-feature contributions to the raw log-odds (XGBoost `pred_contribs`).
@@ -130,15 +232,6 @@ class ChurnModel:
         gain = self.booster.get_score(importance_type="total_gain")
         total = sum(gain.values()) or 1.0
         return {name: gain.get(name, 0.0) / total for name in self.feature_names}
-
-
-def _max_f1_threshold(y: np.ndarray, probability: np.ndarray) -> float:
-    precision, recall, thresholds = precision_recall_curve(y, probability)
-    if len(thresholds) == 0:
-        return 0.5
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
 def _quantized_matrices(
@@ -203,23 +296,19 @@ def _labels(train: pd.DataFrame, valid: pd.DataFrame) -> tuple[np.ndarray, np.nd
 def _calibrated_model(
     booster: xgb.Booster,
     best: int,
-    dvalid: xgb.DMatrix,
+    valid: pd.DataFrame,
     y_valid: np.ndarray,
     names: list[str],
     scale_pos_weight: float,
 ) -> ChurnModel:
-    raw_valid = booster.predict(dvalid, iteration_range=(0, best + 1)).astype(float)
-    if y_valid.sum() >= MIN_POSITIVES_FOR_ISOTONIC:
-        calibrator: IsotonicCalibrator | PlattCalibrator = IsotonicCalibrator(raw_valid, y_valid)
-    else:
-        calibrator = PlattCalibrator(raw_valid, y_valid)
-    calibrated = np.clip(calibrator(raw_valid), 0.0, 1.0)
-    threshold = _max_f1_threshold(y_valid, calibrated)
+    calibrator = fit_calibrator(booster, best, names, valid, y_valid)
+    raw_valid = calibrator.calibrated_classifiers_[0].estimator.predict_proba(valid)[:, 1]
+    calibrated = np.clip(calibrator.predict_proba(valid)[:, 1], 0.0, 1.0)
     return ChurnModel(
         booster=booster,
         calibrator=calibrator,
         feature_names=names,
-        threshold=threshold,
+        threshold=max_f1_threshold(calibrator, valid, y_valid),
         best_iteration=best,
         scale_pos_weight=scale_pos_weight,
         info={
@@ -266,27 +355,24 @@ class TuningTrial:
 
 
 def candidate_params(base: ChurnParams, trials: int) -> list[ChurnParams]:
-    """`trials` configurations: `base` first, then a seeded random draw from SEARCH_SPACE."""
-    rng = np.random.default_rng(base.seed)
+    """`trials` distinct configurations: `base` first, then a seeded draw from SEARCH_SPACE
+    (without replacement: every value is a list, so ParameterSampler samples the grid)."""
+    space = {name: list(values) for name, values in SEARCH_SPACE.items()}
     candidates = [base]
-    seen = {base}
-    attempts = 0
-    while len(candidates) < trials and attempts < 50 * trials:
-        attempts += 1
-        drawn = {name: values[int(rng.integers(len(values)))]
-                 for name, values in SEARCH_SPACE.items()}
-        candidate = ChurnParams(
+    # One draw more than needed: the grid may hold `base` itself.
+    draws = min(trials, len(ParameterGrid(space)))
+    for drawn in ParameterSampler(space, n_iter=draws, random_state=base.seed):
+        if len(candidates) >= trials:
+            break
+        candidate = replace(
+            base,
             n_estimators=int(drawn["n_estimators"]),
             max_depth=int(drawn["max_depth"]),
             learning_rate=float(drawn["learning_rate"]),
             subsample=float(drawn["subsample"]),
-            colsample_bytree=base.colsample_bytree,
             min_child_weight=float(drawn["min_child_weight"]),
-            early_stopping_rounds=base.early_stopping_rounds,
-            seed=base.seed,
         )
-        if candidate not in seen:
-            seen.add(candidate)
+        if candidate != base:
             candidates.append(candidate)
     return candidates
 
@@ -316,7 +402,7 @@ def tune_churn_model(
         if best_fit is None or score > best_fit[2]:
             best_fit = (booster, best, score)
     assert best_fit is not None
-    model = _calibrated_model(best_fit[0], best_fit[1], dvalid, y_valid, names, scale_pos_weight)
+    model = _calibrated_model(best_fit[0], best_fit[1], valid, y_valid, names, scale_pos_weight)
     winner = max(history, key=lambda t: t.valid_pr_auc)
     model.info["valid_pr_auc_tuning"] = winner.valid_pr_auc
     model.info["tuning_trials"] = float(len(history))
@@ -332,11 +418,9 @@ def recalibrated(model: ChurnModel, calibration: pd.DataFrame) -> ChurnModel:
     if len(np.unique(y)) < 2:
         raise ValueError("calibration rows need both churners and non-churners")
     raw = model.predict_raw(calibration)
-    calibrator: IsotonicCalibrator | PlattCalibrator = (
-        IsotonicCalibrator(raw, y) if y.sum() >= MIN_POSITIVES_FOR_ISOTONIC
-        else PlattCalibrator(raw, y)
-    )
-    calibrated = np.clip(calibrator(raw), 0.0, 1.0)
+    calibrator = fit_calibrator(model.booster, model.best_iteration, model.feature_names,
+                                calibration, y)
+    calibrated = np.clip(calibrator.predict_proba(calibration)[:, 1], 0.0, 1.0)
     info = dict(model.info) | {
         "calibration_rows": float(len(y)),
         "calibration_brier_raw": float(brier_score_loss(y, raw)),
@@ -344,8 +428,9 @@ def recalibrated(model: ChurnModel, calibration: pd.DataFrame) -> ChurnModel:
     }
     return ChurnModel(
         booster=model.booster, calibrator=calibrator, feature_names=model.feature_names,
-        threshold=_max_f1_threshold(y, calibrated), best_iteration=model.best_iteration,
-        scale_pos_weight=model.scale_pos_weight, info=info,
+        threshold=max_f1_threshold(calibrator, calibration, y),
+        best_iteration=model.best_iteration, scale_pos_weight=model.scale_pos_weight,
+        info=info,
     )
 
 
@@ -420,64 +505,6 @@ def fit_churn_model(
     model = recalibrated(model, calibration)
     model.info["training_cutoffs"] = float(len(chosen))
     return model, history, choice
-
-
-def expected_calibration_error(
-    y_true: np.ndarray, probability: np.ndarray, bins: int = 10
-) -> float:
-    """Σ_bins (n_bin / n) · |mean(p) − mean(y)| over `bins` equal-width bins of p."""
-    y = np.asarray(y_true, dtype=float)
-    p = np.asarray(probability, dtype=float)
-    if len(y) == 0:
-        return float("nan")
-    which = np.minimum((p * bins).astype(int), bins - 1)
-    n = np.bincount(which, minlength=bins)
-    gap = np.abs(np.bincount(which, p, bins) - np.bincount(which, y, bins))
-    return float(gap.sum() / len(y)) if n.sum() else float("nan")
-
-
-def top_decile_lift(y_true: np.ndarray, score: np.ndarray) -> float:
-    """Churn rate among the 10 % highest scores over the overall churn rate."""
-    y = np.asarray(y_true, dtype=float)
-    if len(y) == 0 or y.sum() == 0:
-        return float("nan")
-    k = max(1, int(np.ceil(0.1 * len(y))))
-    top = np.argsort(-np.asarray(score, dtype=float), kind="stable")[:k]
-    return float(y[top].mean() / y.mean())
-
-
-def evaluate_churn(
-    y_true: np.ndarray, probability: np.ndarray, threshold: float
-) -> dict[str, float]:
-    """roc_auc, pr_auc, f1, precision, recall (at threshold), brier, ece, lift_top_decile,
-    base_rate (NaN AUCs and lift with one class)."""
-    y = np.asarray(y_true, dtype=int)
-    p = np.asarray(probability, dtype=float)
-    predicted = (p >= threshold).astype(int)
-    both = len(np.unique(y)) == 2
-    return {
-        "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
-        "pr_auc": float(average_precision_score(y, p)) if both else float("nan"),
-        "f1": float(f1_score(y, predicted, zero_division=0)),
-        "precision": float(precision_score(y, predicted, zero_division=0)),
-        "recall": float(recall_score(y, predicted, zero_division=0)),
-        "brier": float(brier_score_loss(y, p)) if len(y) else float("nan"),
-        "ece": expected_calibration_error(y, p),
-        "lift_top_decile": top_decile_lift(y, p) if both else float("nan"),
-        "base_rate": float(y.mean()) if len(y) else float("nan"),
-    }
-
-
-def evaluate_ranking(y_true: np.ndarray, score: np.ndarray) -> dict[str, float]:
-    """Rank-only metrics for baselines whose scores are not probabilities."""
-    y = np.asarray(y_true, dtype=int)
-    s = np.asarray(score, dtype=float)
-    both = len(np.unique(y)) == 2
-    return {
-        "roc_auc": float(roc_auc_score(y, s)) if both else float("nan"),
-        "pr_auc": float(average_precision_score(y, s)) if both else float("nan"),
-        "lift_top_decile": top_decile_lift(y, s) if both else float("nan"),
-    }
 
 
 class LogisticBaseline:

@@ -17,7 +17,6 @@ import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 from xgboost import dask as dxgb
 
 from models.churn import (
@@ -83,8 +82,7 @@ def tune_churn_model_dask(
                 best_fit = (booster, best, score)
     assert best_fit is not None
     # Calibration and threshold on the (small) validation rows, here, as locally.
-    dvalid = xgb.DMatrix(_numeric_matrix(valid, names), label=y_valid, feature_names=names)
-    model = _calibrated_model(best_fit[0], best_fit[1], dvalid, y_valid, names, scale_pos_weight)
+    model = _calibrated_model(best_fit[0], best_fit[1], valid, y_valid, names, scale_pos_weight)
     winner = max(history, key=lambda t: t.valid_pr_auc)
     model.info["valid_pr_auc_tuning"] = winner.valid_pr_auc
     model.info["tuning_trials"] = float(len(history))

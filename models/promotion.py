@@ -52,7 +52,7 @@ def decide_promotion(
     champion_version: str | None = None,
     champion_error: str | None = None,
 ) -> PromotionDecision:
-    """Apply the rules above to two metric dicts (keys as in models.churn.evaluate_churn)."""
+    """Apply the rules above to two metric dicts (keys as in models.metrics.evaluate_churn)."""
 
     def decision(promote: bool, reason: str, checks: dict[str, bool] | None = None):
         return PromotionDecision(promote, reason, rules, dict(challenger), champion and

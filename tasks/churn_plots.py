@@ -23,42 +23,44 @@ def _pyplot() -> Any:
 
 
 def roc_figure(y: np.ndarray, curves: dict[str, np.ndarray]) -> Any:
-    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.metrics import RocCurveDisplay
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
-    for name, score in curves.items():
-        fpr, tpr, _ = roc_curve(y, score)
-        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, score):.3f})")
-    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    for i, (name, score) in enumerate(curves.items()):
+        RocCurveDisplay.from_predictions(y, score, name=name, ax=ax,
+                                         plot_chance_level=i == len(curves) - 1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
     ax.legend(loc="lower right", fontsize=8)
     return fig
 
 
 def pr_figure(y: np.ndarray, curves: dict[str, np.ndarray]) -> Any:
-    from sklearn.metrics import average_precision_score, precision_recall_curve
+    from sklearn.metrics import PrecisionRecallDisplay
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
-    for name, score in curves.items():
-        precision, recall, _ = precision_recall_curve(y, score)
-        ax.plot(recall, precision, label=f"{name} (AP {average_precision_score(y, score):.3f})")
-    ax.axhline(float(np.mean(y)), color="k", ls=":", lw=1, label="base rate")
+    for i, (name, score) in enumerate(curves.items()):
+        # The chance level of a precision-recall curve is the base rate.
+        PrecisionRecallDisplay.from_predictions(y, score, name=name, ax=ax,
+                                                plot_chance_level=i == len(curves) - 1)
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)")
     ax.legend(loc="upper right", fontsize=8)
     return fig
 
 
 def calibration_figure(y: np.ndarray, probability: np.ndarray, bins: int = 10) -> Any:
+    from sklearn.calibration import CalibrationDisplay
+
     plt = _pyplot()
-    edges = np.quantile(probability, np.linspace(0, 1, bins + 1))
-    which = np.clip(np.searchsorted(edges, probability, side="right") - 1, 0, bins - 1)
-    frame = pd.DataFrame({"bin": which, "p": probability, "y": y}).groupby("bin").mean()
     fig, ax = plt.subplots(figsize=(5, 5))
-    top = max(float(frame["p"].max()), float(frame["y"].max()), 1e-3) * 1.1
-    ax.plot([0, top], [0, top], "k:", lw=1, label="perfect")
-    ax.plot(frame["p"], frame["y"], "o-", label="model (equal-count bins)")
+    # Equal-count bins: churn probabilities crowd near zero, equal-width bins would
+    # put nearly every customer in the first one.
+    display = CalibrationDisplay.from_predictions(
+        y, probability, n_bins=bins, strategy="quantile", name="model (equal-count bins)",
+        ax=ax,
+    )
+    top = max(float(display.prob_pred.max()), float(display.prob_true.max()), 1e-3) * 1.1
     ax.set(xlabel="predicted churn probability", ylabel="observed churn rate",
            title="Calibration (test)", xlim=(0, top), ylim=(0, top))
     ax.legend(loc="upper left", fontsize=8)
@@ -66,17 +68,18 @@ def calibration_figure(y: np.ndarray, probability: np.ndarray, bins: int = 10) -
 
 
 def confusion_figure(y: np.ndarray, probability: np.ndarray, threshold: float) -> Any:
-    from sklearn.metrics import confusion_matrix
+    from sklearn.metrics import ConfusionMatrixDisplay
 
     plt = _pyplot()
-    matrix = confusion_matrix(y, (probability >= threshold).astype(int), labels=[0, 1])
     fig, ax = plt.subplots(figsize=(4, 4))
-    ax.imshow(matrix, cmap="Blues")
-    for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, f"{count:,}", ha="center", va="center")
-    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["stays", "churns"],
-           yticklabels=["stayed", "churned"], xlabel="predicted", ylabel="actual",
+    ConfusionMatrixDisplay.from_predictions(
+        y, (probability >= threshold).astype(int), labels=[0, 1],
+        display_labels=["stays", "churns"], cmap="Blues", values_format=",", ax=ax,
+        colorbar=False,
+    )
+    ax.set(xlabel="predicted", ylabel="actual",
            title=f"Confusion at threshold {threshold:.3f} (test)")
+    fig.tight_layout()
     return fig
 
 

@@ -32,13 +32,12 @@ from models.churn import (
     ChurnModel,
     ChurnParams,
     LogisticBaseline,
-    evaluate_churn,
-    evaluate_ranking,
     recalibrated,
     select_training_cutoffs,
     tune_churn_model,
 )
 from models.heuristic import heuristic_churn_score
+from models.metrics import evaluate_churn, evaluate_ranking
 from models.promotion import PromotionRules, decide_promotion, decision_markdown
 from models.retraining import TrainingDue, training_due
 from models.segmentation import (

@@ -23,8 +23,8 @@ from bbxcli.evaluate import (
     compare,
     evaluate,
     expand_as_of,
-    expected_calibration_error,
 )
+from models.metrics import expected_calibration_error
 from simulator import TRUTH_COLLECTION, simulate
 from simulator.catalog import SEGMENTS
 from simulator.truth import TruthUnavailableError

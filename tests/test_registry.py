@@ -160,7 +160,7 @@ def test_logged_headline_metric_is_the_latest_cutoff_alone(
     from bbx.lake.history import read_tables
     from features.cutoffs import training_cutoffs
     from features.training import build_training_set, split_train_valid_test
-    from models.churn import evaluate_churn
+    from models.metrics import evaluate_churn
 
     trained = train_churn_task(home_settings, AS_OF, _split(home_settings, lake))
     c = home_settings.churn

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 
 import cloudpickle
 import numpy as np
@@ -18,13 +19,11 @@ from models.churn import (
     ChurnParams,
     LogisticBaseline,
     candidate_params,
-    evaluate_churn,
-    evaluate_ranking,
-    expected_calibration_error,
     train_churn_model,
     tune_churn_model,
 )
 from models.heuristic import heuristic_churn_score
+from models.metrics import evaluate_churn, evaluate_ranking, expected_calibration_error
 from models.promotion import PromotionRules, decide_promotion
 from models.reasons import REASON_TEMPLATES, churn_reasons, display_value, reasons_to_json
 from tests.unit.synthetic import make_tables
@@ -94,12 +93,91 @@ def test_pickles_with_cloudpickle(fitted) -> None:
         model.predict_proba(test.drop(columns=["noise"]))
 
 
+@pytest.mark.parametrize("kind", ["isotonic", "platt"])
+def test_a_champion_pickled_with_a_raw_score_calibrator_still_scores(fitted, kind) -> None:
+    """Champions registered before calibration moved to scikit-learn hold an
+    IsotonicCalibrator or PlattCalibrator over raw scores; they must keep serving."""
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
+    from models.churn import IsotonicCalibrator, PlattCalibrator
+
+    model, test = fitted
+    calibration = planted(3000, 41)
+    raw = model.predict_raw(calibration)
+    if kind == "isotonic":
+        legacy = object.__new__(IsotonicCalibrator)
+        legacy.model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+            raw, calibration["label"])
+        expected = legacy.model.predict(model.predict_raw(test))
+    else:
+        legacy = object.__new__(PlattCalibrator)
+        logit = np.log(np.clip(raw, 1e-6, 1 - 1e-6) / (1 - np.clip(raw, 1e-6, 1 - 1e-6)))
+        legacy.model = LogisticRegression(C=1e6).fit(logit.reshape(-1, 1), calibration["label"])
+        test_raw = np.clip(model.predict_raw(test), 1e-6, 1 - 1e-6)
+        test_logit = np.log(test_raw / (1 - test_raw)).reshape(-1, 1)
+        expected = legacy.model.predict_proba(test_logit)[:, 1]
+    old = cloudpickle.loads(cloudpickle.dumps(replace(model, calibrator=legacy)))
+    np.testing.assert_allclose(old.predict_proba(test), np.clip(expected, 0, 1), rtol=0, atol=0)
+
+
 def test_platt_when_few_churners() -> None:
     train, valid = planted(1500, 4), planted(200, 5)
     model = train_churn_model(train, valid, FEATURES, FAST)
-    assert model.calibrator.method == "platt"
+    assert model.calibrator.method == "sigmoid"  # Platt scaling
     p = model.predict_proba(planted(500, 6))
     assert ((p >= 0) & (p <= 1)).all()
+
+
+def test_isotonic_calibration_is_the_isotonic_fit_of_the_raw_scores(fitted) -> None:
+    """CalibratedClassifierCV on the frozen booster fits isotonic regression on every
+    calibration row's raw probability, once: the same as fitting it by hand."""
+    from sklearn.isotonic import IsotonicRegression
+
+    from models.churn import recalibrated
+
+    model, test = fitted
+    calibration = planted(3000, 41)
+    refitted = recalibrated(model, calibration)
+    assert refitted.calibrator.method == "isotonic"
+    by_hand = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+        model.predict_raw(calibration), calibration["label"])
+    np.testing.assert_array_equal(refitted.predict_proba(test),
+                                  np.clip(by_hand.predict(model.predict_raw(test)), 0, 1))
+
+
+def test_threshold_is_the_max_f1_cut_of_the_whole_curve() -> None:
+    """Tuned over the churners' probabilities only, the threshold is the lowest cut with
+    the highest F1 over every distinct probability (ties included: scores are rounded)."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.metrics import f1_score
+
+    from models.churn import max_f1_threshold
+
+    class Given(ClassifierMixin, BaseEstimator):
+        """A fitted classifier whose probability is the row's `p` column."""
+
+        classes_ = np.array([0, 1])
+
+        def __sklearn_is_fitted__(self) -> bool:
+            return True
+
+        def fit(self, X, y):
+            return self
+
+        def predict_proba(self, X):
+            return np.column_stack([1 - X["p"].to_numpy(), X["p"].to_numpy()])
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        n = int(rng.integers(50, 400))
+        y = (rng.random(n) < rng.uniform(0.05, 0.4)).astype(int)
+        y[:2] = [0, 1]
+        p = np.round(np.clip(rng.beta(1, 6, n) + 0.3 * y * rng.random(n), 0, 1), 2)
+        cuts = np.unique(p)
+        f1 = np.array([f1_score(y, (p >= c).astype(int)) for c in cuts])
+        expected = cuts[int(np.argmax(f1))]
+        assert max_f1_threshold(Given(), pd.DataFrame({"p": p}), y) == expected
 
 
 def test_one_class_is_rejected() -> None:
