@@ -85,7 +85,10 @@ def _scan(home: Path, texts: set[str], names: set[str]) -> list[str]:
     for path in sorted(p for p in home.rglob("*") if p.is_file()):
         if path.suffix == ".parquet":
             cells = _parquet_cells(path)
-            hits = (cells & names) | {t for t in texts for c in cells if t in c}
+            # One search per text over all cells (NUL occurs in no text, so no match
+            # spans two cells): the same hits as text x cell, in a fraction of the time.
+            joined = "\x00".join(cells)
+            hits = (cells & names) | {t for t in texts if t in joined}
         else:
             hits = {t.decode() for blob in _blobs(path) for t in encoded if t in blob}
         if hits:
