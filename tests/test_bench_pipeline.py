@@ -52,8 +52,8 @@ def test_pipeline_bench_prints_every_stage_and_figure(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env |= {"BBX_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "prefect")}
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "pipeline", "--customers=200,300", "--days=150",
-         "--io-customers=200", "--io-days=15", "--reads=200", "--trials=1", "--repeats=1",
+        [sys.executable, "-m", "bench", "pipeline", "--customers=300,500", "--days=150",
+         "--io-customers=300", "--io-days=15", "--reads=200", "--trials=1", "--repeats=1",
          f"--lake-cache={tmp_path / 'lakes'}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500,
     )
@@ -62,15 +62,15 @@ def test_pipeline_bench_prints_every_stage_and_figure(tmp_path: Path) -> None:
     summary = out.split("== per stage", 1)[1]
     number = r"[\d,]+(?:\.\d+)?"
     for stage, size in [*((s, c) for s in ("features", "train churn", "train segmentation",
-                                            "score") for c in ("200", "300")),
-                        ("extract", "200"), ("publish \\(first night\\)", "200"),
-                        ("publish \\(next night\\)", "200")]:
+                                            "score") for c in ("300", "500")),
+                        ("extract", "300"), ("publish \\(first night\\)", "300"),
+                        ("publish \\(next night\\)", "300")]:
         # stage, customers, wall, CPU, rows, rows/s, peak MB | raw wall, CPU, MB, two ratios
         line = (rf"^{stage}\s+{size}\s+{number}\s+{number}\s+{number}\s+{number}\s+{number}"
                 rf"\s+\| raw\s+{number} s wall\s+{number} s CPU\s+{number} MB; "
                 rf"ratio\s+{number} wall\s+(?:{number}|nan) CPU$")  # nan: raw CPU ~0 s
         assert re.search(line, summary, re.M), f"no figures for {stage} at {size}:\n{summary}"
-    for size in ("200", "300"):  # the bucket split: all overhead, no raw counterpart
+    for size in ("300", "500"):  # the bucket split: all overhead, no raw counterpart
         assert re.search(rf"^partition\s+{size}\s+{number}\s+{number}\s+{number}\s+{number}"
                          rf"\s+{number}\s+\| raw: none", summary, re.M), summary
     assert "plan stages" in summary and "uses the index: YES (IXSCAN)" in summary
@@ -78,11 +78,11 @@ def test_pipeline_bench_prints_every_stage_and_figure(tmp_path: Path) -> None:
                      summary)
     goals = summary.split("== goals", 1)[1]
     for goal in ("linear partition", "linear features", "linear train churn",
-                 "linear train segmentation", "linear score", "memory at 300 customers",
+                 "linear train segmentation", "linear score", "memory at 500 customers",
                  "overall ("):
         assert re.search(rf"^{re.escape(goal)}.*: (OK|MISSED)$", goals, re.M), goal
     # The churn model's size (rounds kept by early stopping) at both sizes.
-    assert re.search(r"^  train churn: boosting rounds [\d,]+ at 200, [\d,]+ at 300", goals,
+    assert re.search(r"^  train churn: boosting rounds [\d,]+ at 300, [\d,]+ at 500", goals,
                      re.M), goals
 
 
