@@ -5,9 +5,15 @@ Each test that needs data gets its own database on it, dropped afterwards.
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import shutil
+import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pymongo import MongoClient
@@ -78,3 +84,102 @@ def flow_env(settings: Settings, monkeypatch: pytest.MonkeyPatch, prefect_api: N
     monkeypatch.setenv("MONGODB_URI", settings.mongo.uri or "")
     monkeypatch.setenv("BBX_MONGO__DATABASE", settings.mongo.database)
     return settings
+
+
+# --- one prepared world, shared ------------------------------------------------------
+# Simulating a population and running a whole night on it is the slow part of the flow
+# tests. A prepared world is made once per session for each (size, seed, night) and then
+# only read; a test that changes it works on a copy (`copy_world`).
+
+
+@dataclass(frozen=True)
+class PreparedWorld:
+    """A simulated app database after one real nightly run, with its home."""
+
+    settings: Settings  # read only: its home and its database
+    simulation: dict[str, Any]  # the simulate() arguments, which reproduce the app's data
+    as_of: dt.date
+    summary: dict[str, Any]  # the night's flow summary
+
+
+def _flow_settings_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    for name in [k for k in os.environ if k.startswith("BBX_")]:
+        monkeypatch.delenv(name)  # the prepared night runs on the default settings
+    monkeypatch.setenv("BBX_HOME", str(settings.home))
+    monkeypatch.setenv("MONGODB_URI", settings.mongo.uri or "")
+    monkeypatch.setenv("BBX_MONGO__DATABASE", settings.mongo.database)
+
+
+@pytest.fixture(scope="session")
+def prepared_world(
+    tmp_path_factory: pytest.TempPathFactory, mongo_server_uri: str, prefect_api: None
+) -> Iterator[Callable[..., PreparedWorld]]:
+    """prepared_world(customers=, days=, seed=, end=, as_of=): the world simulated up to
+    end, after the nightly flow ran for as_of. Made on first use."""
+    from flows.nightly import nightly
+    from simulator import simulate
+
+    worlds: dict[tuple, PreparedWorld] = {}
+    client: MongoClient = MongoClient(mongo_server_uri, tz_aware=True)
+
+    def prepare(customers: int, days: int, seed: int, end: dt.date,
+                as_of: dt.date) -> PreparedWorld:
+        key = (customers, days, seed, end, as_of)
+        if key not in worlds:
+            settings = load_settings(
+                home=tmp_path_factory.mktemp("prepared-world") / "home",
+                mongo={"uri": mongo_server_uri, "database": f"w_{uuid.uuid4().hex[:10]}"},
+            )
+            simulation = {"customers": customers, "days": days, "seed": seed, "end": end}
+            simulate(client[settings.mongo.database], **simulation)
+            with pytest.MonkeyPatch.context() as monkeypatch:
+                _flow_settings_env(monkeypatch, settings)
+                summary = nightly(as_of=as_of)
+            worlds[key] = PreparedWorld(settings, simulation, as_of, summary)
+        return worlds[key]
+
+    try:
+        yield prepare
+    finally:
+        for world in worlds.values():
+            client.drop_database(world.settings.mongo.database)
+        client.close()
+
+
+def copy_world(world: PreparedWorld, target: Settings, client: MongoClient) -> None:
+    """The world's app database and home, copied to target's database and home.
+
+    The app's collections are simulated again (deterministic, and faster than copying
+    documents through the embedded server); what the night wrote is copied. The MLflow
+    store's absolute paths are moved to the new home."""
+    from simulator import simulate
+
+    source, copy = client[world.settings.mongo.database], client[target.mongo.database]
+    simulate(copy, **world.simulation)
+    simulated = set(copy.list_collection_names())
+    for name in source.list_collection_names():
+        if name in simulated:
+            continue
+        documents = list(source[name].find())
+        if documents:
+            copy[name].insert_many(documents)
+        for index, info in source[name].index_information().items():
+            if index != "_id_":
+                options = {k: v for k, v in info.items() if k not in ("key", "v", "ns")}
+                copy[name].create_index(list(info["key"]), name=index, **options)
+    assert {n: copy[n].count_documents({}) for n in source.list_collection_names()} == {
+        n: source[n].count_documents({}) for n in source.list_collection_names()
+    }, "the copy differs from the prepared world"
+
+    shutil.copytree(world.settings.home, target.home)
+    old, new = str(world.settings.home), str(target.home)
+    with sqlite3.connect(target.home / "mlflow.db") as store:
+        tables = [r[0] for r in store.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for column in store.execute(f"PRAGMA table_info('{table}')").fetchall():
+                if column[2].upper() in ("TEXT", "VARCHAR") or column[2].upper().startswith(
+                        "VARCHAR"):
+                    store.execute(
+                        f'UPDATE "{table}" SET "{column[1]}" = replace("{column[1]}", ?, ?) '
+                        f'WHERE "{column[1]}" LIKE ?', (old, new, f"%{old}%"))
+    store.close()

@@ -1,9 +1,9 @@
 """The whole nightly flow, end to end, on real components.
 
 Real embedded MongoDB (SecantusDB), a real Prefect test API, a real MLflow
-SQLite store in a temp folder. One simulated population is shared by the tests
-of this module (simulating is the slow part); each test works on its own copy
-of the app's database state where it changes data.
+SQLite store in a temp folder. One simulated population and its first night are
+prepared once per session (tests/conftest.py) and only read; a test works on a
+copy of them where it runs the flow again.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from mlflow import MlflowClient
 from bbx.lake import SCORES_COLLECTION
 from bbx.settings import Settings
 from flows.nightly import nightly
-from simulator import simulate
 from tasks.gate import DataValidationError
+from tests.conftest import PreparedWorld, copy_world
 
 pytestmark = pytest.mark.slow
 
@@ -27,9 +27,16 @@ DAYS = 200
 
 
 @pytest.fixture()
-def simulated(flow_env: Settings, mongo_client) -> Settings:
-    db = mongo_client[flow_env.mongo.database]
-    simulate(db, customers=CUSTOMERS, days=DAYS, seed=11, end=AS_OF - dt.timedelta(days=1))
+def first_night(prepared_world) -> PreparedWorld:
+    """The population after its first nightly run for AS_OF (shared: read only)."""
+    return prepared_world(customers=CUSTOMERS, days=DAYS, seed=11,
+                          end=AS_OF - dt.timedelta(days=1), as_of=AS_OF)
+
+
+@pytest.fixture()
+def copied(first_night: PreparedWorld, flow_env: Settings, mongo_client) -> Settings:
+    """This test's copy of the first night's database and home."""
+    copy_world(first_night, flow_env, mongo_client)
     return flow_env
 
 
@@ -38,10 +45,10 @@ def _active_users(db) -> set:
 
 
 def test_nightly_scores_every_active_customer_and_registers_champions(
-    simulated: Settings, mongo_client
+    first_night: PreparedWorld, mongo_client
 ) -> None:
+    simulated, summary = first_night.settings, first_night.summary
     db = mongo_client[simulated.mongo.database]
-    summary = nightly(as_of=AS_OF)
 
     scores = list(db[SCORES_COLLECTION].find())
     active = _active_users(db)
@@ -70,19 +77,22 @@ def test_nightly_scores_every_active_customer_and_registers_champions(
         assert str(champion.version) == summary["models"][name]["version"]
     assert {s["modelVersions"]["churn"] for s in scores} == {summary["models"]["churn"]["version"]}
 
+
+def test_a_rerun_replaces_the_night_and_a_failed_critical_expectation_publishes_nothing(
+    copied: Settings, mongo_client
+) -> None:
+    """Two runs on one copy of the first night (copying costs a simulation)."""
+    db = mongo_client[copied.mongo.database]
+    active = _active_users(db)
+    assert db[SCORES_COLLECTION].count_documents({}) == len(active) > 0
+
     # A rerun for the same date replaces the night: same customers, no duplicates.
     again = nightly(as_of=AS_OF, train=False)
     assert db[SCORES_COLLECTION].count_documents({}) == len(active)
     assert db[SCORES_COLLECTION].distinct("runId") == [again["run_id"]]
-
-
-def test_failed_critical_expectation_stops_before_anything_is_published(
-    simulated: Settings, mongo_client
-) -> None:
-    db = mongo_client[simulated.mongo.database]
-    nightly(as_of=AS_OF)
     before = {d["userId"]: d["runId"] for d in db[SCORES_COLLECTION].find()}
 
+    # A failed critical expectation stops the next run before anything is published.
     # Bad rows above the quarantine limit: negative bytes and a missing userId.
     sessions = db.usagelogs.count_documents({})
     template = db.usagelogs.find_one({}, {"_id": 0})

@@ -109,9 +109,16 @@ def dump(db: Database) -> dict[str, list[dict]]:
     }
 
 
-@pytest.fixture()
-def small_run(mongo_db: Database) -> tuple[Database, SimulationReport]:
-    return mongo_db, simulate(mongo_db, **SMALL)
+@pytest.fixture(scope="module")
+def small_run(mongo_server_uri: str) -> Iterator[tuple[Database, SimulationReport]]:
+    """One small world for the module, only read by the tests that take it."""
+    client: MongoClient = MongoClient(mongo_server_uri, tz_aware=True)
+    db = client[f"t_{uuid.uuid4().hex[:10]}"]
+    try:
+        yield db, simulate(db, **SMALL)
+    finally:
+        client.drop_database(db.name)
+        client.close()
 
 
 @pytest.fixture()

@@ -1,7 +1,8 @@
 """Runs a data engineer starts from the Prefect UI: dry runs, backfills, run names.
 
 Real embedded MongoDB, the session's Prefect test API, a real MLflow store under the
-test's home. A small simulated world keeps each night short.
+test's home. A small simulated world after one real night is prepared once per session
+(tests/conftest.py); each test works on its own copy of it.
 """
 
 from __future__ import annotations
@@ -79,11 +80,15 @@ def _artifact(key: str, flow_run_id) -> str:
 
 
 @pytest.fixture()
-def world(flow_env: Settings, mongo_client) -> Settings:
-    from simulator import simulate
+def world(flow_env: Settings, mongo_client, prepared_world) -> Settings:
+    """This test's copy of a small world after a real night for the day before AS_OF
+    (champions, a validated lake, published scores)."""
+    from tests.conftest import copy_world
 
-    simulate(mongo_client[flow_env.mongo.database], customers=CUSTOMERS, days=DAYS, seed=5,
-             end=AS_OF - dt.timedelta(days=1))
+    yesterday = AS_OF - dt.timedelta(days=1)
+    prepared = prepared_world(customers=CUSTOMERS, days=DAYS, seed=5, end=yesterday,
+                              as_of=yesterday)
+    copy_world(prepared, flow_env, mongo_client)
     return flow_env
 
 
@@ -95,8 +100,7 @@ def test_a_dry_run_leaves_the_app_the_aliases_and_the_lake_validated_state_uncha
     from tasks import registry
 
     db = mongo_client[world.mongo.database]
-    yesterday = AS_OF - dt.timedelta(days=1)
-    nightly(as_of=yesterday)  # a real night: champions, a validated lake, published scores
+    yesterday = AS_OF - dt.timedelta(days=1)  # the world's real night
     app, aliases, lake = _app_state(db), _aliases(world), _lake_validated_state(world)
     assert aliases["churn"].get("champion") and any(m["validated"] for m in (
         json.loads(text) for name, text in lake.items() if name.startswith("manifests")))
@@ -157,11 +161,9 @@ def test_a_backfilled_night_the_lake_holds_reads_that_nights_validated_state(
     world: Settings, mongo_client
 ) -> None:
     from flows.backfill import backfill
-    from flows.nightly import nightly
 
     db = mongo_client[world.mongo.database]
-    night = AS_OF - dt.timedelta(days=1)
-    nightly(as_of=night)
+    night = AS_OF - dt.timedelta(days=1)  # the world's real night
     manifest = world.lake_dir / "manifests" / f"{night}.json"
     validated = manifest.read_text()
     scores = {d["userId"]: d["churnProbability"] for d in db.ml_customer_scores.find()}
