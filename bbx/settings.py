@@ -14,10 +14,19 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +36,12 @@ from pydantic_settings import (
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
+
+
+def redact_uri(uri: str | None) -> str | None:
+    """The URI with its password replaced by ***: what a log, a report or the Prefect UI
+    (which stores a flow run's parameters as JSON) may show."""
+    return uri if uri is None else re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", uri)
 
 
 class _Section(BaseModel):
@@ -46,6 +61,11 @@ class MongoSettings(_Section):
         description="Embedded server data folder, relative to home; ':memory:' for throwaway.",
     )
     batch_size: int = Field(ge=1000, description="Documents per write batch.")
+
+    @field_serializer("uri", when_used="json")
+    def _redacted(self, uri: str | None) -> str | None:
+        # JSON is how Prefect stores a subflow's parameters: the password never reaches it.
+        return redact_uri(uri)
 
 
 class ChurnSettings(_Section):

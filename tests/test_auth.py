@@ -138,7 +138,22 @@ def test_nightly_dry_run_as_the_read_only_user(
 
     monkeypatch.setenv("MONGODB_URI", _uri(auth_server, READER))
     monkeypatch.setenv("BBX_MONGO__DATABASE", DATABASE)
-    summary = nightly(as_of=AS_OF, dry_run=True)
+    state = nightly(as_of=AS_OF, dry_run=True, return_state=True)
+    summary = state.result()
     assert summary["scores"]["customers"] > 0
     assert summary["published"] is None
     assert sum(summary["rows_extracted"].values()) > 0
+
+    # The Prefect API stores every run's parameters, and the UI shows them: the night and
+    # its subflow (which is handed the settings) carry the URI without its password.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    parent = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        runs = [client.read_flow_run(parent), *client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent])))]
+    assert len(runs) == 2, [r.name for r in runs]
+    stored = repr([r.parameters for r in runs])
+    assert PASSWORD not in stored and f"{READER}:***@" in stored, stored

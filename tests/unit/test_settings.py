@@ -7,7 +7,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from bbx.settings import DEFAULT_CONFIG, Settings, load_settings
+from bbx.settings import DEFAULT_CONFIG, Settings, load_settings, redact_uri
 
 # Fields that are not settings an operator writes: an env shortcut and a plan's optional
 # bounds (absent means "from the ratios"), which is why they alone keep a default.
@@ -118,3 +118,16 @@ def test_a_retired_or_misspelt_key_is_refused(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("BBX_CONFIG", str(own))
     with pytest.raises(pydantic.ValidationError, match="horizon_dayz"):
         load_settings()
+
+
+def test_the_uri_password_never_reaches_json(tmp_path) -> None:
+    """JSON is how Prefect stores a subflow's parameters; in Python the URI stays whole."""
+    uri = "mongodb://pipeline:p%40ss-Wd@db.example:27017/app?authSource=admin"
+    settings = load_settings(home=tmp_path, mongo={"uri": uri})
+    assert settings.mongo.uri == uri
+    dumped = settings.model_dump_json()
+    assert "p%40ss-Wd" not in dumped
+    assert "mongodb://pipeline:***@db.example:27017/app?authSource=admin" in dumped
+    assert redact_uri("mongodb://127.0.0.1:27017") == "mongodb://127.0.0.1:27017"
+    assert redact_uri("mongodb+srv://u:x@c.net/") == "mongodb+srv://u:***@c.net/"
+    assert redact_uri(None) is None
