@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from bbx.settings import load_settings
+from bbx.settings import load_settings, redact_uri
 from bbxcli.model_cli import model_app
 
 app = typer.Typer(help="BroadbandX nightly ML pipeline.", no_args_is_help=True)
@@ -140,7 +140,7 @@ def up(
     typer.echo(f"Prefect UI     : {stack.ui_url}  (deployments: nightly, train, score, backfill)")
     typer.echo(f"Data Docs      : {stack.data_docs_url}  (Great Expectations results per night)")
     typer.echo(f"MLflow UI      : {stack.mlflow_ui_url}  (model runs, plots, registry)")
-    typer.echo(f"MongoDB        : {stack.mongodb_uri}")
+    typer.echo(f"MongoDB        : {redact_uri(stack.mongodb_uri)}")
     typer.echo(f"worker         : pid {stack.worker_pid}, pool {settings.schedule.work_pool}, "
                f"log {stack.logs['worker']}")
     typer.echo(f"use the API    : export PREFECT_API_URL={stack.api_url}")
