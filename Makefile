@@ -32,8 +32,10 @@ browser:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
+# Two workers (this machine has two cores); a test file stays on one worker, so the
+# prepared worlds a file shares are made once. --durations shows where the time goes.
 test: $(STAMP) browser
-	BBX_REQUIRE_BROWSER=1 $(PY) -m pytest
+	BBX_REQUIRE_BROWSER=1 $(PY) -m pytest -n 2 --dist loadfile --durations=15
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"

@@ -22,6 +22,14 @@ from pymongo.database import Database
 from bbx.mongo import start_embedded, stop_process
 from bbx.settings import Settings, load_settings
 
+SUITE_CONFIG = Path(__file__).with_name("suite.yaml")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every test, and every process a test starts, reads the suite's settings file
+    (a smaller churn search; tests/suite.yaml says why) unless the caller set one."""
+    os.environ.setdefault("BBX_CONFIG", str(SUITE_CONFIG))
+
 
 @pytest.fixture(scope="session")
 def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -102,9 +110,12 @@ class PreparedWorld:
     summary: dict[str, Any]  # the night's flow summary
 
 
-def _flow_settings_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+def _flow_settings_env(monkeypatch: pytest.MonkeyPatch, settings: Settings,
+                       config: Path | None) -> None:
     for name in [k for k in os.environ if k.startswith("BBX_")]:
-        monkeypatch.delenv(name)  # the prepared night runs on the default settings
+        monkeypatch.delenv(name)  # the prepared night runs on the settings files alone
+    if config is not None:
+        monkeypatch.setenv("BBX_CONFIG", str(config))
     monkeypatch.setenv("BBX_HOME", str(settings.home))
     monkeypatch.setenv("MONGODB_URI", settings.mongo.uri or "")
     monkeypatch.setenv("BBX_MONGO__DATABASE", settings.mongo.database)
@@ -114,8 +125,9 @@ def _flow_settings_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> N
 def prepared_world(
     tmp_path_factory: pytest.TempPathFactory, mongo_server_uri: str, prefect_api: None
 ) -> Iterator[Callable[..., PreparedWorld]]:
-    """prepared_world(customers=, days=, seed=, end=, as_of=): the world simulated up to
-    end, after the nightly flow ran for as_of. Made on first use."""
+    """prepared_world(customers=, days=, seed=, end=, as_of=, config=): the world simulated
+    up to end, after the nightly flow ran for as_of on configs/default.yaml overlaid with
+    config (the suite's file unless given; None: the defaults alone). Made on first use."""
     from flows.nightly import nightly
     from simulator import simulate
 
@@ -123,8 +135,8 @@ def prepared_world(
     client: MongoClient = MongoClient(mongo_server_uri, tz_aware=True)
 
     def prepare(customers: int, days: int, seed: int, end: dt.date,
-                as_of: dt.date) -> PreparedWorld:
-        key = (customers, days, seed, end, as_of)
+                as_of: dt.date, config: Path | None = SUITE_CONFIG) -> PreparedWorld:
+        key = (customers, days, seed, end, as_of, config)
         if key not in worlds:
             settings = load_settings(
                 home=tmp_path_factory.mktemp("prepared-world") / "home",
@@ -133,7 +145,7 @@ def prepared_world(
             simulation = {"customers": customers, "days": days, "seed": seed, "end": end}
             simulate(client[settings.mongo.database], **simulation)
             with pytest.MonkeyPatch.context() as monkeypatch:
-                _flow_settings_env(monkeypatch, settings)
+                _flow_settings_env(monkeypatch, settings, config)
                 summary = nightly(as_of=as_of)
             worlds[key] = PreparedWorld(settings, simulation, as_of, summary)
         return worlds[key]

@@ -28,9 +28,10 @@ DAYS = 200
 
 @pytest.fixture()
 def first_night(prepared_world) -> PreparedWorld:
-    """The population after its first nightly run for AS_OF (shared: read only)."""
+    """The population after its first nightly run for AS_OF (shared: read only), on the
+    unmodified default settings: the one night of the suite that runs them."""
     return prepared_world(customers=CUSTOMERS, days=DAYS, seed=11,
-                          end=AS_OF - dt.timedelta(days=1), as_of=AS_OF)
+                          end=AS_OF - dt.timedelta(days=1), as_of=AS_OF, config=None)
 
 
 @pytest.fixture()

@@ -73,6 +73,7 @@ def test_the_elasticity_prior_is_in_the_yaml() -> None:
 
 
 def test_nested_overrides_merge_with_env_and_yaml(monkeypatch) -> None:
+    monkeypatch.delenv("BBX_CONFIG", raising=False)  # the suite's own file (conftest)
     monkeypatch.setenv("BBX_CHURN__SEED", "11")
     written = yaml.safe_load(DEFAULT_CONFIG.read_text())
     settings = load_settings(churn={"horizon_days": 60}, pricing=None, as_of=None)
