@@ -103,6 +103,8 @@ class ChurnSettings(_Section):
     learning_rate: float = Field(gt=0)
     subsample: float = Field(gt=0, le=1)
     colsample_bytree: float = Field(gt=0, le=1)
+    min_child_weight: float = Field(
+        ge=0, description="Least hessian weight in a leaf: larger keeps rare patterns out.")
     early_stopping_rounds: int = Field(ge=1)
     validation_share: float = Field(
         gt=0, lt=0.5, description="Share of customers held out for validation."

@@ -33,14 +33,17 @@ MIN_POSITIVES_FOR_ISOTONIC = 50
 
 @dataclass(frozen=True)
 class ChurnParams:
-    n_estimators: int = 300
-    max_depth: int = 4
-    learning_rate: float = 0.05
-    subsample: float = 0.9
-    colsample_bytree: float = 0.9
-    min_child_weight: float = 1.0
-    early_stopping_rounds: int = 30
-    seed: int = 7
+    """The booster's base parameters (the random search varies them around these); the
+    values come from the settings (`churn.*` in configs/default.yaml)."""
+
+    n_estimators: int
+    max_depth: int
+    learning_rate: float
+    subsample: float
+    colsample_bytree: float
+    min_child_weight: float
+    early_stopping_rounds: int
+    seed: int
 
 
 def _numeric_matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:

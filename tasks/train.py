@@ -74,6 +74,7 @@ def churn_params(settings: Settings) -> ChurnParams:
         learning_rate=c.learning_rate,
         subsample=c.subsample,
         colsample_bytree=c.colsample_bytree,
+        min_child_weight=c.min_child_weight,
         early_stopping_rounds=c.early_stopping_rounds,
         seed=c.seed,
     )

@@ -29,7 +29,8 @@ from models.reasons import REASON_TEMPLATES, churn_reasons, display_value, reaso
 from tests.unit.synthetic import make_tables
 
 FEATURES = ["usage_decline_30d_pct", "days_since_last_login", "payment_failures_90d", "noise"]
-FAST = ChurnParams(n_estimators=150, max_depth=3, learning_rate=0.1, early_stopping_rounds=20)
+FAST = ChurnParams(n_estimators=150, max_depth=3, learning_rate=0.1, subsample=0.9,
+                   colsample_bytree=0.9, min_child_weight=1.0, early_stopping_rounds=20, seed=7)
 
 
 def planted(n: int, seed: int) -> pd.DataFrame:
@@ -395,7 +396,7 @@ def test_cutoff_choice_is_out_of_time_with_the_one_standard_error_rule() -> None
     splits = split_train_valid_test(data, 0.15, 0.15, 1, 7)
     candidates = cutoff_candidates(cutoffs, 1, [(1, 1), (5, 1)])
     choice = select_training_cutoffs(splits.train, splits.valid, splits.calibration, candidates,
-                                     list(CHURN_FEATURE_NAMES), ChurnParams(n_estimators=60))
+                                     list(CHURN_FEATURE_NAMES), replace(FAST, n_estimators=60))
     assert set(choice.scores) == {"1x1", "5x1"}
     assert max(choice.cutoffs) < max(cutoffs)  # never trains on the checked cutoff
     y = splits.calibration["label"]
