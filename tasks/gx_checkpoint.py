@@ -6,15 +6,16 @@ validation functions (tasks/validate.py), never at a module's top.
 
 - The Data Docs site is a GX filesystem site (home/data_docs; a dry run's own under
   data_docs/dry-runs/<id>). Its `index.html` is GX's site index.
-- GX's stores are files in the home's gx folder: the validation results (gx/validations)
-  and the suites as last run (gx/expectations; expectations/*.json stay the reviewed
-  source). GX's index lists what they hold, and drops a page from the site once its
-  result or suite is gone from them, so earlier nights stay only because they persist.
+- The validation results are stored as files in the home's gx folder (gx/validations).
+  GX's index lists the stored results, and drops a page from the site once its result is
+  gone from the store, so earlier nights stay only because the store persists.
 - A result is stored without its per-row lists (`unexpected_index_list`, ...): the
   quarantine reads them from the run's result in memory; on disk they would hold up to
   one entry per row, bloat the pages and slow every later index build.
-- The data source, validation definitions and checkpoints live in memory (one context
-  per process and site).
+- Everything else lives in memory, one context per process and site: the suites (every
+  suite in expectations/ from the start, or GX would drop the pages of those not run
+  yet; a process of its own, or a backfill beside the nightly would replace the suite
+  under the other's checkpoints), the data source, validation definitions, checkpoints.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import contextlib
 import datetime as dt
 import functools
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,8 @@ from jinja2 import BytecodeCache  # noqa: E402
 from jinja2.bccache import Bucket  # noqa: E402
 
 from tasks.validate import ROW_LISTS, DataDocsSite  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 SITE = "bbx"
 RESULTS_STORE = "validation_results_without_row_lists"
@@ -131,7 +135,7 @@ class _Site:
             context.checkpoints.delete(name)
             context.validation_definitions.delete(name)
         # Replaced, not updated: add_or_update compares it expectation by expectation.
-        with contextlib.suppress(DataContextError):  # never stored yet
+        with contextlib.suppress(DataContextError):  # not in expectations/
             context.suites.delete(name)
         source = context.data_sources.get(DATA_SOURCE)
         try:
@@ -151,8 +155,8 @@ class _Site:
 
 
 @functools.lru_cache(maxsize=4)
-def _site(site: DataDocsSite) -> _Site:
-    """An ephemeral context whose results and suites stores and Data Docs site are files."""
+def _site(site: DataDocsSite, suite_dir: Path) -> _Site:
+    """An ephemeral context whose results store and Data Docs site are files."""
     defaults = InMemoryStoreBackendDefaults()
     stores = dict(defaults.stores)
     del stores[defaults.validation_results_store_name]
@@ -160,10 +164,6 @@ def _site(site: DataDocsSite) -> _Site:
         "module_name": __name__,
         "class_name": ValidationResultsWithoutRowLists.__name__,
         "store_backend": _on_disk(site.gx_dir / "validations"),
-    }
-    stores[defaults.expectations_store_name] = {
-        "class_name": "ExpectationsStore",
-        "store_backend": _on_disk(site.gx_dir / "expectations"),
     }
     config = DataContextConfig(
         store_backend_defaults=defaults,
@@ -186,6 +186,11 @@ def _site(site: DataDocsSite) -> _Site:
                                   "profiling": "None"},  # no profiler runs here
     })
     context.data_sources.add_pandas(DATA_SOURCE)
+    for path in sorted(suite_dir.glob("*.json")):
+        try:
+            context.suites.add(gx.ExpectationSuite(**json.loads(path.read_text())))
+        except Exception:  # noqa: BLE001 - that suite's own table reports it when it runs
+            log.warning("Data Docs: suite %s not loaded", path.name, exc_info=True)
     return _Site(context)
 
 
@@ -195,13 +200,14 @@ def run_checkpoint(
     parameters: dict[str, Any],
     as_of: dt.date,
     site: DataDocsSite,
+    suite_dir: Path,
     result_format: dict[str, Any],
 ) -> tuple[ExpectationSuiteValidationResult, Path | None]:
     """Validate the frame against the suite; the result is stored and the site updated.
 
     Returns the full result (with its row lists) and the result's page in the site.
     """
-    docs = _site(site)
+    docs = _site(site, Path(suite_dir))
     checkpoint = docs.checkpoint(suite, result_format)
     run_id = RunIdentifier(run_name=as_of.isoformat(), run_time=dt.datetime.now(dt.UTC))
     outcome = checkpoint.run(batch_parameters={"dataframe": frame},

@@ -272,6 +272,7 @@ def log_quarantine(validation: TableValidation) -> None:
 def _check_frame(
     frame: Any,
     suite: dict[str, Any],
+    suite_dir: Path,
     data_docs: DataDocsSite,
     as_of: dt.date,
     parameters: dict[str, Any],
@@ -285,7 +286,8 @@ def _check_frame(
         for e in suite["expectations"]
         if e["type"] == "expect_column_to_exist" and e["kwargs"]["column"] not in frame.columns
     }
-    gx_result, page = run_checkpoint(frame, suite, parameters, as_of, data_docs, RESULT_FORMAT)
+    gx_result, page = run_checkpoint(frame, suite, parameters, as_of, data_docs, suite_dir,
+                                     RESULT_FORMAT)
     return _summarise(gx_result, missing_columns), page
 
 
@@ -300,7 +302,7 @@ def _check_table(
     """Run the collection's suite on the table; its result joins the Data Docs site."""
     suite = load_suite(suite_dir, collection)
     parameters = parameters or suite_parameters(as_of, None)
-    return _check_frame(table.to_pandas(), suite, data_docs, as_of, parameters)
+    return _check_frame(table.to_pandas(), suite, suite_dir, data_docs, as_of, parameters)
 
 
 def _references_users(collection: str, table: pa.Table) -> bool:
@@ -457,7 +459,8 @@ def validate_feature_table(
     if USER_KEY not in frame.columns:
         frame = frame.reset_index()
     suite = feature_suite(Path(suite_dir), feature_names)
-    outcome, page = _check_frame(frame, suite, data_docs, as_of, suite_parameters(as_of, None))
+    outcome, page = _check_frame(frame, suite, Path(suite_dir), data_docs, as_of,
+                                 suite_parameters(as_of, None))
     row_level = [f"{label}: {len(rows)} rows" for label, rows in outcome.row_failures.items()]
     failed_critical = outcome.failed_critical + row_level
     validation = TableValidation(

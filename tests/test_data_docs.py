@@ -62,6 +62,10 @@ def test_gx_index_lists_every_nights_results_and_the_report_links_existing_pages
             assert len(pages) == 1, (v.collection, night, pages)
             assert site.site_dir / pages[0] == Path(v.docs_page)
             assert Path(v.docs_page).is_file()
+    # Each row's suite link too (GX drops the page of a suite missing from its store).
+    suites = set(re.findall(r'href="(expectations/[^"]+\.html)"', site.index_page.read_text()))
+    assert {f"expectations/{c}.html" for c in lake.TABLES} <= suites
+    assert all((site.site_dir / page).is_file() for page in suites)
     # Results are stored under the home's gx folder, one per table and night.
     stored = list((settings.home / "gx" / "validations").rglob("*.json"))
     assert len(stored) == 2 * len(lake.TABLES)
