@@ -314,6 +314,12 @@ class ValidationSettings(_Section):
         description="Warn when rows (snapshots) or new rows per day (append-only) differ from "
         "the previous validated run by more than this share.",
     )
+    data_docs_listed_results: int = Field(
+        ge=1,
+        description="GX's Data Docs index lists the newest this many validation results "
+        "(about ten a night); older pages stay in the site, linked from their night's report. "
+        "Every table's Checkpoint rebuilds the index, reading each listed result.",
+    )
 
 
 class PublishSettings(_Section):
@@ -507,6 +513,13 @@ class Settings(BaseSettings):
         if self.dry_run_id:
             return self.home / "data_docs" / "dry-runs" / self.dry_run_id
         return self.home / "data_docs"
+
+    @property
+    def gx_dir(self) -> Path:
+        """Great Expectations' stores (the validation results the Data Docs index lists)."""
+        if self.dry_run_id:
+            return self.home / "dry-runs" / self.dry_run_id / "gx"
+        return self.home / "gx"
 
     @property
     def data_docs_root(self) -> Path:

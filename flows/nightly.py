@@ -99,7 +99,7 @@ def run_night(
         scores = score_in_buckets(settings, as_of, partitions,
                                   trained_champions(trained) if dry_run else None)
         # The scored feature table has its own suite: a broken feature stops the night here.
-        validate_features_task(scores.features_path, settings.data_docs_dir, as_of)
+        validate_features_task(scores.features_path, settings, as_of)
         # Each plan's band around its anchor (first-seen list prices recorded in Mongo).
         bands = plan_anchors_task(uri, settings, as_of, clean["plans"], run_id,
                                   record=not dry_run)

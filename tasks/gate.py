@@ -36,10 +36,10 @@ from bbx.settings import PROJECT_ROOT, Settings
 from features.quarantine import TableVolume, volume_warning
 from tasks.links import data_docs_link
 from tasks.validate import (
+    DataDocsSite,
     DataValidationError,
     TableValidation,
     validate_table,
-    write_data_docs_index,
 )
 
 SUITE_DIR = PROJECT_ROOT / "expectations"
@@ -61,6 +61,7 @@ def validate_lake(
     manifest = read_manifest(manifest_file) if manifest_file.exists() else None
     previous = previous_validated_manifest(settings.lake_dir, as_of)
     days = (as_of - dt.date.fromisoformat(previous["as_of"])).days if previous else 0
+    data_docs = DataDocsSite.of(settings)
 
     def run(collection: str, known_user_ids: set[str] | None) -> TableValidation:
         return validate_table(
@@ -69,7 +70,7 @@ def validate_lake(
             clean_file=lake.clean_path(settings.lake_dir, collection, as_of),
             quarantine_file=lake.quarantine_path(settings.lake_dir, collection, as_of),
             suite_dir=SUITE_DIR,
-            data_docs_dir=settings.data_docs_dir,
+            data_docs=data_docs,
             as_of=as_of,
             max_quarantine_share=settings.validation.max_quarantine_share,
             known_user_ids=known_user_ids,
@@ -106,7 +107,6 @@ def validate_lake(
             )
         results.append(validation)
 
-    write_data_docs_index(settings.data_docs_dir, as_of, results, failures)
     if failures:
         raise DataValidationError("run stopped by data validation:\n  " + "\n  ".join(failures))
 
@@ -162,10 +162,10 @@ def _publish_artifacts(settings: Settings, as_of: dt.date,
         description=f"Data gate for {as_of}: rows read and quarantined per table, "
                     "expectations failed (warnings never stop a run; details in Data Docs)",
     )
-    index = settings.data_docs_dir / f"index-{as_of.isoformat()}.html"
+    index = DataDocsSite.of(settings).index_page
     create_link_artifact(
         link=data_docs_link(settings, index), link_text=f"Data Docs {as_of}", key="data-docs",
-        description="Great Expectations result pages of this run",
+        description="Great Expectations Data Docs: this run's results, beside earlier nights'",
     )
 
 
@@ -176,7 +176,7 @@ def validate_lake_task(
     try:
         validations = validate_lake(settings, as_of, raw_files)
     except DataValidationError:
-        index = settings.data_docs_dir / f"index-{as_of.isoformat()}.html"
+        index = DataDocsSite.of(settings).index_page
         if index.exists():
             from prefect.artifacts import create_link_artifact
 

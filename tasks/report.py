@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -22,6 +23,7 @@ from tasks.links import CHURN_PLOTS, data_docs_link, mlflow_artifact_link, mlflo
 from tasks.publish import PublishResult, read_priced_scores
 from tasks.score import ScoreResult
 from tasks.train import TrainResult
+from tasks.validate import DataDocsSite
 
 FAILURE_EVENT = "bbx.flow-run.failed"
 BANDS = ("low", "medium", "high")
@@ -55,6 +57,7 @@ def run_summary(
         "repeated_reads": {v.collection: v.repeated_reads for v in validations
                            if v.repeated_reads},
         "warnings": {v.collection: list(v.warnings) for v in validations if v.warnings},
+        "data_docs_pages": {v.collection: v.docs_page for v in validations if v.docs_page},
         "models": {t.model: {"version": t.version, "run_id": t.run_id, "metrics": t.metrics,
                              "promoted": t.promoted}
                    for t in trained},
@@ -83,9 +86,14 @@ def _links(settings: Settings | None, summary: dict[str, Any]) -> list[str]:
     if settings is None:
         return []
     lines = ["", "## Where to look", ""]
-    docs = settings.data_docs_dir / f"index-{summary['as_of']}.html"
-    lines.append(f"- Data Docs (Great Expectations results of this run): "
-                 f"[Data Docs {summary['as_of']}]({data_docs_link(settings, docs)})")
+    docs = DataDocsSite.of(settings).index_page
+    lines.append(f"- Data Docs (Great Expectations results, this run's beside earlier "
+                 f"nights'): [Data Docs {summary['as_of']}]({data_docs_link(settings, docs)})")
+    pages = summary.get("data_docs_pages") or {}
+    if pages:  # they stay in the site after the index has moved past this night
+        lines.append("- This run's result pages: " + " · ".join(
+            f"[{collection}]({data_docs_link(settings, Path(page))})"
+            for collection, page in pages.items()))
     for name, model in summary["models"].items():
         experiment = _experiment_id(model["run_id"])
         run_link = mlflow_run_link(settings, experiment, model["run_id"]) if experiment else None

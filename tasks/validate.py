@@ -7,7 +7,7 @@ expectation carries `meta.severity`:
                any failure stops the run;
 - `quarantine` row-level: the failing rows move to the quarantine file with a
                `quarantine_reason`; the run stops when they exceed the allowed share;
-- `warning`    reported in `TableValidation.warnings` and the data docs, never stops.
+- `warning`    reported in `TableValidation.warnings` and the Data Docs, never stops.
 
 GX runs the whole suite once on the pandas frame with result_format COMPLETE, whose
 `unexpected_index_list` gives the failing rows of each row-level expectation
@@ -19,6 +19,11 @@ read; where the lake's columns are a document's whole content (usage sessions) a
 identical to an earlier one in every column but `_id` is the same event written twice
 and is quarantined (`TableSpec.identical_content_is_duplicate`).
 Every table's quarantine counts, by reason, are logged whether or not they stop the run.
+
+Each table runs through a GX Checkpoint (one validation definition and
+`UpdateDataDocsAction`, tasks/gx_checkpoint.py): its result is stored under the home's gx
+folder and the Data Docs site (home/data_docs, GX's own index) lists it beside earlier
+nights'.
 
 Suite parameters: `as_of_end` (first instant after the as-of day) and `fresh_since`
 (`as_of_end` minus `validation.freshness_max_lag_hours`), for freshness expectations.
@@ -33,7 +38,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +51,7 @@ from prefect.cache_policies import NONE
 
 from bbx.lake import TABLES
 from bbx.lake.files import remove_stale, write_parquet
-from bbx.settings import load_settings
+from bbx.settings import Settings, load_settings
 from features.quarantine import (
     DUPLICATE_REASON,
     ORPHAN_REASON,
@@ -70,11 +74,33 @@ CRITICAL = "critical"
 QUARANTINE = "quarantine"
 WARNING = "warning"
 SEVERITIES = (CRITICAL, QUARANTINE, WARNING)
-__all__ = ["DUPLICATE_REASON", "ORPHAN_REASON", "REASON_COLUMN", "DataValidationError",
-           "TableValidation", "validate_table", "validate_feature_table"]
+__all__ = ["DUPLICATE_REASON", "ORPHAN_REASON", "REASON_COLUMN", "DataDocsSite",
+           "DataValidationError", "TableValidation", "validate_table", "validate_feature_table"]
 FEATURES_SUITE = "churn_features"
-# Result lists we consume ourselves; dropped before rendering docs (they can hold 1M items).
-_BULKY_RESULT_KEYS = ("unexpected_index_list", "unexpected_list", "unexpected_index_query")
+# Result lists the quarantine consumes itself; never stored, rendered or put in a message
+# (they can hold 1M items).
+ROW_LISTS = ("unexpected_index_list", "unexpected_list", "unexpected_index_query")
+RESULT_FORMAT = {"result_format": "COMPLETE", "partial_unexpected_count": 5}
+
+
+@dataclass(frozen=True)
+class DataDocsSite:
+    """Where GX writes: the Data Docs site people browse (GX's index is `index.html`) and
+    GX's stores (the validation results that index lists, kept across nights)."""
+
+    site_dir: Path
+    gx_dir: Path
+    listed_results: int  # the index lists the newest this many results
+
+    @classmethod
+    def of(cls, settings: Settings) -> DataDocsSite:
+        """The home's site (a dry run's own: the live one is left as it was)."""
+        return cls(settings.data_docs_dir, settings.gx_dir,
+                   settings.validation.data_docs_listed_results)
+
+    @property
+    def index_page(self) -> Path:
+        return self.site_dir / "index.html"
 
 
 class DataValidationError(RuntimeError):
@@ -147,31 +173,8 @@ def suite_parameters(as_of: dt.date, freshness_max_lag_hours: float | None) -> d
     }
 
 
-def _run_suite(
-    frame: Any, suite: dict[str, Any], parameters: dict[str, Any]
-) -> ExpectationSuiteValidationResult:
-    # GX is imported here only: importing it costs seconds, and most callers never validate.
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (
-        context.data_sources.add_pandas("lake")
-        .add_dataframe_asset(suite["name"])
-        .add_batch_definition_whole_dataframe("raw")
-        .get_batch(batch_parameters={"dataframe": frame})
-    )
-    return batch.validate(
-        gx.ExpectationSuite(**suite),
-        result_format={"result_format": "COMPLETE", "partial_unexpected_count": 5},
-        expectation_parameters=parameters,
-    )
-
-
 def _plain(value: Any) -> Any:
-    """numpy scalars → Python scalars, recursively (for messages and GX's renderer)."""
+    """numpy scalars → Python scalars, recursively (for messages)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
@@ -182,7 +185,7 @@ def _plain(value: Any) -> Any:
 
 
 def _describe_failure(result: dict[str, Any]) -> str:
-    result = _plain({k: v for k, v in result.items() if k not in _BULKY_RESULT_KEYS})
+    result = _plain({k: v for k, v in result.items() if k not in ROW_LISTS})
     if "unexpected_count" in result and result.get("element_count") is not None:
         total = result["element_count"]
         count = result["unexpected_count"] or 0
@@ -263,71 +266,43 @@ def log_quarantine(validation: TableValidation) -> None:
     log.log(level, quarantine_message(validation))
 
 
-# ---------------------------------------------------------------- data docs pages
-
-
-def _write_data_docs(
-    result: ExpectationSuiteValidationResult, data_docs_dir: Path, collection: str, as_of: dt.date
-) -> Path | None:
-    """GX's own validation-results page, one HTML file per table and run.
-
-    Rendered directly (no docs site/store): an ephemeral context has no store to build
-    a site from, and the page renderer needs only the result.
-    """
-    from great_expectations.render.renderer import ValidationResultsPageRenderer
-    from great_expectations.render.view import DefaultJinjaPageView
-
-    for item in result.results:
-        for key in _BULKY_RESULT_KEYS:
-            item.result.pop(key, None)
-        # numpy 2 scalars crash GX's number formatter (num_to_str reparses their repr).
-        item.result = _plain(item.result)
-    try:
-        html = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
-    except Exception:  # docs are for people; a rendering bug must not stop the data
-        log.warning("data docs for %s could not be rendered", collection, exc_info=True)
-        return None
-    path = data_docs_dir / collection / f"{as_of.isoformat()}.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
-    return path
-
-
 # ---------------------------------------------------------------- entry points
 
 
 def _check_frame(
-    name: str,
     frame: Any,
     suite: dict[str, Any],
-    data_docs_dir: Path,
+    suite_dir: Path,
+    data_docs: DataDocsSite,
     as_of: dt.date,
     parameters: dict[str, Any],
 ) -> tuple[_SuiteOutcome, Path | None]:
-    """Run a suite on a pandas frame and write its data docs page."""
+    """Run a suite on a pandas frame through its Checkpoint; the Data Docs site is updated."""
+    # GX is imported here only: importing it costs seconds, and most callers never validate.
+    from tasks.gx_checkpoint import run_checkpoint
+
     missing_columns = {
         e["kwargs"]["column"]
         for e in suite["expectations"]
         if e["type"] == "expect_column_to_exist" and e["kwargs"]["column"] not in frame.columns
     }
-    gx_result = _run_suite(frame, suite, parameters)
-    outcome = _summarise(gx_result, missing_columns)
-    page = _write_data_docs(gx_result, data_docs_dir, name, as_of)
-    return outcome, page
+    gx_result, page = run_checkpoint(frame, suite, parameters, as_of, data_docs, suite_dir,
+                                     RESULT_FORMAT)
+    return _summarise(gx_result, missing_columns), page
 
 
 def _check_table(
     collection: str,
     table: pa.Table,
     suite_dir: Path,
-    data_docs_dir: Path,
+    data_docs: DataDocsSite,
     as_of: dt.date,
     parameters: dict[str, Any] | None = None,
 ) -> tuple[_SuiteOutcome, Path | None]:
-    """Run the collection's suite on the table and write its data docs page."""
+    """Run the collection's suite on the table; its result joins the Data Docs site."""
     suite = load_suite(suite_dir, collection)
     parameters = parameters or suite_parameters(as_of, None)
-    return _check_frame(collection, table.to_pandas(), suite, data_docs_dir, as_of, parameters)
+    return _check_frame(table.to_pandas(), suite, suite_dir, data_docs, as_of, parameters)
 
 
 def _references_users(collection: str, table: pa.Table) -> bool:
@@ -341,7 +316,7 @@ def validate_table(
     clean_file: Path,
     quarantine_file: Path,
     suite_dir: Path,
-    data_docs_dir: Path,
+    data_docs: DataDocsSite,
     as_of: dt.date,
     max_quarantine_share: float,
     known_user_ids: set[str] | None = None,
@@ -351,7 +326,7 @@ def validate_table(
 
     Raises DataValidationError on a critical failure or when the quarantined share
     exceeds `max_quarantine_share`; the clean file is then absent (the quarantine
-    file and data docs are still written, as evidence).
+    file and the Data Docs are still written, as evidence).
     """
     clean_file, quarantine_file = Path(clean_file), Path(quarantine_file)
     spec = TABLES.get(collection)
@@ -364,7 +339,7 @@ def validate_table(
                      repeated_reads)
     rows = table.num_rows
     outcome, page = _check_table(
-        collection, table, Path(suite_dir), Path(data_docs_dir), as_of,
+        collection, table, Path(suite_dir), data_docs, as_of,
         suite_parameters(as_of, freshness_max_lag_hours),
     )
     docs_page = str(page) if page else None
@@ -468,7 +443,7 @@ def feature_suite(suite_dir: Path, feature_names: Iterable[str]) -> dict[str, An
 def validate_feature_table(
     features_file: Path,
     suite_dir: Path,
-    data_docs_dir: Path,
+    data_docs: DataDocsSite,
     as_of: dt.date,
     feature_names: Iterable[str],
 ) -> TableValidation:
@@ -484,10 +459,8 @@ def validate_feature_table(
     if USER_KEY not in frame.columns:
         frame = frame.reset_index()
     suite = feature_suite(Path(suite_dir), feature_names)
-    outcome, page = _check_frame(
-        FEATURES_SUITE, frame, suite, Path(data_docs_dir), as_of,
-        suite_parameters(as_of, None),
-    )
+    outcome, page = _check_frame(frame, suite, Path(suite_dir), data_docs, as_of,
+                                 suite_parameters(as_of, None))
     row_level = [f"{label}: {len(rows)} rows" for label, rows in outcome.row_failures.items()]
     failed_critical = outcome.failed_critical + row_level
     validation = TableValidation(
@@ -507,58 +480,13 @@ def validate_feature_table(
 
 @task(name="validate-features", cache_policy=NONE)
 def validate_features_task(
-    features_file: str, data_docs_dir: Path, as_of: dt.date
+    features_file: str, settings: Settings, as_of: dt.date
 ) -> TableValidation:
     """Wire after feature building: stops the run if the feature table breaks its suite."""
     from bbx.settings import PROJECT_ROOT
     from features.registry import CHURN_FEATURE_NAMES
 
     return validate_feature_table(
-        Path(features_file), PROJECT_ROOT / "expectations", Path(data_docs_dir), as_of,
+        Path(features_file), PROJECT_ROOT / "expectations", DataDocsSite.of(settings), as_of,
         CHURN_FEATURE_NAMES,
     )
-
-
-# ---------------------------------------------------------------- data docs index
-
-
-def write_data_docs_index(
-    data_docs_dir: Path, as_of: dt.date, validations: Iterable[TableValidation],
-    stopped: list[str] | None = None,
-) -> Path:
-    """One page per run linking every table's GX page: `<docs>/index-<as_of>.html`, also
-    copied to `<docs>/index.html` (the latest run)."""
-    from html import escape
-
-    data_docs_dir = Path(data_docs_dir)
-    rows = []
-    for v in validations:
-        link = (
-            f'<a href="{escape(Path(v.docs_page).relative_to(data_docs_dir).as_posix())}">'
-            f"{escape(v.collection)}</a>"
-            if v.docs_page and Path(v.docs_page).is_relative_to(data_docs_dir)
-            else escape(v.collection)
-        )
-        status = "stopped" if v.failed_critical else "passed"
-        rows.append(
-            f"<tr><td>{link}</td><td>{v.rows}</td><td>{v.quarantined}</td>"
-            f"<td>{v.failed_expectations}</td><td>{status}</td>"
-            f"<td>{escape('; '.join(v.failed_critical + v.warnings))}</td></tr>"
-        )
-    stop = (
-        "<p><b>Run stopped:</b></p><ul>" + "".join(f"<li>{escape(s)}</li>" for s in stopped)
-        + "</ul>" if stopped else "<p>All tables passed the gate.</p>"
-    )
-    html = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Data docs {as_of}</title>"
-        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px}</style>"
-        f"</head><body><h1>Validation, as of {as_of}</h1>{stop}<table>"
-        "<tr><th>table</th><th>rows checked</th><th>quarantined</th>"
-        "<th>failed expectations</th><th>status</th><th>details</th></tr>"
-        + "".join(rows) + "</table></body></html>"
-    )
-    data_docs_dir.mkdir(parents=True, exist_ok=True)
-    page = data_docs_dir / f"index-{as_of.isoformat()}.html"
-    page.write_text(html, encoding="utf-8")
-    (data_docs_dir / "index.html").write_text(html, encoding="utf-8")
-    return page

@@ -16,7 +16,12 @@ from features.registry import CHURN_FEATURE_NAMES
 from simulator import simulate
 from tasks.extract import extract_collection, write_manifest
 from tasks.gate import validate_lake
-from tasks.validate import DataValidationError, feature_suite, validate_feature_table
+from tasks.validate import (
+    DataDocsSite,
+    DataValidationError,
+    feature_suite,
+    validate_feature_table,
+)
 
 AS_OF = dt.date(2026, 5, 1)
 SUITES = PROJECT_ROOT / "expectations"
@@ -38,7 +43,8 @@ def features_file(settings: Settings, mongo_client, tmp_path: Path) -> Path:
 
 
 def _validate(path: Path, tmp_path: Path):
-    return validate_feature_table(path, SUITES, tmp_path / "docs", AS_OF, CHURN_FEATURE_NAMES)
+    docs = DataDocsSite(tmp_path / "docs", tmp_path / "gx", listed_results=70)
+    return validate_feature_table(path, SUITES, docs, AS_OF, CHURN_FEATURE_NAMES)
 
 
 def test_suite_checks_every_registry_feature_exists() -> None:

@@ -109,7 +109,8 @@ def _assert_gate_artifacts(flow_run_id: str, settings: Settings) -> None:
     by_key = {a.key: a for a in artifacts}
     table = by_key["data-validation"]
     assert "usagelogs" in str(table.data) and "rows quarantined" in str(table.data)
-    index = settings.data_docs_dir / f"index-{AS_OF.isoformat()}.html"
-    assert index.exists() and (settings.data_docs_dir / "index.html").exists()
+    index = settings.data_docs_dir / "index.html"  # GX's site index
+    assert index.exists()
     assert index.as_uri() in str(by_key["data-docs"].data)
-    assert 'href="usagelogs/' in index.read_text()
+    assert f"'_table_row_link_path': 'validations/usagelogs/{AS_OF.isoformat()}/" in (
+        index.read_text())

@@ -127,8 +127,11 @@ def test_a_dry_run_leaves_the_app_the_aliases_and_the_lake_validated_state_uncha
     assert _run_names([flow_run_id]) == [f"nightly {AS_OF} (dry run)"]
     assert [c.name for c in _children(flow_run_id)] == [
         f"nightly {AS_OF} (dry run) › score buckets"]
-    docs = list((world.data_docs_root / "dry-runs").glob(f"{AS_OF}-*/index-{AS_OF}.html"))
-    assert len(docs) == 1 and not (world.data_docs_root / f"index-{AS_OF}.html").exists()
+    docs = list((world.data_docs_root / "dry-runs").glob(f"{AS_OF}-*/index.html"))
+    assert len(docs) == 1 and f"validations/users/{AS_OF}/" in docs[0].read_text()
+    assert not (world.data_docs_root / "validations" / "users" / str(AS_OF)).exists()
+    assert f"validations/users/{AS_OF}/" not in (world.data_docs_root / "index.html").read_text()
+    assert not list((world.gx_dir / "validations").rglob(f"{AS_OF}/*"))
     text = _artifact("nightly-summary", flow_run_id)
     assert "(dry run)" in text and "as-of 2026-06-01 is a UTC date" in text
 

@@ -19,6 +19,7 @@ from tasks.validate import (
     ORPHAN_REASON,
     REASON_COLUMN,
     SEVERITIES,
+    DataDocsSite,
     DataValidationError,
     TableValidation,
     load_suite,
@@ -105,6 +106,10 @@ def write_raw(path: Path, collection: str, rows: list[dict[str, Any]]) -> Path:
 Validate = Callable[..., TableValidation]
 
 
+def docs_site(tmp_path: Path) -> DataDocsSite:
+    return DataDocsSite(tmp_path / "docs", tmp_path / "gx", listed_results=70)
+
+
 @pytest.fixture()
 def validate(tmp_path: Path) -> Validate:
     """Write rows as a raw file and validate them; paths live under tmp_path."""
@@ -122,7 +127,7 @@ def validate(tmp_path: Path) -> Validate:
             clean_file=tmp_path / "clean" / f"{collection}.parquet",
             quarantine_file=tmp_path / "quarantine" / f"{collection}.parquet",
             suite_dir=SUITE_DIR,
-            data_docs_dir=tmp_path / "docs",
+            data_docs=docs_site(tmp_path),
             as_of=AS_OF,
             max_quarantine_share=max_share,
             known_user_ids=known_user_ids,
@@ -378,10 +383,19 @@ def test_data_docs_page_is_written(validate: Validate, tmp_path: Path) -> None:
     rows[0]["role"] = "superuser"
     for row in rows[1:]:
         row["last_login_at"] = None  # share 0.25: a numpy float, which GX's renderer chokes on
-    validate("users", rows)
-    html = (tmp_path / "docs" / "users" / f"{AS_OF.isoformat()}.html").read_text()
+    result = validate("users", rows)
+    assert result.docs_page and Path(result.docs_page).is_relative_to(tmp_path / "docs")
+    html = Path(result.docs_page).read_text()
     assert "last_login_at" in html and "superuser" in html
     assert "0.25" in html  # the observed share, lost if numpy scalars reach the renderer
+    # GX's index lists it; the stored result keeps no per-row lists (the pages neither).
+    assert Path(result.docs_page).relative_to(tmp_path / "docs").as_posix() in (
+        tmp_path / "docs" / "index.html").read_text()
+    stored = list((tmp_path / "gx" / "validations" / "users").rglob("*.json"))
+    assert len(stored) == 1
+    results = [r["result"] for r in json.loads(stored[0].read_text())["results"]]
+    assert not any(k in r for r in results for k in ("unexpected_index_list", "unexpected_list"))
+    assert "superuser" in stored[0].read_text()  # the partial list a person reads stays
 
 
 def test_column_of_the_wrong_type_stops(validate: Validate, tmp_path: Path) -> None:
@@ -397,7 +411,7 @@ def test_column_of_the_wrong_type_stops(validate: Validate, tmp_path: Path) -> N
             tmp_path / "clean.parquet",
             tmp_path / "q.parquet",
             SUITE_DIR,
-            tmp_path / "docs",
+            docs_site(tmp_path),
             AS_OF,
             0.5,
         )
