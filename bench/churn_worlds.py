@@ -94,7 +94,7 @@ def main(argv: list[str]) -> None:
     from features.training import build_training_set, split_train_valid_test
     from models.churn import fit_churn_model
     from models.metrics import churn_metrics, evaluate_churn
-    from simulator.observable import activity_from_lake, observable_probability
+    from simulator.observable import documents_from_lake, observable_probability
     from simulator.truth import churn_probabilities
     from simulator.world import build_world
     from tasks.train import churn_params
@@ -142,10 +142,12 @@ def main(argv: list[str]) -> None:
         leave = np.minimum(leave, np.where(tl.nonrenewal_day >= 0, tl.nonrenewal_day, 10**9))
     outcome = (leave >= day) & (leave < day + 30)
     recent = cut - pd.Timedelta(days=60)
-    activity = activity_from_lake(
+    documents = documents_from_lake(
         world, day, tables.usagelogs[tables.usagelogs["timestamp"] >= recent],
-        tables.auditlogs[tables.auditlogs["timestamp"] >= recent])
-    observable = observable_probability(world, day, activity)
+        tables.auditlogs[tables.auditlogs["timestamp"] >= recent],
+        tables.supporttickets[tables.supporttickets["created_at"] >= recent],
+        tables.feedbacks[tables.feedbacks["created_at"] >= recent])
+    observable = observable_probability(world, day, documents)
     position = pd.Series(np.arange(len(ids)), index=ids)
     rows = position.reindex(features.index).to_numpy()
     known = ~np.isnan(rows.astype(float))
