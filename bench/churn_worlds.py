@@ -88,10 +88,15 @@ def main(argv: list[str]) -> None:
 
     from bbx.lake.history import read_tables
     from bbx.settings import load_settings
+    from features.coverage import event_days
     from features.customer import build_churn_features
     from features.cutoffs import as_of_cutoff, cutoff_candidates, training_cutoffs
     from features.registry import CHURN_FEATURE_NAMES
-    from features.training import build_training_set, split_train_valid_test
+    from features.training import (
+        build_training_set,
+        scoring_history_days,
+        split_train_valid_test,
+    )
     from models.churn import fit_churn_model
     from models.metrics import churn_metrics, evaluate_churn
     from simulator.observable import documents_from_lake, observable_probability
@@ -122,6 +127,7 @@ def main(argv: list[str]) -> None:
     model, _, choice = fit_churn_model(splits.train, splits.valid, splits.calibration,
                                        candidates, names, churn_params(settings),
                                        args.trials or c.tuning_trials)
+    model.history_days = scoring_history_days(event_days(tables), cutoffs)
     fit_seconds = time.perf_counter() - started - built
     headline = evaluate_churn(splits.test["label"].to_numpy(),
                               model.predict_proba(splits.test), model.threshold)
@@ -130,7 +136,7 @@ def main(argv: list[str]) -> None:
     train_wall, train_cpu = time.perf_counter() - started, time.process_time() - cpu
 
     # Score today's customers and compare with the simulation's future.
-    features = build_churn_features(tables, cut)
+    features = build_churn_features(tables, cut, history_days=model.history_days)
     probability = model.predict_proba(features)
     world = build_world(spec)
     day = world.day_index(as_of)
@@ -174,6 +180,8 @@ def main(argv: list[str]) -> None:
           f"roc_auc {headline['roc_auc']:.3f} pr_auc {headline['pr_auc']:.3f} "
           f"ece {headline['ece']:.3f}; pooled over all cutoffs: roc_auc "
           f"{pooled['roc_auc']:.3f} pr_auc {pooled['pr_auc']:.3f}")
+    print("scoring history: " + (", ".join(f"{k} {v:g} days" for k, v in
+                                           model.history_days.items()) or "uncapped"))
     print(f"training: {len(data):,} customer-cutoffs built in {built:.0f}s, fit "
           f"{fit_seconds:.0f}s; total {train_wall:.0f}s wall, {train_cpu:.0f}s CPU")
     if args.json_out:
