@@ -19,11 +19,13 @@ the same rows (the Bayes-optimal reference, i.e. the ceiling):
   |observed churn rate in bin - mean p in bin|.
 The observable reference (simulator/observable.py) on the same rows and threshold:
 the probability of cancelling within 30 days given what the app's documents show up to
-the as-of date (for a wind-down world, a forward filter over the simulator's model of
-daily sessions and logins given each customer's latent rates; in contract-driven, the
-true hazard itself). Unlike the oracle it is reachable: the goal a model is held to.
-It needs the simulation's spec (`<home>/simulation/spec.json`, written by `bbx
-simulate`) to rebuild the world, and reads the last weeks of usagelogs and logins.
+the as-of date (a filter over the simulator's own model of daily sessions, logins,
+feedback and calls about leaving, given each customer's latent rates, with the coming
+weeks' incidents, failed charges and tickets integrated out; in contract-driven, the
+hazard read off the documents with the coming weeks integrated out). Unlike the oracle it
+is reachable: the goal a model is held to. It needs the simulation's spec
+(`<home>/simulation/spec.json`, written by `bbx simulate`) to rebuild the world, and reads
+the last weeks of usagelogs, logins, supporttickets and feedbacks.
 Segments: adjusted Rand index of the pipeline's segment_id against the latent
 segment. Undefined figures (e.g. AUC with no churner) are None (null in JSON).
 """
@@ -166,41 +168,52 @@ def simulation_spec(settings: Settings):
 
 def observable_reference(db, spec, as_of_dates: Sequence[dt.date]) -> pd.DataFrame:
     """as_of, user_id, p_observable_30d for every customer live at each date, from the
-    documents of the days before it (usagelogs, login auditlogs) and the rebuilt world."""
-    from simulator.observable import ActivityDays, observable_probability
-    from simulator.scenarios import decline_range
+    documents of the days before it (usagelogs, login auditlogs, supporttickets, feedbacks)
+    and the rebuilt world."""
+    from simulator.observable import RecentDocuments, lookback_days, observable_probability
     from simulator.truth import TruthUnavailableError
     from simulator.world import build_world
 
     world = build_world(spec)
     ids = world.user_ids
     position = {user: i for i, user in enumerate(ids)}
+
+    def who(docs: list[dict], field: str) -> np.ndarray:
+        return np.array([position.get(str(d.get(field)), -1) for d in docs], dtype=int)
+
+    def when(docs: list[dict], field: str) -> np.ndarray:
+        return np.array([_epoch(d[field]) for d in docs], dtype=np.int64)
+
     frames = []
     for as_of in as_of_dates:
         day = world.day_index(as_of)
-        lookback = decline_range(spec.scenario)[1]
-        activity = None
-        if lookback:
-            activity = ActivityDays(world, day, lookback)
-            end = dt.datetime(as_of.year, as_of.month, as_of.day, tzinfo=dt.UTC)
-            window = {"$gte": end - dt.timedelta(days=lookback), "$lt": end}
-            sessions = list(db["usagelogs"].find(
-                {"timestamp": window},
-                {"_id": 0, "userId": 1, "timestamp": 1, "download": 1, "sessionDuration": 1}))
-            logins = list(db["auditlogs"].find(
-                {"action": "login", "timestamp": window}, {"_id": 0, "userId": 1,
-                                                            "timestamp": 1}))
-            activity.add_sessions(
-                np.array([position.get(str(d["userId"]), -1) for d in sessions], dtype=int),
-                np.array([_epoch(d["timestamp"]) for d in sessions], dtype=np.int64),
-                np.array([float(d.get("download") or 0.0) for d in sessions]),
-                np.array([float(d.get("sessionDuration") or 0.0) for d in sessions]),
-            )
-            activity.add_logins(
-                np.array([position.get(str(d["userId"]), -1) for d in logins], dtype=int),
-                np.array([_epoch(d["timestamp"]) for d in logins], dtype=np.int64),
-            )
-        p = observable_probability(world, day, activity)
+        documents = RecentDocuments(world, day)
+        end = dt.datetime(as_of.year, as_of.month, as_of.day, tzinfo=dt.UTC)
+        window = {"$gte": end - dt.timedelta(days=lookback_days(spec.scenario)), "$lt": end}
+        sessions = list(db["usagelogs"].find(
+            {"timestamp": window},
+            {"_id": 0, "userId": 1, "timestamp": 1, "download": 1, "sessionDuration": 1}))
+        logins = list(db["auditlogs"].find(
+            {"action": "login", "timestamp": window}, {"_id": 0, "userId": 1, "timestamp": 1}))
+        tickets = list(db["supporttickets"].find(
+            {"createdAt": window}, {"_id": 0, "customer": 1, "createdAt": 1, "category": 1}))
+        forms = list(db["feedbacks"].find(
+            {"createdAt": window}, {"_id": 0, "user": 1, "createdAt": 1, "rating": 1}))
+        documents.add_sessions(
+            who(sessions, "userId"), when(sessions, "timestamp"),
+            np.array([float(d.get("download") or 0.0) for d in sessions]),
+            np.array([float(d.get("sessionDuration") or 0.0) for d in sessions]),
+        )
+        documents.add_logins(who(logins, "userId"), when(logins, "timestamp"))
+        documents.add_tickets(who(tickets, "customer"), when(tickets, "createdAt"),
+                              np.array([str(d.get("category")) for d in tickets]))
+        documents.add_feedback(
+            who(forms, "user"), when(forms, "createdAt"),
+            np.array([float((d.get("rating") or {}).get("overall") or np.nan) for d in forms]))
+        try:
+            p = observable_probability(world, day, documents)
+        except ValueError as error:
+            raise TruthUnavailableError(f"no observable reference for {as_of}: {error}") from error
         live = ~np.isnan(p)
         if not live.any():
             raise TruthUnavailableError(f"no customer of the simulation is live at {as_of}")

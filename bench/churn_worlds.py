@@ -88,13 +88,18 @@ def main(argv: list[str]) -> None:
 
     from bbx.lake.history import read_tables
     from bbx.settings import load_settings
+    from features.coverage import event_days
     from features.customer import build_churn_features
     from features.cutoffs import as_of_cutoff, cutoff_candidates, training_cutoffs
     from features.registry import CHURN_FEATURE_NAMES
-    from features.training import build_training_set, split_train_valid_test
+    from features.training import (
+        build_training_set,
+        scoring_history_days,
+        split_train_valid_test,
+    )
     from models.churn import fit_churn_model
     from models.metrics import churn_metrics, evaluate_churn
-    from simulator.observable import activity_from_lake, observable_probability
+    from simulator.observable import documents_from_lake, observable_probability
     from simulator.truth import churn_probabilities
     from simulator.world import build_world
     from tasks.train import churn_params
@@ -122,6 +127,7 @@ def main(argv: list[str]) -> None:
     model, _, choice = fit_churn_model(splits.train, splits.valid, splits.calibration,
                                        candidates, names, churn_params(settings),
                                        args.trials or c.tuning_trials)
+    model.history_days = scoring_history_days(event_days(tables), cutoffs)
     fit_seconds = time.perf_counter() - started - built
     headline = evaluate_churn(splits.test["label"].to_numpy(),
                               model.predict_proba(splits.test), model.threshold)
@@ -130,7 +136,7 @@ def main(argv: list[str]) -> None:
     train_wall, train_cpu = time.perf_counter() - started, time.process_time() - cpu
 
     # Score today's customers and compare with the simulation's future.
-    features = build_churn_features(tables, cut)
+    features = build_churn_features(tables, cut, history_days=model.history_days)
     probability = model.predict_proba(features)
     world = build_world(spec)
     day = world.day_index(as_of)
@@ -142,10 +148,12 @@ def main(argv: list[str]) -> None:
         leave = np.minimum(leave, np.where(tl.nonrenewal_day >= 0, tl.nonrenewal_day, 10**9))
     outcome = (leave >= day) & (leave < day + 30)
     recent = cut - pd.Timedelta(days=60)
-    activity = activity_from_lake(
+    documents = documents_from_lake(
         world, day, tables.usagelogs[tables.usagelogs["timestamp"] >= recent],
-        tables.auditlogs[tables.auditlogs["timestamp"] >= recent])
-    observable = observable_probability(world, day, activity)
+        tables.auditlogs[tables.auditlogs["timestamp"] >= recent],
+        tables.supporttickets[tables.supporttickets["created_at"] >= recent],
+        tables.feedbacks[tables.feedbacks["created_at"] >= recent])
+    observable = observable_probability(world, day, documents)
     position = pd.Series(np.arange(len(ids)), index=ids)
     rows = position.reindex(features.index).to_numpy()
     known = ~np.isnan(rows.astype(float))
@@ -172,6 +180,8 @@ def main(argv: list[str]) -> None:
           f"roc_auc {headline['roc_auc']:.3f} pr_auc {headline['pr_auc']:.3f} "
           f"ece {headline['ece']:.3f}; pooled over all cutoffs: roc_auc "
           f"{pooled['roc_auc']:.3f} pr_auc {pooled['pr_auc']:.3f}")
+    print("scoring history: " + (", ".join(f"{k} {v:g} days" for k, v in
+                                           model.history_days.items()) or "uncapped"))
     print(f"training: {len(data):,} customer-cutoffs built in {built:.0f}s, fit "
           f"{fit_seconds:.0f}s; total {train_wall:.0f}s wall, {train_cpu:.0f}s CPU")
     if args.json_out:

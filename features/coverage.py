@@ -10,6 +10,12 @@ per-day rates divide by the covered days, and coverage features say how much was
 covered, so every cutoff can be used and the out-of-time check (features/cutoffs.py)
 decides how far back training goes.
 
+Scoring sees more history than any labelled row can: a source that began recording N days
+before as-of covers only N - horizon days at the latest labelled cutoff. Where that is less
+than the window the features read, scoring reads only as many days of the source as the
+latest labelled cutoff's rows had (`scoring_history_days`, kept with the model), so the
+rows a model scores have the coverage of the rows it was calibrated on.
+
 The start is robust to a few back-dated rows (known dirt): it is the day of the
 COVERAGE_QUANTILE quantile of the source's events before the cutoff's day. Computed
 from per-day event counts (EventDays), which buckets of customers sum to the whole
@@ -18,12 +24,13 @@ lake's, so a bucketed run sees the same coverage as a whole one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from features.subscriptions import utc_series
+from features.subscriptions import to_utc, utc_series
 
 # One event in a thousand may be back-dated test data without moving the start.
 COVERAGE_QUANTILE = 0.001
@@ -53,6 +60,31 @@ class Coverage:
             return 0.0
         days = (cutoff - start) / pd.Timedelta(days=1)
         return float(np.clip(days, 0.0, window_days))
+
+    def capped(self, cutoff: pd.Timestamp, history_days: Mapping[str, float]) -> Coverage:
+        """This coverage with each source in `history_days` starting no earlier than that
+        many days before `cutoff`."""
+        starts = dict(self.starts)
+        for source, days in history_days.items():
+            start = starts.get(source, pd.NaT)
+            if not pd.isna(start):
+                starts[source] = max(start, to_utc(cutoff) - pd.Timedelta(days=float(days)))
+        return Coverage(starts)
+
+
+def scoring_history_days(lake_days: EventDays, latest_labelled: pd.Timestamp,
+                         windows: Mapping[str, float]) -> dict[str, float]:
+    """Days of history scoring may read per source: for each source whose coverage at the
+    latest labelled cutoff is shorter than the window its features read (`windows`), that
+    coverage; sources covered for their whole window are not capped."""
+    latest = to_utc(latest_labelled)
+    coverage = lake_days.coverage(latest)
+    caps: dict[str, float] = {}
+    for source, window in windows.items():
+        covered = coverage.covered_days(source, latest, float("inf"))
+        if covered < window:
+            caps[source] = covered
+    return caps
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,14 @@ table, then counts/sums are `np.bincount` over positions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from features import account
-from features.coverage import Coverage, EventDays, event_days
+from features.coverage import COVERAGE_SOURCES, Coverage, EventDays, event_days
 from features.registry import CHURN_CONTEXT_COLUMNS, CHURN_FEATURE_NAMES
 from features.subscriptions import current_subscription, subscription_lifecycle, to_utc, utc_series
 
@@ -42,6 +43,13 @@ USAGE_LOOKBACK_DAYS = WIND_DOWN_DAYS + BASELINE_DAYS
 MIN_BASELINE_DAYS = 14  # shorter histories have no baseline (NaN wind-down features)
 WEEKS = WIND_DOWN_DAYS // 7
 MIN_LOG_SPREAD = 0.1  # floor of a customer's spread of log GB / log minutes per session
+# The longest window the features read of each windowed source (usage: the wind-down
+# look-back; logins: the same search). Scoring caps a source shorter than this at the
+# latest labelled cutoff's coverage (features/coverage.py).
+HISTORY_WINDOWS: dict[str, float] = {
+    "usagelogs": float(USAGE_LOOKBACK_DAYS),
+    "auditlogs": float(USAGE_LOOKBACK_DAYS),
+}
 
 
 @dataclass
@@ -135,7 +143,8 @@ def customer_since(tables: LakeTables, population: pd.DataFrame) -> pd.Series:
 
 
 def build_churn_features(
-    tables: LakeTables, cutoff: pd.Timestamp, lake_days: EventDays | None = None
+    tables: LakeTables, cutoff: pd.Timestamp, lake_days: EventDays | None = None,
+    history_days: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """One row per customer live at `cutoff`; index user_id.
 
@@ -143,10 +152,15 @@ def build_churn_features(
     CHURN_FEATURE_NAMES in registry order. Where each source's history begins is read
     from its events before the cutoff (features/coverage.py): from `lake_days` (the
     whole lake's, when `tables` is one bucket of customers), else from `tables`;
-    windowed per-day rates divide by the covered days of their window.
+    windowed per-day rates divide by the covered days of their window. `history_days`
+    (a model's, for scoring): read at most that many days of those sources, as the rows
+    the model was fitted and calibrated on could (coverage.scoring_history_days).
     """
     cutoff = to_utc(cutoff)
     coverage = (event_days(tables) if lake_days is None else lake_days).coverage(cutoff)
+    if history_days:
+        coverage = coverage.capped(cutoff, history_days)
+        tables = _events_from(tables, coverage, list(history_days))
     pop = customer_population(tables, cutoff)
     idx = pd.Index(pop.index, name="user_id")
     out = pd.DataFrame(index=idx)
@@ -310,6 +324,19 @@ def build_churn_features(
     result = pd.concat([context, out[list(CHURN_FEATURE_NAMES)]], axis=1)
     assert tuple(result.columns[: len(CHURN_CONTEXT_COLUMNS)]) == CHURN_CONTEXT_COLUMNS
     return result
+
+
+def _events_from(tables: LakeTables, coverage: Coverage, sources: list[str]) -> LakeTables:
+    """`tables` without the events of `sources` before their coverage starts."""
+    kept = dict(vars(tables))
+    for source in sources:
+        start = coverage.start(source)
+        if pd.isna(start):
+            continue
+        frame = kept[source]
+        times = utc_series(frame[COVERAGE_SOURCES[source]])
+        kept[source] = frame.loc[(times >= start).fillna(False).to_numpy(dtype=bool)]
+    return LakeTables(**kept)
 
 
 def _account_features(

@@ -491,6 +491,15 @@ COVERAGE_NOTE: tuple[str, ...] = (
     "it follows the churn rate of now rather than the pooled past; the headline test "
     "metric is the test customers' at that cutoff alone.",
     "",
+    "Scoring sees more history than any labelled row: a source that began recording N "
+    "days before as-of covered only N - horizon days at the latest labelled cutoff. Where "
+    "that is less than the window the features read of it (usage logs and logins: 126 "
+    "days), the model keeps that coverage (`history_days`, logged as "
+    "`scoring_history_days`) and scoring reads only that many days of the source, so the "
+    "rows a model scores have the coverage of the rows it was calibrated on "
+    "(`features/coverage.py`, `scoring_history_days`). A source covered for its whole "
+    "window at that cutoff is not capped.",
+    "",
     "Current-state fields: `autoRenewal.enabled` is not a feature. The app keeps no dated "
     "history of it, so at a past cutoff its current value leaks the future, and reading "
     "it only from subscriptions not updated since the cutoff made it known at scoring "

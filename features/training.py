@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from features.coverage import EventDays, event_days
-from features.customer import LakeTables, build_churn_features
+from features.coverage import scoring_history_days as _history_days
+from features.customer import HISTORY_WINDOWS, LakeTables, build_churn_features
 from features.labels import ChurnDefinition, churn_labels
 from features.stable_hash import SIPHASH_SALT_LENGTH, stable_hash, unit_interval
 from features.subscriptions import to_utc
@@ -43,6 +44,13 @@ def build_training_set(
     if not frames:
         raise ValueError("build_training_set needs at least one cutoff")
     return pd.concat(frames, ignore_index=True)
+
+
+def scoring_history_days(lake_days: EventDays, cutoffs: list[pd.Timestamp]) -> dict[str, float]:
+    """Days of each windowed source that scoring may read for a model trained on `cutoffs`:
+    the coverage its latest labelled cutoff's rows had, where shorter than the features'
+    windows (features/coverage.py). Pass it to build_churn_features when scoring."""
+    return _history_days(lake_days, max(to_utc(c) for c in cutoffs), HISTORY_WINDOWS)
 
 
 def as_float32(frame: pd.DataFrame) -> pd.DataFrame:

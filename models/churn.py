@@ -196,6 +196,8 @@ class ChurnModel:
     best_iteration: int
     scale_pos_weight: float
     info: dict[str, float] = field(default_factory=dict)
+    # Days of each windowed source its rows may read when scoring (features/coverage.py).
+    history_days: dict[str, float] = field(default_factory=dict)
 
     def _matrix(self, X: pd.DataFrame) -> xgb.DMatrix:
         return _dmatrix(X, self.feature_names)
@@ -433,7 +435,7 @@ def recalibrated(model: ChurnModel, calibration: pd.DataFrame) -> ChurnModel:
         booster=model.booster, calibrator=calibrator, feature_names=model.feature_names,
         threshold=max_f1_threshold(calibrator, calibration, y),
         best_iteration=model.best_iteration, scale_pos_weight=model.scale_pos_weight,
-        info=info,
+        info=info, history_days=dict(getattr(model, "history_days", {})),
     )
 
 

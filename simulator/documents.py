@@ -47,6 +47,12 @@ from simulator.timeline import (
 ADMIN_COUNT = 2
 UNSETTLED_SECONDS = SECONDS_PER_DAY  # charges of the last day have not settled yet
 DEFAULT_NPS = 7
+# Ratings (feedback forms, tickets): round(mean + per_satisfaction * satisfaction - penalty
+# + Normal(0, sd)), clipped to 1..5; leavers rate a point lower once they wind down.
+RATING_MEAN, RATING_PER_SATISFACTION, RATING_SD = 3.6, 0.9, 0.8
+WIND_DOWN_RATING_PENALTY = 1.0
+# Categories of tickets raised for no particular cause (TICKET_CATEGORIES order).
+GENERAL_TICKET_CATEGORY_SHARES = (0.35, 0.1, 0.2, 0.1, 0.1, 0.15)
 
 
 @dataclass(frozen=True)
@@ -500,7 +506,8 @@ def billing_documents(
 
 
 def _rating(rng: np.random.Generator, satisfaction: np.ndarray, penalty: np.ndarray) -> np.ndarray:
-    raw = 3.6 + 0.9 * satisfaction - penalty + rng.normal(0, 0.8, len(satisfaction))
+    raw = (RATING_MEAN + RATING_PER_SATISFACTION * satisfaction - penalty
+           + rng.normal(0, RATING_SD, len(satisfaction)))
     return np.clip(np.round(raw), 1, 5).astype(int)
 
 
@@ -516,7 +523,7 @@ def ticket_documents(
     done = resolved_at <= end
     done_status = rng.choice(TICKET_DONE_STATUSES, m)
     open_status = rng.choice(TICKET_OPEN_STATUSES, m, p=[0.35, 0.25, 0.3, 0.1])
-    general_category = rng.choice(TICKET_CATEGORIES, m, p=[0.35, 0.1, 0.2, 0.1, 0.1, 0.15])
+    general_category = rng.choice(TICKET_CATEGORIES, m, p=list(GENERAL_TICKET_CATEGORY_SHARES))
     category = np.select(
         [
             t.cause == TICKET_CAUSE_BILLING,
@@ -573,7 +580,8 @@ def feedback_documents(
     seconds = tl.window.day_seconds(day) + rng.integers(3600, SECONDS_PER_DAY - 3600, len(day))
     seconds = np.maximum(seconds, pop.start_seconds[customer])
     leaving_soon = tl.decline_start_day[customer] <= day
-    overall = _rating(rng, pop.satisfaction[customer], np.where(leaving_soon, 1.0, 0.0))
+    overall = _rating(rng, pop.satisfaction[customer],
+                      np.where(leaving_soon, WIND_DOWN_RATING_PENALTY, 0.0))
     ids = object_ids(rng, seconds)
     kinds = rng.integers(0, len(FEEDBACK_TYPES), len(day))
     sources = rng.integers(0, len(FEEDBACK_SOURCES), len(day))

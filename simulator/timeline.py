@@ -42,6 +42,9 @@ TICKET_CAUSE_GENERAL = 0
 TICKET_CAUSE_INCIDENT = 1
 TICKET_CAUSE_BILLING = 2
 TICKET_CAUSE_LEAVING = 3
+# A share of leavers call about leaving within the last days before they cancel.
+LEAVING_TICKET_SHARE = 0.3
+LEAVING_TICKET_DAYS = 10  # the call is 0..LEAVING_TICKET_DAYS - 1 days before the cancellation
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,11 @@ def _anniversary(start: np.ndarray, months_after: np.ndarray) -> np.ndarray:
 
 def _months_between(a: np.ndarray, b: np.datetime64) -> np.ndarray:
     return (b.astype("M8[M]") - a.astype("M8[M]")).astype(np.int64)
+
+
+def billing_schedule(pop: Population, window: Window) -> Invoices:
+    """Every invoice the customers' billing cycles issue inside `window`, whoever leaves."""
+    return _invoices(pop, window)
 
 
 def _invoices(pop: Population, window: Window) -> Invoices:
@@ -464,8 +472,9 @@ def _tickets(
     day, customer = np.nonzero(flag)
     causes = cause[day, customer]
     # A share of leavers call to ask about leaving in the days before they cancel.
-    leavers = np.flatnonzero((cancel_day >= 0) & (rng.random(len(cancel_day)) < 0.3))
-    leaving_day = cancel_day[leavers] - rng.integers(0, 10, len(leavers))
+    leavers = np.flatnonzero((cancel_day >= 0)
+                             & (rng.random(len(cancel_day)) < LEAVING_TICKET_SHARE))
+    leaving_day = cancel_day[leavers] - rng.integers(0, LEAVING_TICKET_DAYS, len(leavers))
     ok = leaving_day >= np.maximum(start_day[leavers], 0)
     customer = np.concatenate([customer, leavers[ok]])
     day = np.concatenate([day, leaving_day[ok]])

@@ -146,7 +146,8 @@ def score_bucket(
     churn_model, _ = _champion_models(settings, champions)
     # The whole lake's coverage, so every bucket's customers get the features a
     # whole-lake build would give them.
-    customers = build_churn_features(tables, cutoff, lake_event_days(partitions))
+    customers = build_churn_features(tables, cutoff, lake_event_days(partitions),
+                                     getattr(churn_model, "history_days", None))
     probability = churn_model.predict_proba(customers[list(CHURN_FEATURE_NAMES)])
     # Top reasons per customer, as one JSON string each (keeps the Parquet flat).
     churn_inputs = customers[list(churn_model.feature_names)]

@@ -26,6 +26,7 @@ from features.training import (
     ChurnSplits,
     build_training_set,
     combine_training_sets,
+    scoring_history_days,
     split_train_valid_test,
 )
 from models.churn import (
@@ -214,7 +215,8 @@ def train_churn_task(
         data = churn_training_set(partitions, cutoffs, c.horizon_days, c.definition, client)
         splits = _split_training_set(settings, as_of, data, cutoffs)
         del data  # the splits are copies: at 100k customers this frees a third of the peak
-        return _train_churn(settings, as_of, splits, cutoffs, client, dry_run)
+        history_days = scoring_history_days(lake_event_days(partitions), cutoffs)
+        return _train_churn(settings, as_of, splits, cutoffs, client, dry_run, history_days)
 
 
 def _split_training_set(
@@ -237,7 +239,7 @@ def _split_training_set(
 
 def _train_churn(
     settings: Settings, as_of: dt.date, splits: ChurnSplits, cutoffs: list[pd.Timestamp],
-    client: Any, dry_run: bool = False,
+    client: Any, dry_run: bool = False, history_days: dict[str, float] | None = None,
 ) -> TrainResult:
     c = settings.churn
     for side, frame in (("train", splits.train), ("validation", splits.valid),
@@ -265,6 +267,7 @@ def _train_churn(
         model, trials = tune_churn_model_dask(client, train, valid, names,
                                               churn_params(settings), c.tuning_trials)
     model = recalibrated(model, splits.calibration)
+    model.history_days = dict(history_days or {})  # what scoring may read, as training could
     y_test = test["label"].to_numpy()
     probability = model.predict_proba(test)
     # The headline: the test customers at the latest labelled cutoff, out of time.
@@ -297,6 +300,8 @@ def _train_churn(
             "calibration": model.calibrator.method,
             "features": ",".join(names),
             "trainer": "xgboost" if client is None else "xgboost.dask",
+            "scoring_history_days": ",".join(f"{k}={v:g}" for k, v in
+                                             model.history_days.items()) or "uncapped",
         })
         # Logged first and promoted on: the latest labelled cutoff's test customers.
         logged = (

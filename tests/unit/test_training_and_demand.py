@@ -272,3 +272,46 @@ def test_training_rows_say_how_much_of_each_window_was_covered() -> None:
     # Nothing is counted from before the first recorded session.
     early = data[data["usage_covered_days"] == 0]
     assert (early["usage_gb_90d"] == 0).all() and (early["sessions_30d"] == 0).all()
+
+
+def test_scoring_reads_the_coverage_the_latest_labelled_rows_had() -> None:
+    """Usage and logins kept for the last 50 days: the latest labelled cutoff (30 days
+    back) saw 20 of them, so a model trained there scores on the last 20 days only, and
+    its scoring rows have the coverage of its calibration rows. A lake covering the
+    features' windows at that cutoff is not capped."""
+    import datetime as dt
+
+    from features.coverage import event_days
+    from features.customer import build_churn_features
+    from features.cutoffs import as_of_cutoff, training_cutoffs
+    from features.training import build_training_set, scoring_history_days
+
+    full = make_tables(n_customers=300, seed=11)
+    as_of = dt.date(2026, 6, 1)
+    cutoffs = training_cutoffs(as_of, 30, 6, 7)
+    assert scoring_history_days(event_days(full), cutoffs) == {}
+    uncapped = build_churn_features(full, as_of_cutoff(as_of))
+    assert build_churn_features(full, as_of_cutoff(as_of), history_days={}).equals(uncapped)
+
+    tables = make_tables(n_customers=300, seed=11)
+    begins = as_of_cutoff(as_of) - pd.Timedelta(days=50)
+    tables.usagelogs = tables.usagelogs[tables.usagelogs["timestamp"] >= begins]
+    tables.auditlogs = tables.auditlogs[tables.auditlogs["timestamp"] >= begins]
+    data = build_training_set(tables, cutoffs, 30, "cancelled")
+    latest = data[data["cutoff"] == max(cutoffs)]
+    history = scoring_history_days(event_days(tables), cutoffs)
+    assert set(history) == {"usagelogs", "auditlogs"}
+    assert history["usagelogs"] == latest["usage_covered_days"].iloc[0] == pytest.approx(20.0)
+    # Without the cap scoring would see 50 days where every labelled row saw 20 or fewer.
+    assert (build_churn_features(tables, as_of_cutoff(as_of))["usage_covered_days"] == 50).all()
+    scoring = build_churn_features(tables, as_of_cutoff(as_of), history_days=history)
+    for name in ("usage_covered_days", "login_covered_days"):
+        assert (scoring[name] == latest[name].iloc[0]).all()
+    # Nothing older than the cap is read: the 90-day volume is the last 20 days' volume.
+    recent = tables.usagelogs[tables.usagelogs["timestamp"]
+                              >= as_of_cutoff(as_of) - pd.Timedelta(days=20)]
+    volume = (recent["download_gb"] + recent["upload_gb"]).groupby(recent["user_id"]).sum()
+    assert np.allclose(scoring["usage_gb_90d"], volume.reindex(scoring.index).fillna(0.0))
+    # The windowed features of a cutoff never reach before the first recorded session.
+    first_day = tables.usagelogs["timestamp"].min().floor("D")
+    assert (data["usage_covered_days"] <= ((data["cutoff"] - first_day).dt.days).clip(0)).all()
