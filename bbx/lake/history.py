@@ -53,6 +53,9 @@ from features.customer import LakeTables
 NIGHT_COLUMN = "dt"  # the clean tables' partition column: the as-of date, ISO text
 # One data file per night and write: rows keep their order, as the de-duplication needs.
 ONE_FILE = 1 << 62
+# Every recorded version stays readable (a backfill time-travels to it): the table's log
+# is never cleaned up, and nothing here vacuums its files.
+TABLE_CONFIGURATION = {"delta.enableExpiredLogCleanup": "false"}
 
 
 # ---------------------------------------------------------------- the clean tables
@@ -101,8 +104,10 @@ def commit_night(table: Path, as_of: dt.date, rows: pa.Table) -> int:
     deltalake.write_deltalake(
         str(table), data, partition_by=[NIGHT_COLUMN], mode="overwrite",
         predicate=f"{NIGHT_COLUMN} = '{night}'", schema_mode="merge",
-        target_file_size=ONE_FILE,
+        target_file_size=ONE_FILE, configuration=TABLE_CONFIGURATION,
         writer_properties=deltalake.WriterProperties(compression=COMPRESSION.upper()),
+        post_commithook_properties=deltalake.PostCommitHookProperties(
+            cleanup_expired_logs=False),
     )
     version = latest_version(table)
     assert version is not None
