@@ -6,9 +6,9 @@ quarantined rows) in any table stops the run, with every table's reason.
 
 Only when every table passed are the night's validated rows committed into the clean
 Delta tables. What the gate hands on is, per collection, a table version file: the
-collection's full validated history at the as-of date (bbx.lake.history). Only a passed gate marks
-the run's manifest `validated`, which is what lets the next run start from this run's
-watermarks.
+collection's full validated history at the as-of date (bbx.lake.history). Only a passed
+gate marks the run's manifest `validated`, which is what lets the next run start from
+this run's watermarks.
 """
 
 from __future__ import annotations

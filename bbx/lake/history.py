@@ -95,11 +95,21 @@ def latest_version(table: Path) -> int | None:
     return deltalake.DeltaTable(str(table)).version()
 
 
-def commit_night(table: Path, as_of: dt.date, rows: pa.Table) -> int:
-    """Replace the night's partition of the clean table with `rows` (creating the table
-    on first use; new columns are added); returns the table version written."""
+class NightOrderError(RuntimeError):
+    """The clean table did not keep a night's rows in their validated order."""
+
+
+def commit_night(table: Path, as_of: dt.date, rows_file: Path, key: str) -> int:
+    """Replace the night's partition of the clean table with the rows of `rows_file`
+    (creating the table on first use; new columns are added); returns the table version
+    written.
+
+    The rows go in as one record batch: delta-rs writes a single batch in order (several
+    batches are written in parallel, out of order), and the order is checked on the
+    file written, by `key`, since newest-copy reads and the features depend on it."""
     deltalake = _deltalake()
     night = as_of.isoformat()
+    rows = pq.read_table(rows_file).combine_chunks()
     data = rows.append_column(NIGHT_COLUMN, pa.array([night] * rows.num_rows, pa.string()))
     deltalake.write_deltalake(
         str(table), data, partition_by=[NIGHT_COLUMN], mode="overwrite",
@@ -111,6 +121,13 @@ def commit_night(table: Path, as_of: dt.date, rows: pa.Table) -> int:
     )
     version = latest_version(table)
     assert version is not None
+    files = _night_files(str(table), version).get(night, ())
+    written = [pq.read_table(f, columns=[key]).column(key) for f in files]
+    keys = pa.chunked_array([c for w in written for c in w.chunks], rows.schema.field(key).type)
+    if not keys.equals(rows.column(key)):
+        raise NightOrderError(
+            f"{table}: the rows written for {night} are not in their validated order "
+            f"({len(files)} file(s)); the night is not recorded as validated")
     return version
 
 
@@ -202,7 +219,7 @@ def write_table_version(
     recorded = lake.table_version_path(lake_dir, collection, as_of)
     version = _reusable_version(lake_dir, table, recorded, ours)
     if version is None:
-        version = commit_night(table, as_of, pq.read_table(clean_file))
+        version = commit_night(table, as_of, Path(clean_file), lake.TABLES[collection].key)
     ours["version"] = version
     segments.append(ours)
     remove_stale([clean_file])
