@@ -41,6 +41,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import deltalake
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -61,12 +62,6 @@ TABLE_CONFIGURATION = {"delta.enableExpiredLogCleanup": "false"}
 # ---------------------------------------------------------------- the clean tables
 
 
-def _deltalake():  # noqa: ANN202
-    import deltalake  # imported on use: the package costs a second at import
-
-    return deltalake
-
-
 def _night_files(table: str, version: int) -> dict[str, tuple[str, ...]]:
     """night → its data files (absolute) in `table` as of `version`. A table version never
     changes, so this is remembered per process (keyed by its commit file too: a table
@@ -78,18 +73,17 @@ def _night_files(table: str, version: int) -> dict[str, tuple[str, ...]]:
 
 @functools.lru_cache(maxsize=256)
 def _night_files_at(table: str, version: int, _stamp: int) -> dict[str, tuple[str, ...]]:
-    actions = pa.table(_deltalake().DeltaTable(table, version=version)
+    actions = pa.table(deltalake.DeltaTable(table, version=version)
                        .get_add_actions(flatten=True))
     files: dict[str, list[str]] = {}
     paths = actions.column("path").to_pylist()
     nights = actions.column(f"partition.{NIGHT_COLUMN}").to_pylist()
     for path, night in zip(paths, nights, strict=True):
         files.setdefault(night, []).append(str(Path(table) / path))
-    return {night: tuple(sorted(paths)) for night, paths in files.items()}
+    return {night: tuple(sorted(names)) for night, names in files.items()}
 
 
 def latest_version(table: Path) -> int | None:
-    deltalake = _deltalake()
     if not deltalake.DeltaTable.is_deltatable(str(table)):
         return None
     return deltalake.DeltaTable(str(table)).version()
@@ -107,7 +101,6 @@ def commit_night(table: Path, as_of: dt.date, rows_file: Path, key: str) -> int:
     The rows go in as one record batch: delta-rs writes a single batch in order (several
     batches are written in parallel, out of order), and the order is checked on the
     file written, by `key`, since newest-copy reads and the features depend on it."""
-    deltalake = _deltalake()
     night = as_of.isoformat()
     rows = pq.read_table(rows_file).combine_chunks()
     data = rows.append_column(NIGHT_COLUMN, pa.array([night] * rows.num_rows, pa.string()))
