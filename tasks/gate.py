@@ -4,10 +4,11 @@ Users are validated first so that every other table's `user_id` can be checked
 against the customers that passed. Any stop (critical expectation, too many
 quarantined rows) in any table stops the run, with every table's reason.
 
-What the gate hands on is, per collection, a table version file: the collection's
-full validated history at the as-of date (bbx.lake.history). Only a passed gate marks
-the run's manifest `validated`, which is what lets the next run start from this run's
-watermarks.
+Only when every table passed are the night's validated rows committed into the clean
+Delta tables. What the gate hands on is, per collection, a table version file: the
+collection's full validated history at the as-of date (bbx.lake.history). Only a passed
+gate marks the run's manifest `validated`, which is what lets the next run start from
+this run's watermarks.
 """
 
 from __future__ import annotations
@@ -113,11 +114,13 @@ def validate_lake(
     versioned = []
     for validation in results:
         entry = manifest_entry(manifest, validation.collection)
-        version = write_table_version(settings.lake_dir, validation.collection, as_of, entry,
-                                      previous, validation.clean_file)
+        version, night_file = write_table_version(
+            settings.lake_dir, validation.collection, as_of, entry, previous,
+            validation.clean_file)
         if entry is not None:
             entry["days_since_previous"] = days or None
-        versioned.append(dataclasses.replace(validation, history_file=str(version)))
+        versioned.append(dataclasses.replace(
+            validation, clean_file=night_file or str(version), history_file=str(version)))
     if manifest is not None:
         mark_validated(settings.lake_dir, as_of, manifest,
                        {v.collection: v.quarantined for v in versioned})

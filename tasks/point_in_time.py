@@ -1,7 +1,8 @@
 """Which state of the data a night reads, and a dry run's own lake.
 
 A night the lake already holds validated (its manifest `validated`, every table's
-version file `clean/<c>/_versions/dt=<as_of>.json` and their parts present) can be
+version file `clean/<c>/_versions/dt=<as_of>.json` and the files of the recorded
+clean-table versions present) can be
 rebuilt from that state: what the app looked like that night. A night the lake does
 not hold is read from the app as it is today; append-only events and documents created
 later are left out by the extract, but some fields hold only the current state

@@ -20,7 +20,7 @@ from typing import Any
 from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy, CachePolicy
 
 from bbx import lake
-from bbx.lake.files import file_sha256 as file_fingerprint
+from bbx.lake.history import content_fingerprint as file_fingerprint
 from bbx.settings import Settings
 
 

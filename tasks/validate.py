@@ -118,7 +118,7 @@ class TableValidation:
     quarantined: int
     warnings: list[str]
     failed_critical: list[str]
-    clean_file: str
+    clean_file: str  # the night's validated rows (after the gate: its file in the clean table)
     quarantine_file: str | None
     failed_expectations: int = 0  # critical, warning and row-level expectations that failed
     docs_page: str | None = None  # this table's GX result page for the run

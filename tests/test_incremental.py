@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from bson import ObjectId
+from deltalake import DeltaTable
 
 from bbx import lake
 from bbx.lake.history import read_table, read_tables
@@ -81,10 +82,10 @@ def test_second_run_reads_only_the_increment_and_history_is_complete(
     assert dt.datetime.fromisoformat(usage.watermark) == new_time
 
     version = json.loads(Path(validations["usagelogs"].history_file).read_text())
-    assert version["parts"] == [  # relative to the lake: a moved home keeps working
-        f"clean/usagelogs/dt={AS_OF}/part-0.parquet",
-        f"clean/usagelogs/dt={next_day}/part-0.parquet",
-    ]
+    (history,) = version["history"]  # one clean table, as of the version the gate wrote
+    assert history["table"] == "clean/usagelogs"  # relative: a moved home keeps working
+    assert history["nights"] == [AS_OF.isoformat(), next_day.isoformat()]
+    assert history["version"] == DeltaTable(str(settings.lake_dir / "clean/usagelogs")).version()
     history = read_table("usagelogs", validations["usagelogs"].history_file)
     assert "dt" not in history.columns
     assert history["session_id"].is_unique  # the overlap was de-duplicated
@@ -189,7 +190,7 @@ def test_full_refresh_after_the_configured_days(settings: Settings, simulated) -
     extracts, validations = _run(weekly, day2)
     assert extracts["usagelogs"].mode == FULL
     version = json.loads(Path(validations["usagelogs"].history_file).read_text())
-    assert version["parts"] == [f"clean/usagelogs/dt={day2}/part-0.parquet"]
+    assert [s["nights"] for s in version["history"]] == [[day2.isoformat()]]
 
 
 def test_volume_against_the_previous_run_is_reported(settings: Settings, simulated) -> None:

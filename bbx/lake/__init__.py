@@ -6,8 +6,8 @@
   through;
 - `bbx.lake.manifests`: what each night extracted, and whether the gate validated it;
 - `bbx.lake.snapshots`: raw partitions, and snapshots merged onto the previous night's;
-- `bbx.lake.history`: table versions (the validated history as of a night) and
-  reading them back as the features expect;
+- `bbx.lake.history`: the clean Delta tables, their versions (the validated history
+  as of a night) and reading them back as the features expect;
 - `bbx.lake.buckets`: the validated lake split into hash buckets of customers.
 
 The tasks only read MongoDB and run Great Expectations; they hand Arrow batches and
@@ -19,7 +19,7 @@ address, password hash) never leaves the app's database. Nested fields are
 flattened to business names; units are normalised here, once (bytes → GB with
 1 GB = 10^9 bytes, as ISPs bill; every date is a UTC timestamp).
 
-Layout under `<home>/lake/` (hive partitions, one file per collection and as-of):
+Layout under `<home>/lake/` (hive partitions by night, `dt=<as_of>`):
 
     raw/<c>/dt=<as_of>/part-0.parquet         what this run extracted: a snapshot
                                               (users, subscriptions, plans; the first
@@ -29,12 +29,16 @@ Layout under `<home>/lake/` (hive partitions, one file per collection and as-of)
                                               since the previous watermark (or all)
     quarantine/<c>/dt=<as_of>/part-0.parquet  rejected rows with quarantine_reason
                                               (the rules: features/quarantine.py)
-    clean/<c>/dt=<as_of>/part-0.parquet       validated rows of this run
-    clean/<c>/_versions/dt=<as_of>.json       the clean parts that are the table's
-                                              full history at as_of (bbx.lake.history
-                                              reads them, de-duplicated by key)
+    staged/<c>/dt=<as_of>/part-0.parquet      validated rows waiting for the gate
+                                              (removed once committed)
+    clean/<c>/                                a Delta Lake table of validated rows,
+                                              partitioned by `dt`: one commit per night
+                                              the gate passed (bbx.lake.history)
+    clean/<c>/_versions/dt=<as_of>.json       the table version (and nights) that is the
+                                              collection's full validated history at as_of
     manifests/<as_of>.json                    rows, watermarks, schema fingerprint,
-                                              durations; `validated` once gated
+                                              durations; `validated` once gated, with
+                                              each table's history (version, nights)
     source.json                               the server and database this lake was
                                               extracted from (one source per home)
     buckets/dt=<as_of>/...                    the clean tables split by customer hash
@@ -43,10 +47,18 @@ Layout under `<home>/lake/` (hive partitions, one file per collection and as-of)
     prices/dt=<as_of>/part-0.parquet          the night's prices (joined to the scores
                                               by user_id when published)
 
-Every file is plain Parquet or JSON. A table's validated history as of a night is the
-parts its version file lists (`parts`, relative to the lake), each key's copy in the
-last part listing it: `bbx.lake.history.read_table` in Python, or DuckDB's
-`read_parquet([...parts])` with the same de-duplication.
+Only the validated history is a Delta table (`deltalake`, delta-rs): it is what
+reruns replace night by night, backfills read as of a version, and people query.
+raw/ and quarantine/ are per-run extracts, and buckets/, scores/, prices/ derived
+per-night artifacts: plain Parquet files (zstd), as are the JSON records. Every write
+goes through this package (`bbx.lake.files`, and `bbx.lake.history.commit_night` for
+the clean tables), one writer per night.
+
+Reading the validated history: `bbx.lake.history.read_table` in Python (the nights of
+the recorded version, each key's newest copy). pandas:
+`deltalake.DeltaTable("lake/clean/usagelogs").to_pandas()` (add `version=` for time
+travel); DuckDB without its delta extension (which would download at run time):
+register `DeltaTable(...).to_pyarrow_dataset()` and query it (docs/architecture.md).
 
 Paths inside the lake's own records (manifests, table versions) are relative to the
 lake folder, so a copied or moved home keeps working.
@@ -316,8 +328,14 @@ def quarantine_path(lake_dir: Path, collection: str, as_of: dt.date) -> Path:
 
 
 def clean_path(lake_dir: Path, collection: str, as_of: dt.date) -> Path:
-    """Validated rows (quarantined ones removed): what features read."""
-    return lake_dir / "clean" / collection / partition(as_of) / "part-0.parquet"
+    """A night's validated rows (quarantined ones removed) until the gate commits them
+    into the clean table."""
+    return lake_dir / "staged" / collection / partition(as_of) / "part-0.parquet"
+
+
+def clean_table_path(lake_dir: Path, collection: str) -> Path:
+    """The collection's Delta table of validated rows, partitioned by night."""
+    return lake_dir / "clean" / collection
 
 
 def features_path(lake_dir: Path, name: str, as_of: dt.date) -> Path:
@@ -341,9 +359,9 @@ def manifests_dir(lake_dir: Path) -> Path:
 
 
 def table_version_path(lake_dir: Path, collection: str, as_of: dt.date) -> Path:
-    """JSON listing the clean partitions that make up a table's full history at as_of.
+    """JSON naming the clean table version and nights that are its full history at as_of.
 
-    Under `_versions/` so hive-partition readers of `clean/<collection>/` skip it.
+    Under `_versions/` so Delta and hive-partition readers of `clean/<collection>/` skip it.
     """
     return lake_dir / "clean" / collection / "_versions" / f"{partition(as_of)}.json"
 

@@ -35,8 +35,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bbx import lake
-from bbx.lake.files import file_sha256, parquet_writer, read_json, write_json
-from bbx.lake.history import newest_copies, read_table, stored_rows, table_parts
+from bbx.lake.files import parquet_writer, read_json, write_json
+from bbx.lake.history import (
+    content_fingerprint,
+    history_schema,
+    newest_copies,
+    part_batches,
+    part_schema,
+    read_table,
+    stored_rows,
+    table_parts,
+)
 from bbx.settings import Settings
 from features.buckets import bucket_count, bucket_of
 from features.coverage import COVERAGE_SOURCES, EventDays, combine_event_days, event_days
@@ -147,18 +156,18 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 def _split_collection(collection: str, path: str, root: Path, buckets: int) -> None:
     parts = table_parts(path)
-    schemas = [pq.read_schema(p) for p in parts]
+    schemas = [part_schema(collection, p) for p in parts] or [history_schema(collection, path)]
     schema = schemas[0]
     if any(not s.equals(schema) for s in schemas[1:]):
         schema = pa.unify_schemas(schemas, promote_options="default")
     with contextlib.ExitStack() as stack:
         writers = [stack.enter_context(parquet_writer(bucket_file(root, collection, b), schema))
                    for b in range(buckets)]
-        _split_parts(parts, schema, writers, buckets)
+        _split_parts(collection, parts, schema, writers, buckets)
 
 
-def _split_parts(parts: list[Path], schema: pa.Schema, writers: list[pq.ParquetWriter],
-                 buckets: int) -> None:
+def _split_parts(collection: str, parts: list[Path], schema: pa.Schema,
+                 writers: list[pq.ParquetWriter], buckets: int) -> None:
     pending: list[list[pa.Table]] = [[] for _ in range(buckets)]
     rows = np.zeros(buckets, dtype=np.int64)
 
@@ -168,8 +177,8 @@ def _split_parts(parts: list[Path], schema: pa.Schema, writers: list[pq.ParquetW
             pending[b], rows[b] = [], 0
 
     for part in parts:
-        for batch in pq.ParquetFile(part).iter_batches(batch_size=BATCH_ROWS):
-            table = _conform(pa.Table.from_batches([batch]), schema)
+        for batch in part_batches(collection, part, BATCH_ROWS):
+            table = _conform(batch, schema)
             which = _row_buckets(table, buckets)
             order = np.argsort(which, kind="stable")  # stable: rows keep their order
             counts = np.bincount(which, minlength=buckets)
@@ -201,7 +210,7 @@ def partition_lake(
     shared, bucketed = {}, []
     for name in names:
         path = str(clean_paths[name])
-        if USER_COLUMN in pq.read_schema(table_parts(path)[0]).names:
+        if USER_COLUMN in history_schema(name, path).names:
             bucketed.append(name)
         else:
             shared[name] = path
@@ -209,7 +218,7 @@ def partition_lake(
         root=str(root), buckets=buckets, shared=shared,
         overlapping={n: len(table_parts(clean_paths[n])) > 1 for n in names},
     )
-    inputs = {n: [str(clean_paths[n]), file_sha256(clean_paths[n])] for n in names}
+    inputs = {n: [str(clean_paths[n]), content_fingerprint(clean_paths[n])] for n in names}
     marker = root / "_partitions.json"
     wanted = {"buckets": buckets, "inputs": inputs}
     if marker.exists() and read_json(marker) == wanted:

@@ -120,8 +120,15 @@ def _pointing_at(live_lake: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         for name in ("path", "merged_onto"):
             if entry.get(name):
                 entry[name] = absolute(entry[name])
-        if entry.get("history"):
-            entry["history"] = [absolute(p) for p in entry["history"]]
-        if entry.get("fingerprints"):
-            entry["fingerprints"] = {absolute(p): f for p, f in entry["fingerprints"].items()}
+        history = entry.get("history") or []
+        if history and all(isinstance(p, str) for p in history):  # a Parquet-parts lake's
+            entry["history"] = [absolute(p) for p in history]
+            entry["fingerprints"] = {absolute(p): f
+                                     for p, f in (entry.get("fingerprints") or {}).items()}
+        else:  # segments: the live table at its recorded version, or live parts
+            for segment in history:
+                if segment.get("table"):
+                    segment["table"] = absolute(segment["table"])
+                if segment.get("parts"):
+                    segment["parts"] = [absolute(p) for p in segment["parts"]]
     return manifest
