@@ -303,7 +303,10 @@ def lake_types(collection: str, table: pa.Table) -> pa.Table:
     for i, f in enumerate(table.schema):
         want = declared.field(f.name).type if f.name in declared.names else None
         if want is not None and f.type != want:
-            table = table.set_column(i, f.name, table.column(i).cast(want))
+            # A finer timestamp is truncated to the lake's milliseconds (the extract's unit);
+            # any other cast must be exact.
+            exact = not (pa.types.is_timestamp(f.type) and pa.types.is_timestamp(want))
+            table = table.set_column(i, f.name, table.column(i).cast(want, safe=exact))
     return table
 
 

@@ -184,7 +184,8 @@ def test_people_read_a_clean_table_with_pandas_or_duckdb(tmp_path: Path) -> None
     frame = table.to_pandas(filters=[("dt", "<=", DAY2.isoformat())])
     assert sorted(frame["session_id"]) == [f"{i:024x}" for i in (1, 2, 3)]
 
-    duckdb = pytest.importorskip("duckdb")
+    import duckdb
+
     usage = table.to_pyarrow_dataset()  # noqa: F841 - DuckDB reads the Python variable
     counts = duckdb.sql(
         "SELECT dt, count(*) AS sessions FROM usage GROUP BY dt ORDER BY dt").fetchall()
@@ -204,3 +205,15 @@ def test_a_night_keeps_the_order_it_was_validated_in(tmp_path: Path) -> None:
     pq.write_table(rows, staged, row_group_size=20_000)
     write_table_version(tmp_path, USAGE, DAY1, {"collection": USAGE, "mode": FULL}, None, staged)
     assert list(history(tmp_path, DAY1)["session_id"]) == rows.column("session_id").to_pylist()
+
+
+def test_a_part_with_finer_timestamps_reads_back_in_the_lakes_milliseconds() -> None:
+    """A part written outside the extract (nanoseconds) is truncated to the lake's unit;
+    any other type mismatch still has to cast exactly."""
+    from bbx.lake.history import lake_types
+
+    stamp = pd.Timestamp("2026-05-01 10:00:00.123456789", tz="UTC")
+    part = pa.table({"timestamp": pa.array([stamp.value], pa.timestamp("ns", tz="UTC"))})
+    read = lake_types(USAGE, part)
+    assert read.schema.field("timestamp").type == lake.TS
+    assert read.column("timestamp")[0].as_py() == stamp.floor("ms").to_pydatetime()
