@@ -3,9 +3,8 @@
     python -m bench delta_vs_parquet [--customers=10000 --days=60 --sessions-per-day=1.5
                                       --changed-share=0.03 --nights=5 --repeats=3]
 
-Runs only where `deltalake` is installed (it is not a dependency of the pipeline); the
-pipeline's own venv prints a note and skips. A separate venv with the repository on
-PYTHONPATH needs only `pyarrow` (the lock's version), `numpy` and `deltalake`.
+Needs `deltalake`, a dependency of the pipeline since the validated lake became Delta
+tables; this bench measured the writes before the move.
 
 The same synthetic, lake-shaped Arrow batches (the extract's cursor batch size,
 `extract.batch_rows` = 50,000 rows) are written both ways, on local disk:
@@ -138,15 +137,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--nights", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    try:
-        import deltalake
-        from deltalake import DeltaTable, WriterProperties, write_deltalake
-    except ImportError:
-        print("  skipped: `deltalake` is not installed here (it is not a pipeline dependency);"
-              " run it from a venv with deltalake, pyarrow and numpy and the repository on "
-              "PYTHONPATH")
-        return
+    import deltalake
     import numpy as np
+    from deltalake import DeltaTable, WriterProperties, write_deltalake
     import pyarrow as pa
     import pyarrow.parquet as pq
 
