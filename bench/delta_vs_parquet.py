@@ -139,9 +139,9 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     import deltalake
     import numpy as np
-    from deltalake import DeltaTable, WriterProperties, write_deltalake
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from deltalake import DeltaTable, WriterProperties, write_deltalake
 
     from bbx import lake
     from bbx.lake.files import write_parquet
