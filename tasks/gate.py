@@ -68,7 +68,7 @@ def validate_lake(
         return validate_table(
             collection=collection,
             raw_file=Path(raw_files[collection]),
-            clean_file=lake.clean_path(settings.lake_dir, collection, as_of),
+            clean_file=lake.staged_path(settings.lake_dir, collection, as_of),
             quarantine_file=lake.quarantine_path(settings.lake_dir, collection, as_of),
             suite_dir=SUITE_DIR,
             data_docs=data_docs,

@@ -150,7 +150,7 @@ def test_status_outside_the_enum_above_the_limit_stops_with_a_clear_message(
     message = str(stop.value)
     assert "subscriptions" in message and "subscription_status" in message
     assert "quarantine limit" in message and "run stopped before features" in message
-    assert not lake.clean_path(settings.lake_dir, "subscriptions", AS_OF).exists()
+    assert not lake.staged_path(settings.lake_dir, "subscriptions", AS_OF).exists()
 
 
 def test_orphan_reference_is_quarantined(db, lenient) -> None:

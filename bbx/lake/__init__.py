@@ -327,7 +327,7 @@ def quarantine_path(lake_dir: Path, collection: str, as_of: dt.date) -> Path:
     return lake_dir / "quarantine" / collection / partition(as_of) / "part-0.parquet"
 
 
-def clean_path(lake_dir: Path, collection: str, as_of: dt.date) -> Path:
+def staged_path(lake_dir: Path, collection: str, as_of: dt.date) -> Path:
     """A night's validated rows (quarantined ones removed) until the gate commits them
     into the clean table."""
     return lake_dir / "staged" / collection / partition(as_of) / "part-0.parquet"

@@ -39,7 +39,7 @@ def sessions(ids: list[int], download_gb: float, day: dt.date) -> pa.Table:
 def validate_night(lake_dir: Path, day: dt.date, rows: pa.Table, mode: str = INCREMENTAL,
                    collection: str = USAGE) -> dict:
     """What the gate does for one table: stage the validated rows, commit, mark validated."""
-    staged = lake.clean_path(lake_dir, collection, day)
+    staged = lake.staged_path(lake_dir, collection, day)
     write_parquet(rows, staged)
     previous = None
     for earlier in sorted(lake.manifests_dir(lake_dir).glob("*.json"), reverse=True):
@@ -69,7 +69,7 @@ def test_a_night_is_committed_as_a_partition_and_read_with_the_lakes_types(
     assert table.metadata().partition_columns == ["dt"]
     # Recorded versions stay readable: the log is never cleaned up behind a backfill.
     assert table.metadata().configuration["delta.enableExpiredLogCleanup"] == "false"
-    assert not lake.clean_path(tmp_path, USAGE, DAY1).exists()  # staged rows committed
+    assert not lake.staged_path(tmp_path, USAGE, DAY1).exists()  # staged rows committed
     frame = history(tmp_path, DAY1)
     assert list(frame.columns) == lake.TABLES[USAGE].column_names  # no dt column
     expected = rows.to_pandas()
@@ -199,7 +199,7 @@ def test_a_night_keeps_the_order_it_was_validated_in(tmp_path: Path) -> None:
 
     ids = [int(i) for i in np.random.default_rng(7).permutation(250_000)]
     rows = sessions(ids, 1.0, DAY1)
-    staged = lake.clean_path(tmp_path, USAGE, DAY1)
+    staged = lake.staged_path(tmp_path, USAGE, DAY1)
     staged.parent.mkdir(parents=True)
     pq.write_table(rows, staged, row_group_size=20_000)
     write_table_version(tmp_path, USAGE, DAY1, {"collection": USAGE, "mode": FULL}, None, staged)
