@@ -23,7 +23,7 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/bbx demo
 
-# The browser test (tests/test_browser.py) drives Debian's chromium through Playwright
+# The browser test (tests/test_stack.py) drives Debian's chromium through Playwright
 # (never `playwright install`: no browser downloads). Installed here when missing; needs
 # root or sudo and the Debian mirrors.
 browser:

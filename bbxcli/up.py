@@ -7,7 +7,7 @@ the reports a run links to: a static server of home/data_docs (Data Docs) and an
 MLflow UI on home's store (model runs and plots), whose URLs the worker's runs put
 in their artifacts.
 What was started is recorded in `<home>/up.json` so `bbx down` stops exactly those
-processes. The integration test (tests/test_deployment.py) drives these functions.
+processes. The stack test (tests/test_stack.py) drives them through bring_up.
 """
 
 from __future__ import annotations

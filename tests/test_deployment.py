@@ -1,12 +1,7 @@
-"""Operating from the Prefect UI: prefect.yaml, and the whole stack for real.
+"""Operating from the Prefect UI: prefect.yaml, the failure hook and backfills.
 
-The integration test starts a real `prefect server start` on a free port with its
-own PREFECT_HOME (database in tmp), creates the process work pool, deploys from
-prefect.yaml (rendered with the schedule settings, as `bbx up` does), starts a
-worker, triggers the `nightly` deployment with parameters through the API as the
-UI's "Custom run" does, and waits for the run to complete with scores published
-and artifacts attached. Every process it starts is stopped at the end, also on
-failure.
+The whole stack for real (a `prefect server`, the work pool, the deployments, a worker)
+runs a night triggered through the API in tests/test_stack.py.
 """
 
 from __future__ import annotations
@@ -16,26 +11,17 @@ import importlib
 import inspect
 import os
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import yaml
 from pymongo import MongoClient
 
 from bbx.lake import SCORES_COLLECTION
-from bbx.mongo import free_port
 from bbx.settings import PROJECT_ROOT, load_settings
 from bbxcli.up import (
     PREFECT_FILE,
-    create_work_pool,
-    deploy_all,
     render_prefect_file,
-    start_prefect_server,
-    start_worker,
     stop_group,
-    wait_for_api,
 )
 from tasks.app_views import MODEL_METRICS_COLLECTION, SCAN_HISTORY_COLLECTION
 
@@ -107,120 +93,6 @@ def test_stopping_a_group_that_ignores_sigterm_leaves_nothing_behind() -> None:
     stop_group(stubborn.pid, timeout_s=0.5)
     with pytest.raises(ProcessLookupError):
         os.killpg(stubborn.pid, 0)
-
-
-@pytest.fixture()
-def population(mongo_server_uri: str, mongo_client: MongoClient) -> Iterator[str]:
-    from simulator import simulate
-
-    database = f"t_deploy_{uuid.uuid4().hex[:8]}"
-    simulate(mongo_client[database], customers=CUSTOMERS, days=DAYS, seed=5,
-             end=AS_OF - dt.timedelta(days=1))
-    try:
-        yield database
-    finally:
-        mongo_client.drop_database(database)
-
-
-def _clean_env() -> dict[str, str]:
-    # The test session's own Prefect/BBX settings must not leak into the stack.
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("PREFECT_", "BBX_", "MONGODB_URI"))}
-
-
-def _stack_env(tmp_path: Path, api_url: str, mongo_uri: str, database: str) -> dict[str, str]:
-    return _clean_env() | {
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_API_URL": api_url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_WORKER_QUERY_SECONDS": "2",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-        "GX_ANALYTICS_ENABLED": "false",
-        "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
-        "BBX_HOME": str(tmp_path / "bbx-home"),
-        "MONGODB_URI": mongo_uri,
-        "BBX_MONGO__DATABASE": database,
-    }
-
-
-@pytest.mark.slow
-def test_nightly_deployment_runs_from_the_api_on_a_real_server_and_worker(
-    tmp_path, mongo_server_uri: str, mongo_client: MongoClient, population: str
-) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-    from prefect.states import Cancelling
-
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = _stack_env(tmp_path, api_url, mongo_server_uri, population)
-    settings = load_settings(home=tmp_path / "bbx-home")
-    started: list[int] = []
-    flow_run_id = None
-    try:
-        server = start_prefect_server(port, env, tmp_path / "server.log")
-        started.append(server.pid)
-        wait_for_api(api_url, 180, server, tmp_path / "server.log")
-        create_work_pool(settings.schedule.work_pool, env)
-        output = deploy_all(render_prefect_file(settings, tmp_path / "prefect.yaml"), env,
-                            cwd=PROJECT_ROOT)
-        assert "nightly" in output
-        worker = start_worker(settings.schedule.work_pool, env, tmp_path / "worker.log")
-        started.append(worker.pid)
-
-        with temporary_settings({PREFECT_API_URL: api_url}), \
-                get_client(sync_client=True) as client:
-            names = {d.name for d in client.read_deployments()}
-            assert names == DEPLOYMENTS
-            nightly = client.read_deployment_by_name("nightly/nightly")
-            assert nightly.schedules and nightly.schedules[0].schedule.timezone == "Asia/Kolkata"
-            # What the UI's "Custom run" sends: flat, JSON-typed parameters.
-            flow_run = client.create_flow_run_from_deployment(
-                nightly.id, parameters={"as_of": AS_OF.isoformat(), "force_train": True})
-            flow_run_id = flow_run.id
-            deadline = time.monotonic() + 900
-            while True:
-                flow_run = client.read_flow_run(flow_run_id)
-                if flow_run.state and flow_run.state.is_final():
-                    break
-                assert time.monotonic() < deadline, f"run still {flow_run.state}"
-                time.sleep(3)
-            worker_log = (tmp_path / "worker.log").read_text()[-3000:]
-            assert flow_run.state.is_completed(), (flow_run.state, worker_log)
-            assert flow_run.parameters["as_of"] == AS_OF.isoformat()
-            artifacts = client.read_artifacts(
-                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
-                    any_=[flow_run_id])))
-            keys = {a.key for a in artifacts}
-            assert {"nightly-summary", "nightly-rows", "nightly-risk-bands",
-                    "nightly-segments", "nightly-price-changes"} <= keys, keys
-            summary = next(a for a in artifacts if a.key == "nightly-summary")
-            assert "customers scored" in summary.data and "MLflow" in summary.data
-            flow_run_id = None  # finished: nothing to cancel
-
-        db = mongo_client[population]
-        active = set(db.subscriptions.distinct("user", {"status": "active"}))
-        scores = db[SCORES_COLLECTION]
-        assert scores.count_documents({}) == len(active) > 0
-        assert scores.distinct("asOf") == [dt.datetime(2026, 6, 1, tzinfo=dt.UTC)]
-        assert db[SCAN_HISTORY_COLLECTION].count_documents({"scanType": "scheduled"}) == 1
-        assert db[MODEL_METRICS_COLLECTION].count_documents({}) == 1
-    finally:
-        if flow_run_id is not None:  # a run still going: let the worker stop it first
-            try:
-                with temporary_settings({PREFECT_API_URL: api_url}), \
-                        get_client(sync_client=True) as client:
-                    client.set_flow_run_state(flow_run_id, Cancelling(), force=True)
-                time.sleep(5)
-            except Exception:  # noqa: BLE001 - the server may be the thing that failed
-                pass
-        for pid in reversed(started):  # worker first, then the server
-            stop_group(pid)
-    for pid in started:  # nothing this test started is left running
-        with pytest.raises(ProcessLookupError):
-            os.killpg(pid, 0)
 
 
 # --- the failure hook -------------------------------------------------------------------

@@ -48,7 +48,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def home_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: None) -> Settings:
     monkeypatch.setenv("BBX_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-    return load_settings(churn={"tuning_trials": 2})
+    return load_settings()
 
 
 def _split(settings: Settings, lake: dict[str, str]) -> LakePartitions:
@@ -123,11 +123,45 @@ def test_worse_challenger_is_not_promoted_and_promote_rollback_move_the_alias(
     assert result.exit_code == 1 and _alias(home_settings, "champion") == first.version
 
 
-def test_training_when_due_and_reasons_reach_the_documents(
+def _assert_headline_metric_is_the_latest_cutoff_alone(
+    home_settings: Settings, lake: dict[str, str], trained
+) -> None:
+    """The test_* metrics (logged, promoted on) equal a recomputation on the test
+    customers at the latest labelled cutoff only; the pooled figure is named as such."""
+    from bbx.lake.history import read_tables
+    from features.cutoffs import training_cutoffs
+    from features.training import build_training_set, split_train_valid_test
+    from models.metrics import evaluate_churn
+
+    c = home_settings.churn
+    cutoffs = training_cutoffs(AS_OF, c.horizon_days, c.training_cutoffs, c.cutoff_spacing_days)
+    data = build_training_set(read_tables(lake), cutoffs, c.horizon_days, c.definition)
+    latest = max(cutoffs)
+    test = split_train_valid_test(data, c.validation_share, c.test_share, c.test_cutoffs,
+                                  c.seed).test
+    assert (test["cutoff"] == latest).all()
+    model = registry.load_version(registry.CHURN_MODEL, trained.version)
+    expected = evaluate_churn(test["label"].to_numpy(), model.predict_proba(test),
+                              model.threshold)
+    logged = MlflowClient(tracking_uri=home_settings.mlflow_uri).get_run(
+        trained.run_id).data.metrics
+    for key in ("roc_auc", "pr_auc", "brier", "ece", "f1"):
+        assert logged[f"test_{key}"] == pytest.approx(expected[key], abs=1e-9), key
+        assert trained.metrics[key] == pytest.approx(expected[key], abs=1e-9), key
+        assert f"test_pooled_{key}" in logged
+    assert logged["test_rows"] == len(test)
+    # No booster row is at the latest cutoff: the chosen training cutoffs are earlier.
+    params = MlflowClient(tracking_uri=home_settings.mlflow_uri).get_run(
+        trained.run_id).data.params
+    assert all(pd.Timestamp(d, tz="UTC") < latest for d in params["cutoffs"].split(","))
+
+
+def test_training_when_due_headline_metric_and_reasons_reach_the_documents(
     home_settings: Settings, lake: dict[str, str]
 ) -> None:
     assert training_due_task(home_settings, AS_OF, force=False).due  # no champion yet
     trained = train_churn_task(home_settings, AS_OF, _split(home_settings, lake))
+    _assert_headline_metric_is_the_latest_cutoff_alone(home_settings, lake, trained)
     train_segmentation_task(home_settings, AS_OF, _split(home_settings, lake))
     every = home_settings.churn.retrain_every_days
     soon = training_due_task(home_settings, AS_OF + dt.timedelta(days=every - 1), force=False)
@@ -150,40 +184,6 @@ def test_training_when_due_and_reasons_reach_the_documents(
         for r in reasons:
             if r["value"] is not None:
                 assert str(r["value"]) in r["text"]
-
-
-def test_logged_headline_metric_is_the_latest_cutoff_alone(
-    home_settings: Settings, lake: dict[str, str]
-) -> None:
-    """The test_* metrics (logged, promoted on) equal a recomputation on the test
-    customers at the latest labelled cutoff only; the pooled figure is named as such."""
-    from bbx.lake.history import read_tables
-    from features.cutoffs import training_cutoffs
-    from features.training import build_training_set, split_train_valid_test
-    from models.metrics import evaluate_churn
-
-    trained = train_churn_task(home_settings, AS_OF, _split(home_settings, lake))
-    c = home_settings.churn
-    cutoffs = training_cutoffs(AS_OF, c.horizon_days, c.training_cutoffs, c.cutoff_spacing_days)
-    data = build_training_set(read_tables(lake), cutoffs, c.horizon_days, c.definition)
-    latest = max(cutoffs)
-    test = split_train_valid_test(data, c.validation_share, c.test_share, c.test_cutoffs,
-                                  c.seed).test
-    assert (test["cutoff"] == latest).all()
-    model = registry.load_version(registry.CHURN_MODEL, trained.version)
-    expected = evaluate_churn(test["label"].to_numpy(), model.predict_proba(test),
-                              model.threshold)
-    logged = MlflowClient(tracking_uri=home_settings.mlflow_uri).get_run(
-        trained.run_id).data.metrics
-    for key in ("roc_auc", "pr_auc", "brier", "ece", "f1"):
-        assert logged[f"test_{key}"] == pytest.approx(expected[key], abs=1e-9), key
-        assert trained.metrics[key] == pytest.approx(expected[key], abs=1e-9), key
-        assert f"test_pooled_{key}" in logged
-    assert logged["test_rows"] == len(test)
-    # No booster row is at the latest cutoff: the chosen training cutoffs are earlier.
-    params = MlflowClient(tracking_uri=home_settings.mlflow_uri).get_run(
-        trained.run_id).data.params
-    assert all(pd.Timestamp(d, tz="UTC") < latest for d in params["cutoffs"].split(","))
 
 
 def test_a_moved_home_with_an_mlflow_store_stops_clearly(tmp_path: Path) -> None:

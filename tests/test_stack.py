@@ -1,18 +1,27 @@
-"""The Prefect UI as a data engineer uses it, in a real headless Chromium.
+"""`bbx up`'s whole stack for real, as a data engineer operates it.
 
-`bbx up`'s stack for real (Prefect server and UI, work pool, deployments, worker, the
-Data Docs server, the MLflow UI) on free ports, over a small simulated world in its
-own database on the session's embedded MongoDB. Through the browser: open the nightly
-deployment's custom-run form, check it explains its parameters, set as_of (the date
-picker's "Today") and dry_run (a switch) in the form, submit, wait for the run, and
-check its name, its WARNING log lines from the data gate, its summary artifact and the
-Data Docs page that artifact links to. Screenshots of the form and the summary go to
-the test's temp folder, or to docs/img/ (the runbook shows them) with
-BBX_UPDATE_SCREENSHOTS=1.
+One stack per module (starting it costs most of a minute): a real `prefect server`
+with its UI, the process work pool, the deployments from prefect.yaml (rendered with the
+schedule settings), a worker, the Data Docs server and the MLflow UI, on free ports,
+over a small simulated world in its own database on the session's embedded MongoDB.
+The tests run in this order on it, the dry run first since it must leave the app as it
+was:
+
+- In a real headless Chromium: open the nightly deployment's custom-run form, check it
+  explains its parameters, set as_of (the date picker's "Today") and dry_run (a switch)
+  in the form, submit, wait for the run, and check its name, its WARNING log lines from
+  the data gate, its summary artifact and the Data Docs page that artifact links to.
+  Screenshots of the form and the summary go to the test's temp folder, or to docs/img/
+  (the runbook shows them) with BBX_UPDATE_SCREENSHOTS=1.
+- Through the API, as the UI's "Custom run" sends it: a real night with force_train,
+  which the worker runs to completion, publishing scores with the artifacts attached.
+
+Every process the stack started is gone after it is brought down, also on failure.
 
 Chromium is Debian's (`make test` installs the `chromium` package when missing);
 Playwright drives it through `executable_path`, so no browser is downloaded.
-Without Chromium the test is skipped, unless BBX_REQUIRE_BROWSER=1 (set by `make test`).
+Without Chromium the browser test is skipped, unless BBX_REQUIRE_BROWSER=1 (set by
+`make test`).
 """
 
 from __future__ import annotations
@@ -29,13 +38,16 @@ from pathlib import Path
 import pytest
 from pymongo import MongoClient
 
+from bbx.lake import SCORES_COLLECTION
 from bbx.mongo import free_port
 from bbx.settings import PROJECT_ROOT, Settings, load_settings
+from tasks.app_views import MODEL_METRICS_COLLECTION, SCAN_HISTORY_COLLECTION
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+pytestmark = pytest.mark.slow
 
 CUSTOMERS = 300
 DAYS = 120
+DEPLOYMENTS = {"nightly", "train", "score", "backfill"}
 DOCS_IMAGES = PROJECT_ROOT / "docs" / "img"
 RUN_TIMEOUT_S = 420
 
@@ -49,28 +61,44 @@ def _chromium() -> str:
     return path
 
 
-@pytest.fixture()
-def stack(tmp_path: Path, mongo_server_uri: str, mongo_client: MongoClient,
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Settings, object]]:
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory,
+          mongo_server_uri: str) -> Iterator[tuple[Settings, object]]:
     from bbxcli.up import bring_down, bring_up
     from simulator import simulate
 
-    database = f"t_ui_{uuid.uuid4().hex[:8]}"
-    today = dt.datetime.now(dt.UTC).date()
-    simulate(mongo_client[database], customers=CUSTOMERS, days=DAYS, seed=5,
-             end=today - dt.timedelta(days=1))
-    for name in [k for k in os.environ if k.startswith(("PREFECT_API", "BBX_"))]:
-        monkeypatch.delenv(name)  # the session's own settings must not leak into the stack
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
-    monkeypatch.setenv("PREFECT_WORKER_QUERY_SECONDS", "2")
-    settings = load_settings(
-        home=tmp_path / "bbx-home", mongo={"uri": mongo_server_uri, "database": database},
-        reports={"data_docs_port": free_port(), "mlflow_port": free_port()})
-    try:
-        yield settings, bring_up(settings, free_port())
-    finally:
-        bring_down(settings, stop_mongo=False)
-        mongo_client.drop_database(database)
+    tmp_path = tmp_path_factory.mktemp("stack")
+    client: MongoClient = MongoClient(mongo_server_uri, tz_aware=True)
+    database = f"t_stack_{uuid.uuid4().hex[:8]}"
+    simulate(client[database], customers=CUSTOMERS, days=DAYS, seed=5,
+             end=_today() - dt.timedelta(days=1))
+    up = None
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        # The session's own settings must not leak into the stack, apart from the suite's
+        # settings file (a smaller churn search; the stack's nights run on it too).
+        for name in [k for k in os.environ
+                     if k.startswith(("PREFECT_API", "BBX_")) and k != "BBX_CONFIG"]:
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+        monkeypatch.setenv("PREFECT_WORKER_QUERY_SECONDS", "2")
+        settings = load_settings(
+            home=tmp_path / "bbx-home", mongo={"uri": mongo_server_uri, "database": database},
+            reports={"data_docs_port": free_port(), "mlflow_port": free_port()})
+        try:
+            up = bring_up(settings, free_port())
+            yield settings, up
+        finally:
+            bring_down(settings, stop_mongo=False)
+            client.drop_database(database)
+            client.close()
+    if up is not None:  # nothing the stack started is left running
+        for pid in filter(None, (up.worker_pid, up.docs_pid, up.mlflow_pid, up.server_pid)):
+            with pytest.raises(ProcessLookupError):
+                os.killpg(pid, 0)
 
 
 def _wait_for_run(client, deployment_id, submitted_after: dt.datetime):
@@ -94,6 +122,7 @@ def _wait_for_run(client, deployment_id, submitted_after: dt.datetime):
         time.sleep(2)
 
 
+@pytest.mark.browser
 def test_a_nightly_dry_run_from_the_custom_run_form(
     stack, mongo_client: MongoClient, tmp_path: Path
 ) -> None:
@@ -102,10 +131,12 @@ def test_a_nightly_dry_run_from_the_custom_run_form(
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    chromium = _chromium()  # skips (or fails under make test) before anything runs
     settings, up = stack
-    today = dt.datetime.now(dt.UTC).date()
+    today = _today()
     db = mongo_client[settings.mongo.database]
     collections_before = sorted(db.list_collection_names())
+    scores_before = db[SCORES_COLLECTION].count_documents({})
     with temporary_settings({PREFECT_API_URL: up.api_url}), \
             get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("nightly/nightly")
@@ -115,7 +146,7 @@ def test_a_nightly_dry_run_from_the_custom_run_form(
         screenshots.mkdir(parents=True, exist_ok=True)
 
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=_chromium(), headless=True,
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True,
                                                  args=["--no-sandbox"])
             page = browser.new_context(viewport={"width": 1440, "height": 1100},
                                        timezone_id="UTC").new_page()
@@ -196,7 +227,7 @@ def test_a_nightly_dry_run_from_the_custom_run_form(
 
     # The dry run left the app as it was.
     assert sorted(db.list_collection_names()) == collections_before
-    assert db.ml_customer_scores.count_documents({}) == 0
+    assert db[SCORES_COLLECTION].count_documents({}) == scores_before
 
 
 def _first_plot_link(client, flow_run_id) -> str:
@@ -213,3 +244,54 @@ def _first_plot_link(client, flow_run_id) -> str:
     match = re.search(r"\((http://[^)]+get-artifact[^)]+)\)", artifact.data)
     assert match, artifact.data
     return match.group(1)
+
+
+def test_nightly_deployment_runs_from_the_api_on_the_stack_worker(
+    stack, mongo_client: MongoClient
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Cancelling
+
+    settings, up = stack
+    as_of = _today()
+    flow_run_id = None
+    with temporary_settings({PREFECT_API_URL: up.api_url}), \
+            get_client(sync_client=True) as client:
+        try:
+            assert {d.name for d in client.read_deployments()} == DEPLOYMENTS
+            nightly = client.read_deployment_by_name("nightly/nightly")
+            assert nightly.schedules and nightly.schedules[0].schedule.timezone == (
+                settings.schedule.timezone)
+            # What the UI's "Custom run" sends: flat, JSON-typed parameters.
+            flow_run = client.create_flow_run_from_deployment(
+                nightly.id, parameters={"as_of": as_of.isoformat(), "force_train": True})
+            flow_run_id = flow_run.id
+            deadline = time.monotonic() + RUN_TIMEOUT_S
+            while not (flow_run.state and flow_run.state.is_final()):
+                assert time.monotonic() < deadline, f"run still {flow_run.state}"
+                time.sleep(2)
+                flow_run = client.read_flow_run(flow_run_id)
+            worker_log = Path(up.logs["worker"]).read_text()[-3000:]
+            assert flow_run.state.is_completed(), (flow_run.state, worker_log)
+            flow_run_id = None  # finished: nothing to cancel
+            assert flow_run.parameters["as_of"] == as_of.isoformat()
+            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+            keys = {a.key for a in artifacts}
+            assert {"nightly-summary", "nightly-rows", "nightly-risk-bands",
+                    "nightly-segments", "nightly-price-changes"} <= keys, keys
+            summary = next(a for a in artifacts if a.key == "nightly-summary")
+            assert "customers scored" in summary.data and "MLflow" in summary.data
+        finally:
+            if flow_run_id is not None:  # a run still going: let the worker stop it
+                client.set_flow_run_state(flow_run_id, Cancelling(), force=True)
+
+    db = mongo_client[settings.mongo.database]
+    active = set(db.subscriptions.distinct("user", {"status": "active"}))
+    scores = db[SCORES_COLLECTION]
+    assert scores.count_documents({}) == len(active) > 0
+    assert scores.distinct("asOf") == [dt.datetime.combine(as_of, dt.time(), dt.UTC)]
+    assert db[SCAN_HISTORY_COLLECTION].count_documents({"scanType": "scheduled"}) == 1
+    assert db[MODEL_METRICS_COLLECTION].count_documents({}) == 1
