@@ -48,12 +48,15 @@ def test_lake_writer_matches_the_extract(mongo_server_uri: str, settings, tmp_pa
 
 
 @pytest.mark.slow
-def test_pipeline_bench_prints_every_stage_and_figure(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env |= {"BBX_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "prefect")}
+def test_pipeline_bench_prints_every_stage_and_figure(tmp_path: Path, prefect_api) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    # The bench runs on the session's Prefect API (it would start its own without one).
+    env = os.environ | {"BBX_HOME": str(tmp_path / "home"),
+                        "PREFECT_API_URL": PREFECT_API_URL.value()}
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "pipeline", "--customers=300,500", "--days=150",
-         "--io-customers=300", "--io-days=15", "--reads=200", "--trials=1", "--repeats=1",
+        [sys.executable, "-m", "bench", "pipeline", "--customers=150,250", "--days=90",
+         "--io-customers=150", "--io-days=10", "--reads=200", "--trials=1", "--repeats=1",
          f"--lake-cache={tmp_path / 'lakes'}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500,
     )
@@ -62,15 +65,15 @@ def test_pipeline_bench_prints_every_stage_and_figure(tmp_path: Path) -> None:
     summary = out.split("== per stage", 1)[1]
     number = r"[\d,]+(?:\.\d+)?"
     for stage, size in [*((s, c) for s in ("features", "train churn", "train segmentation",
-                                            "score") for c in ("300", "500")),
-                        ("extract", "300"), ("publish \\(first night\\)", "300"),
-                        ("publish \\(next night\\)", "300")]:
+                                            "score") for c in ("150", "250")),
+                        ("extract", "150"), ("publish \\(first night\\)", "150"),
+                        ("publish \\(next night\\)", "150")]:
         # stage, customers, wall, CPU, rows, rows/s, peak MB | raw wall, CPU, MB, two ratios
         line = (rf"^{stage}\s+{size}\s+{number}\s+{number}\s+{number}\s+{number}\s+{number}"
                 rf"\s+\| raw\s+{number} s wall\s+{number} s CPU\s+{number} MB; "
                 rf"ratio\s+{number} wall\s+(?:{number}|nan) CPU$")  # nan: raw CPU ~0 s
         assert re.search(line, summary, re.M), f"no figures for {stage} at {size}:\n{summary}"
-    for size in ("300", "500"):  # the bucket split: all overhead, no raw counterpart
+    for size in ("150", "250"):  # the bucket split: all overhead, no raw counterpart
         assert re.search(rf"^partition\s+{size}\s+{number}\s+{number}\s+{number}\s+{number}"
                          rf"\s+{number}\s+\| raw: none", summary, re.M), summary
     assert "plan stages" in summary and "uses the index: YES (IXSCAN)" in summary
@@ -78,11 +81,11 @@ def test_pipeline_bench_prints_every_stage_and_figure(tmp_path: Path) -> None:
                      summary)
     goals = summary.split("== goals", 1)[1]
     for goal in ("linear partition", "linear features", "linear train churn",
-                 "linear train segmentation", "linear score", "memory at 500 customers",
+                 "linear train segmentation", "linear score", "memory at 250 customers",
                  "overall ("):
         assert re.search(rf"^{re.escape(goal)}.*: (OK|MISSED)$", goals, re.M), goal
     # The churn model's size (rounds kept by early stopping) at both sizes.
-    assert re.search(r"^  train churn: boosting rounds [\d,]+ at 300, [\d,]+ at 500", goals,
+    assert re.search(r"^  train churn: boosting rounds [\d,]+ at 150, [\d,]+ at 250", goals,
                      re.M), goals
 
 
