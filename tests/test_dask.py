@@ -40,7 +40,6 @@ def cluster() -> Iterator[str]:
 
 @pytest.fixture()
 def simulated(flow_env: Settings, mongo_client, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("BBX_CHURN__TUNING_TRIALS", "2")
     monkeypatch.setenv("BBX_SCALE__BUCKETS", "4")
     db = mongo_client[flow_env.mongo.database]
     simulate(db, customers=CUSTOMERS, days=DAYS, seed=13, end=AS_OF - dt.timedelta(days=1))
