@@ -31,6 +31,14 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("BBX_CONFIG", str(SUITE_CONFIG))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with end-to-end (slow) tests run first. Under xdist whole files are handed
+    to the workers in this order, so the long ones start early and the quick ones fill
+    in at the end, instead of one long file running alone while the other worker idles."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: order kept within
+
+
 @pytest.fixture(scope="session")
 def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("bbx-home")

@@ -73,6 +73,7 @@ def _worse_tuning(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(train_tasks, "tune_churn_model", shuffled)
 
 
+@pytest.mark.slow  # trains and registers real models
 def test_worse_challenger_is_not_promoted_and_promote_rollback_move_the_alias(
     home_settings: Settings, lake: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -156,6 +157,7 @@ def _assert_headline_metric_is_the_latest_cutoff_alone(
     assert all(pd.Timestamp(d, tz="UTC") < latest for d in params["cutoffs"].split(","))
 
 
+@pytest.mark.slow  # trains and registers real models
 def test_training_when_due_headline_metric_and_reasons_reach_the_documents(
     home_settings: Settings, lake: dict[str, str]
 ) -> None:

@@ -1,7 +1,8 @@
 """Consecutive nights beside the live app (bench/soak.py, small): the world grows a day
 between nights with the app's own writers on, and the admin applies the first night's
-proposal before the second night proposes again. Every night publishes, nothing the app writes is quarantined, and
-prices stay in the band around each plan's anchor whatever the list price became."""
+proposal before the second night proposes again. Every night publishes, nothing the app
+writes is quarantined, and prices stay in the band around each plan's anchor whatever
+the list price became."""
 
 from __future__ import annotations
 
