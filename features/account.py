@@ -10,7 +10,8 @@ weeks of usage.
   no dated history: not read (docs/features.md, "Coverage").
 - Payment method and spend come from payments, event-dated (captured_at, else
   created_at); the method is the one of the latest attempt before the cutoff.
-- Age band from users.dateOfBirth (fixed); it may inform churn, never price.
+- Age band from users.dateOfBirth (fixed), now and when the customer joined; it may
+  inform churn, never price.
 - Plan upgrades/downgrades: consecutive subscriptions of the customer started before
   the cutoff, compared by their plan's monthly list price.
 """
@@ -144,14 +145,28 @@ def contract_features(tables: LakeTables, pop: pd.DataFrame) -> dict[str, np.nda
     }
 
 
-def age_band(tables: LakeTables, idx: pd.Index, cutoff: pd.Timestamp) -> np.ndarray:
-    """Index of the customer's age band at the cutoff (NaN without a plausible birth date)."""
+def age_band(tables: LakeTables, idx: pd.Index,
+             at: pd.Timestamp | pd.Series) -> np.ndarray:
+    """Index of the customer's age band at `at` (the cutoff, or one date per customer of
+    `idx`); NaN without a plausible birth date."""
     users = tables.users.drop_duplicates("user_id").set_index("user_id")
     born = utc_series(users["date_of_birth"]).reindex(idx)
-    years = ((cutoff - born) / DAY).to_numpy(dtype=float) / 365.25
+    if isinstance(at, pd.Series):
+        at = at.reindex(idx)
+    years = ((at - born) / DAY).to_numpy(dtype=float) / 365.25
     plausible = (years >= 10) & (years <= 110)
     band = np.searchsorted(np.asarray(AGE_BAND_EDGES, dtype=float), years, side="right")
     return np.where(plausible, band.astype(float), np.nan)
+
+
+def age_band_at_signup(tables: LakeTables, idx: pd.Index, cutoff: pd.Timestamp,
+                       since: pd.Series) -> np.ndarray:
+    """The age band when the customer joined (customer_since, never later than the
+    cutoff): the life stage the contract was chosen in, which the band now blurs by the
+    years of tenure since."""
+    joined = since.reindex(idx)
+    joined = joined.where(joined < cutoff, cutoff)
+    return age_band(tables, idx, joined)
 
 
 def device_types(usage: Events) -> np.ndarray:

@@ -361,6 +361,7 @@ def _account_features(
     out |= account.spend_features(paid, out["payment_history_months"])
     out |= account.contract_features(tables, pop)
     out["age_band"] = account.age_band(tables, idx, cutoff)
+    out["age_band_at_signup"] = account.age_band_at_signup(tables, idx, cutoff, since)
     out["device_types_90d"] = account.device_types(usage)
     out |= account.plan_changes(tables, idx, cutoff)
     return out

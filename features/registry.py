@@ -435,6 +435,14 @@ CHURN_FEATURES: tuple[Feature, ...] = (
         None,
     ),
     Feature(
+        "age_band_at_signup",
+        "The age band (as age_band) when the customer joined: at users.customer_since (else "
+        "created_at, else the subscription start), never later than the cutoff. Informs "
+        "churn only: pricing never reads it.",
+        "users",
+        None,
+    ),
+    Feature(
         "device_types_90d",
         "Distinct device types (usagelogs.deviceType) in the last 90 days of sessions.",
         "usagelogs",

@@ -111,6 +111,7 @@ REASON_TEMPLATES: dict[str, Callable[[str], str]] = {
     "paid_per_month_lifetime": lambda v: f"Paid ₹{v} a month on average",
     "paid_amount_trend_90d": lambda v: f"Paid ₹{v} more in the last 90 days than the 90 before",
     "age_band": lambda v: f"Age band {v} (0: under 20, 1: 20-24, ... 11: 70 and over)",
+    "age_band_at_signup": lambda v: f"Age band {v} when they joined",
     "device_types_90d": lambda v: f"{v} kinds of device online in the last 90 days",
     "plan_upgrades": lambda v: f"{v} upgrades to a dearer plan",
     "plan_downgrades": lambda v: f"{v} downgrades to a cheaper plan",
@@ -131,6 +132,7 @@ MISSING_TEXT: dict[str, str] = {
     "price_paid_vs_list": "Plan list price unknown",
     "extra_charge_share": "Subscription price unknown",
     "age_band": "Age not given",
+    "age_band_at_signup": "Age not given",
     **{
         name: "Too little history to compare with their usual activity"
         for name in ("wind_down_evidence", "wind_down_bayes_factor", "wind_down_days",

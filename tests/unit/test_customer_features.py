@@ -376,7 +376,8 @@ def test_the_same_events_before_cutoff_do_change_features() -> None:
     # dates; the rest are fixed at signup or by the lake's coverage, tested by hand below.
     not_moved_by_events = {
         "usage_covered_days", "login_covered_days", "ticket_history_months",
-        "payment_history_months", "age_band", "contract_age_months", "days_to_renewal",
+        "payment_history_months", "age_band", "age_band_at_signup", "contract_age_months",
+        "days_to_renewal",
         "monthly_price", "plan_category_code", "plan_download_mbps", "billing_cycle_yearly",
         "discount_share", "customer_tenure_months",
     }
@@ -409,6 +410,7 @@ def test_account_features_by_hand() -> None:
     assert f["price_paid_vs_list"] == pytest.approx(450.0 / 399.0)
     assert f["extra_charge_share"] == pytest.approx(81.0 / 450.0)
     assert f["age_band"] == 5.0  # 40: the 40-44 band
+    assert f["age_band_at_signup"] == 4.0  # joined 400 days ago, at 38.9: the 35-39 band
     assert f["plan_upgrades"] == 0
     # Coverage: each source's history starts at its first event before CUT.
     assert f["usage_covered_days"] == pytest.approx(45.0)
@@ -419,6 +421,25 @@ def test_account_features_by_hand() -> None:
     assert later.loc[H, "plan_upgrades"] == 1 and later.loc[F, "plan_downgrades"] == 1
     assert later.loc[F, "plan_upgrades"] == 1  # its earlier move from Starter to Premium
     assert np.isnan(build_churn_features(base_tables(), CUT).loc[DD, "age_band"])
+    assert np.isnan(build_churn_features(base_tables(), CUT).loc[DD, "age_band_at_signup"])
+
+
+def test_age_band_at_signup_never_reads_past_the_cutoff() -> None:
+    """A join date after the cutoff (back-dated or dirty) is not known then: the band is
+    the one at the cutoff, and it does not change with how far in the future it lies."""
+    tables = base_tables()
+    users = tables.users.copy()
+    joined_later = users["user_id"].eq(A)
+    for days_after in (1, 300):
+        users.loc[joined_later, "customer_since"] = CUT + days_after * D
+        tables.users = users
+        f = build_churn_features(tables, CUT).loc[A]
+        assert f["age_band_at_signup"] == f["age_band"] == 5.0
+    # Joined 20 years before: the band then, whatever the cutoff.
+    users.loc[joined_later, "customer_since"] = CUT - 20 * 365.25 * D
+    tables.users = users
+    for cutoff in (CUT, CUT + 3 * D):
+        assert build_churn_features(tables, cutoff).loc[A, "age_band_at_signup"] == 1.0
 
 
 def test_windows_before_the_first_recorded_event_are_covered_days_only() -> None:
