@@ -17,9 +17,12 @@ tasks.train.train_segmentation_task and the nightly's scoring subflow
 (flows.buckets.score_in_buckets), each handed the partition stage's split. The raw lake
 stands in for the clean one (validation is not timed). Each stage runs in its own
 process, so its peak memory is its own: the kernel's high-water mark (VmHWM, reset at
-the stage's start) of that process. A stage whose process grows past --memory-limit-gb
-is killed and reported as such. Libraries the tasks import on first use and the MLflow
-store's creation are done before the clock starts (a nightly process pays them once).
+the stage's start) of that process. The processes are forked from a multiprocessing
+forkserver that imported the tasks' libraries once, so a stage does not pay seconds of
+imports (its peak still counts the imported libraries, as a fresh process would). A
+stage whose process grows past --memory-limit-gb is killed and reported as such.
+Libraries the tasks import on first use and the MLflow store's creation are done before
+the clock starts (a nightly process pays them once).
 
 I/O stages at --io-customers x --io-days against a fresh in-memory embedded SecantusDB:
 the extract against a raw `find_arrow_all` of the same collections (bench/extract.py's
@@ -464,7 +467,8 @@ WARM_IMPORTS = ("matplotlib.pyplot", "mlflow.pyfunc", "mlflow.store.tracking.sql
 
 def _stage_child(conn, stage: str, paths: dict[str, str], home: str, as_of: str,
                  trials: int | None) -> None:
-    """Runs in its own (spawned) process: the stage, then its raw baseline."""
+    """Runs in its own process (forked from the forkserver): the stage, then its raw
+    baseline."""
     warnings.simplefilter("ignore")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -498,10 +502,18 @@ def _stage_child(conn, stage: str, paths: dict[str, str], home: str, as_of: str,
         conn.close()
 
 
+def _stage_context():
+    """A process of its own per stage (its memory is this stage's alone), forked from a
+    server that imported the tasks and their libraries once."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["tasks.score", "tasks.train", *WARM_IMPORTS])
+    return ctx
+
+
 def run_compute_stage(stage: str, customers: int, paths: dict[str, str], rows: int,
                       home: Path, trials: int | None, limit_bytes: float) -> Figure:
     figure = Figure(stage, customers, rows=rows)
-    ctx = mp.get_context("spawn")  # a fresh process: its memory is this stage's alone
+    ctx = _stage_context()
     parent, child = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_stage_child,
                           args=(child, stage, paths, str(home), AS_OF.isoformat(), trials))
@@ -852,7 +864,8 @@ def main(argv: list[str]) -> None:
     print(f"as-of {AS_OF}; churn tuning trials {trials}; {os.cpu_count()} CPUs; load average "
           f"at start {load[0]:.1f} (other work on the machine shows here)", flush=True)
     print("peak = peak RSS of the stage's own process (kernel VmHWM reset at the stage's "
-          "start, incl. imported libraries; compute stages run one per spawned process); "
+          "start, incl. imported libraries; compute stages run one per process, forked "
+          "from a forkserver with the libraries imported); "
           "CPU = that process's user + system seconds (I/O stages: + the server's); "
           "rows = lake rows read (compute), documents read (extract) or published", flush=True)
     with tempfile.TemporaryDirectory(prefix="bbx-bench-pipeline-") as tmp_name, _prefect_api():
