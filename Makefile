@@ -4,6 +4,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+UV     := uv==0.13.9
 
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
@@ -16,8 +17,15 @@ install: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@# uv installs the same pinned set in seconds where pip takes minutes; pip is the
+	@# fallback when uv cannot be had.
+	@if $(PY) -m pip install --quiet --disable-pip-version-check $(UV) 2>/dev/null; then \
+	  $(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock && \
+	  $(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e . ; \
+	else \
+	  $(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock && \
+	  $(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . ; \
+	fi
 	@touch $(STAMP)
 
 demo: $(STAMP)
