@@ -18,9 +18,12 @@ $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@# uv installs the same pinned set in seconds where pip takes minutes; pip is the
-	@# fallback when uv cannot be had.
+	@# fallback when uv cannot be had. Compiled at install as pip does: with
+	@# PYTHONDONTWRITEBYTECODE set (as on these machines) nothing is cached later, and
+	@# every process of the suite would compile the libraries again.
 	@if $(PY) -m pip install --quiet --disable-pip-version-check $(UV) 2>/dev/null; then \
-	  $(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock && \
+	  $(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) \
+	    -r requirements.lock && \
 	  $(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e . ; \
 	else \
 	  $(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock && \
