@@ -26,6 +26,7 @@ $(STAMP): requirements.lock pyproject.toml
 	    -r requirements.lock && \
 	  $(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e . ; \
 	else \
+	  echo "uv could not be installed: installing with pip (a few minutes)"; \
 	  $(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock && \
 	  $(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . ; \
 	fi

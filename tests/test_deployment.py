@@ -29,7 +29,6 @@ AS_OF = dt.date(2026, 6, 1)
 CUSTOMERS = 300
 DAYS = 120
 DEPLOYMENTS = {"nightly", "train", "score", "backfill"}
-FLAT = (bool, int, float, str, dt.date, type(None))
 
 
 def _deployments() -> dict[str, dict]:
