@@ -118,9 +118,18 @@ def fit_pricing_weights(
     revenue_static, churn_static = revenue_and_churn(book, book.base.astype(float), periods)
     ceiling = churn_static if churn_ceiling is None else float(churn_ceiling)
 
+    # The search asks for the constraint and then the objective of the same candidate:
+    # one pricing of the book answers both.
+    outcomes: dict[bytes, tuple[float, float]] = {}
+
     def outcome(theta: np.ndarray) -> tuple[float, float]:
-        price = book_prices(book, PricingWeights(*map(float, theta)), min_ratio, max_ratio)
-        return revenue_and_churn(book, price, periods)
+        key = np.asarray(theta, float).tobytes()
+        if key not in outcomes:
+            if len(outcomes) > 4096:  # only the current generation is asked again
+                outcomes.clear()
+            price = book_prices(book, PricingWeights(*map(float, theta)), min_ratio, max_ratio)
+            outcomes[key] = revenue_and_churn(book, price, periods)
+        return outcomes[key]
 
     scale = max(revenue_static, 1.0)
     fit = differential_evolution(
