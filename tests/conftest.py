@@ -72,11 +72,34 @@ def mongo_db(mongo_client: MongoClient) -> Iterator[Database]:
         mongo_client.drop_database(name)
 
 
+@pytest.fixture(scope="session")
+def empty_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow store with no runs, its schema created once for the session.
+
+    MLflow builds a new SQLite store by running its whole chain of schema migrations,
+    about 2 s; a test's new home starts from a copy of this one instead, which is the
+    same database (it holds only MLflow's 'Default' experiment, which the pipeline
+    never uses)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-store") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    MlflowClient(registry_uri=f"sqlite:///{path}").search_registered_models()
+    return path
+
+
+def new_home(home: Path, empty_store: Path) -> Path:
+    """A test's home, its MLflow store created from the session's empty one."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(empty_store, home / "mlflow.db")
+    return home
+
+
 @pytest.fixture()
-def settings(tmp_path: Path, mongo_server_uri: str) -> Settings:
+def settings(tmp_path: Path, mongo_server_uri: str, empty_mlflow_store: Path) -> Settings:
     """Settings pointing at a fresh home and a fresh database on the session server."""
     return load_settings(
-        home=tmp_path / "home",
+        home=new_home(tmp_path / "home", empty_mlflow_store),
         mongo={"uri": mongo_server_uri, "database": f"t_{uuid.uuid4().hex[:10]}"},
     )
 
@@ -131,7 +154,8 @@ def _flow_settings_env(monkeypatch: pytest.MonkeyPatch, settings: Settings,
 
 @pytest.fixture(scope="session")
 def prepared_world(
-    tmp_path_factory: pytest.TempPathFactory, mongo_server_uri: str, prefect_api: None
+    tmp_path_factory: pytest.TempPathFactory, mongo_server_uri: str, prefect_api: None,
+    empty_mlflow_store: Path,
 ) -> Iterator[Callable[..., PreparedWorld]]:
     """prepared_world(customers=, days=, seed=, end=, as_of=, config=): the world simulated
     up to end, after the nightly flow ran for as_of on configs/default.yaml overlaid with
@@ -147,7 +171,8 @@ def prepared_world(
         key = (customers, days, seed, end, as_of, config)
         if key not in worlds:
             settings = load_settings(
-                home=tmp_path_factory.mktemp("prepared-world") / "home",
+                home=new_home(tmp_path_factory.mktemp("prepared-world") / "home",
+                              empty_mlflow_store),
                 mongo={"uri": mongo_server_uri, "database": f"w_{uuid.uuid4().hex[:10]}"},
             )
             simulation = {"customers": customers, "days": days, "seed": seed, "end": end}

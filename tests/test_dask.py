@@ -9,18 +9,22 @@ on the workers; the churn model is trained with xgboost.dask.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from pymongo import MongoClient
 
 from bbx.lake import SCORES_COLLECTION
-from bbx.settings import Settings
+from bbx.settings import Settings, load_settings
 from flows.nightly import nightly
 from flows.train import train
 from simulator import simulate
+from tests.conftest import new_home
 
 pytestmark = pytest.mark.slow
 
@@ -38,12 +42,32 @@ def cluster() -> Iterator[str]:
         yield local.scheduler_address
 
 
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, mongo_server_uri: str,
+          empty_mlflow_store: Path) -> Iterator[Settings]:
+    """One simulated app database and home for the module: the tests run their nights
+    on it one after the other (either order works: each reruns the nights it reads)."""
+    settings = load_settings(
+        home=new_home(tmp_path_factory.mktemp("dask") / "home", empty_mlflow_store),
+        mongo={"uri": mongo_server_uri, "database": f"t_dask_{uuid.uuid4().hex[:8]}"},
+    )
+    client: MongoClient = MongoClient(mongo_server_uri, tz_aware=True)
+    simulate(client[settings.mongo.database], customers=CUSTOMERS, days=DAYS, seed=13,
+             end=AS_OF - dt.timedelta(days=1))
+    try:
+        yield settings
+    finally:
+        client.drop_database(settings.mongo.database)
+        client.close()
+
+
 @pytest.fixture()
-def simulated(flow_env: Settings, mongo_client, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def simulated(world: Settings, prefect_api: None, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("BBX_HOME", str(world.home))
+    monkeypatch.setenv("MONGODB_URI", world.mongo.uri or "")
+    monkeypatch.setenv("BBX_MONGO__DATABASE", world.mongo.database)
     monkeypatch.setenv("BBX_SCALE__BUCKETS", "4")
-    db = mongo_client[flow_env.mongo.database]
-    simulate(db, customers=CUSTOMERS, days=DAYS, seed=13, end=AS_OF - dt.timedelta(days=1))
-    return flow_env
+    return world
 
 
 def _published(db) -> pd.DataFrame:
@@ -104,7 +128,6 @@ def test_training_on_dask_uses_xgboost_dask_and_is_deterministic(
     from distributed import Client
 
     from bbx.lake.buckets import partition_lake
-    from bbx.settings import load_settings
     from features.cutoffs import training_cutoffs
     from features.registry import CHURN_FEATURE_NAMES
     from features.training import split_train_valid_test

@@ -28,7 +28,7 @@ from bson import ObjectId
 from pymongo import MongoClient
 
 from bbx.lake import SCORES_COLLECTION
-from bbx.mongo import MongoUnavailableError, start_embedded, stop_process
+from bbx.mongo import MongoUnavailableError, start_embedded
 from bbx.settings import Settings, load_settings
 from tasks.publish import PREVIOUS_SUFFIX, STAGING_SUFFIX, publish_scores
 
@@ -41,7 +41,7 @@ CUSTOMERS_2 = 250  # a different size, so any mix of the two nights shows in the
 # shorter.
 BATCH = 100
 
-pytestmark = pytest.mark.slow  # ~5 s a trial: servers start, die and restart
+pytestmark = pytest.mark.slow  # a few seconds a trial: the server dies and restarts
 
 
 @dataclass
@@ -98,11 +98,13 @@ def score_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return files
 
 
-@pytest.fixture()
-def server(tmp_path) -> Iterator[Server]:
+@pytest.fixture(scope="module")
+def running_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server folder for the module: each trial kills and restarts it anyway."""
+    folder = tmp_path_factory.mktemp("faults")
     settings = load_settings(
-        home=tmp_path / "home",
-        mongo={"embedded_storage": str(tmp_path / "mongo-data"), "database": "faults",
+        home=folder / "home",
+        mongo={"embedded_storage": str(folder / "mongo-data"), "database": "faults",
                "server_selection_timeout_ms": 1500},
     )
     settings.mongo.batch_size = BATCH
@@ -111,7 +113,21 @@ def server(tmp_path) -> Iterator[Server]:
     try:
         yield running
     finally:
-        stop_process(running.process)
+        running.kill()  # its folder is thrown away: no clean shutdown needed (it takes 2 s)
+
+
+@pytest.fixture()
+def server(running_server: Server) -> Server:
+    """The module's server, up, with an empty database and the default swap method."""
+    if running_server.process.poll() is not None:
+        running_server.restart()
+    running_server.settings.publish.swap_method = load_settings().publish.swap_method
+    client: MongoClient = MongoClient(running_server.uri)
+    try:
+        client.drop_database("faults")
+    finally:
+        client.close()
+    return running_server
 
 
 def _publish(server: Server, night: str, files: dict[str, str], **kwargs) -> None:
