@@ -25,18 +25,22 @@ from bbx.settings import Settings, load_settings
 SUITE_CONFIG = Path(__file__).with_name("suite.yaml")
 
 
-# The costliest files, heaviest first: whole-file seconds from `--durations` / junit on
-# a quiet machine (2026-12-02). Under `make test` (xdist, whole files per worker) they
-# are handed out in this order, so the long ones start early on both workers and the
-# quick files fill in at the end (longest-processing-time first). Update it when a
-# file's cost changes a lot; a file not listed runs after these.
+# How `make test` spreads the files over its two xdist workers (`--dist loadfile`):
+# each file runs whole on one worker, so its module fixtures are made once. Files that
+# read the same prepared world (made once per worker) run together.
+SHARED_WORLD = {"tests/test_pii.py": "tests/test_ui_runs.py"}
+# The costliest groups, heaviest first: whole-file seconds from `--durations` / junit
+# (2026-12-02). They are handed out in this order, so the long ones start early and the
+# quick files fill in at the end (longest-processing-time first). The Dask file's own
+# cluster processes come after the stack's start, not beside it. Update it when a file's
+# cost changes a lot; a file not listed runs after these.
 HEAVIEST_FILES = [
-    "test_stack.py", "test_dask.py", "test_nightly_flow.py", "test_ui_runs.py",
-    "test_incremental.py", "test_publish_faults.py", "test_bad_input.py",
-    "test_simulator.py", "test_partitions.py", "test_deployment.py",
-    "test_bench_pipeline.py", "test_registry.py", "test_soak.py", "test_pricing_engine.py",
-    "test_simulate_continue.py", "test_auth.py", "test_feature_validation.py",
-    "test_validate.py", "test_data_docs.py",
+    "test_stack.py", "test_nightly_flow.py", "test_ui_runs.py", "test_dask.py",
+    "test_incremental.py", "test_bad_input.py", "test_simulator.py", "test_partitions.py",
+    "test_deployment.py", "test_bench_pipeline.py", "test_publish_faults.py",
+    "test_registry.py", "test_soak.py", "test_simulate_continue.py",
+    "test_feature_validation.py", "test_auth.py", "test_validate.py",
+    "test_pricing_engine.py", "test_data_docs.py", "test_scenarios.py",
 ]
 
 
@@ -45,15 +49,38 @@ def pytest_configure(config: pytest.Config) -> None:
     (a smaller churn search; tests/suite.yaml says why) unless the caller set one."""
     os.environ.setdefault("BBX_CONFIG", str(SUITE_CONFIG))
     if hasattr(config.option, "loadscopereorder"):
-        # xdist would otherwise queue the files by their number of tests, which puts the
+        # xdist would otherwise queue the groups by their number of tests, which puts the
         # two-test end-to-end files last, running alone while the other worker idles.
         config.option.loadscopereorder = False
 
 
+def _group(path: str) -> str:
+    return SHARED_WORLD.get(path, path)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under `--dist loadfile`, a file runs whole on one worker, as do files sharing a
+    prepared world (SHARED_WORLD). xdist's own `loadgroup` would do it with marks, but
+    its group suffix on node ids has no effect under pytest 9."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesSharingWorlds(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid.split("::", 1)[0])
+
+    return FilesSharingWorlds(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The costliest files first (HEAVIEST_FILES), then the rest in their usual order."""
+    """The costliest groups first (HEAVIEST_FILES), the rest in their usual order."""
     rank = {name: position for position, name in enumerate(HEAVIEST_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable
+
+    def position(item: pytest.Item) -> int:
+        return rank.get(Path(_group(item.nodeid.split("::", 1)[0])).name, len(rank))
+
+    items.sort(key=position)  # stable: the order within a group is kept
 
 
 @pytest.fixture(scope="session")
@@ -233,7 +260,7 @@ def copy_world(world: PreparedWorld, target: Settings, client: MongoClient) -> N
         n: source[n].count_documents({}) for n in source.list_collection_names()
     }, "the copy differs from the prepared world"
 
-    shutil.copytree(world.settings.home, target.home)
+    shutil.copytree(world.settings.home, target.home, dirs_exist_ok=True)  # over its new home
     old, new = str(world.settings.home), str(target.home)
     with sqlite3.connect(target.home / "mlflow.db") as store:
         tables = [r[0] for r in store.execute("SELECT name FROM sqlite_master WHERE type='table'")]
