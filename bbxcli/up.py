@@ -204,13 +204,22 @@ def stop_group(pid: int, timeout_s: float = 20) -> None:
     returns only once the group is gone and the leader reaped (a zombie leader would
     still answer ``killpg(pid, 0)``), so a caller may check that nothing is left.
     """
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    if _wait_group_gone(pid, timeout_s):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    _wait_group_gone(pid, 10)
+    stop_groups([pid], timeout_s)
+
+
+def stop_groups(pids: list[int], timeout_s: float = 20) -> None:
+    """`stop_group` for several groups at once: all are asked to stop, then awaited,
+    so their shutdowns overlap."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for pid in pids:
+        if _wait_group_gone(pid, max(deadline - time.monotonic(), 0.0)):
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        _wait_group_gone(pid, 10)
 
 
 def _wait_group_gone(pid: int, timeout_s: float) -> bool:
@@ -319,11 +328,11 @@ def bring_down(settings: Settings, stop_mongo: bool = True) -> list[str]:
     stopped: list[str] = []
     if state.exists():
         recorded = json.loads(state.read_text())
-        for name in ("worker_pid", "docs_pid", "mlflow_pid", "server_pid"):
-            pid = recorded.get(name)
-            if pid:
-                stop_group(pid)
-                stopped.append(f"{name.removesuffix('_pid')} (pid {pid})")
+        # The worker first, so it does not see its server go; the others together.
+        for names in (("worker_pid",), ("docs_pid", "mlflow_pid", "server_pid")):
+            pids = {name: recorded[name] for name in names if recorded.get(name)}
+            stop_groups(list(pids.values()))
+            stopped += [f"{name.removesuffix('_pid')} (pid {pid})" for name, pid in pids.items()]
         state.unlink(missing_ok=True)
     if stop_mongo and stop_persistent(settings):
         stopped.append("embedded MongoDB")

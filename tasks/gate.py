@@ -40,6 +40,7 @@ from tasks.validate import (
     DataDocsSite,
     DataValidationError,
     TableValidation,
+    data_docs_built_once,
     validate_table,
 )
 
@@ -82,31 +83,33 @@ def validate_lake(
     failures: list[str] = []
     order = ["users", *(c for c in raw_files if c != "users")]
     user_ids: set[str] | None = None
-    for collection in order:
-        if collection != "users" and user_ids is None:
-            break  # without validated users, no reference can be checked
-        try:
-            validation = run(collection, user_ids)
-        except DataValidationError as exc:
-            failures.append(str(exc))
-            if exc.validation is not None:
-                results.append(exc.validation)
-            continue
-        if collection == "users":
-            user_ids = set(pd.read_parquet(validation.clean_file, columns=["user_id"])["user_id"])
-        entry = manifest_entry(manifest, collection)
-        earlier = manifest_entry(previous, collection)
-        volume = volume_warning(
-            _volume(entry), _volume(earlier), days, settings.validation.volume_tolerance
-        ) if entry and earlier else None
-        if volume:
-            log.warning("%s: %s", collection, volume)
-            validation = dataclasses.replace(
-                validation,
-                warnings=[*validation.warnings, volume],
-                failed_expectations=validation.failed_expectations + 1,
-            )
-        results.append(validation)
+    with data_docs_built_once(data_docs, SUITE_DIR):
+        for collection in order:
+            if collection != "users" and user_ids is None:
+                break  # without validated users, no reference can be checked
+            try:
+                validation = run(collection, user_ids)
+            except DataValidationError as exc:
+                failures.append(str(exc))
+                if exc.validation is not None:
+                    results.append(exc.validation)
+                continue
+            if collection == "users":
+                clean = pd.read_parquet(validation.clean_file, columns=["user_id"])
+                user_ids = set(clean["user_id"])
+            entry = manifest_entry(manifest, collection)
+            earlier = manifest_entry(previous, collection)
+            volume = volume_warning(
+                _volume(entry), _volume(earlier), days, settings.validation.volume_tolerance
+            ) if entry and earlier else None
+            if volume:
+                log.warning("%s: %s", collection, volume)
+                validation = dataclasses.replace(
+                    validation,
+                    warnings=[*validation.warnings, volume],
+                    failed_expectations=validation.failed_expectations + 1,
+                )
+            results.append(validation)
 
     if failures:
         raise DataValidationError("run stopped by data validation:\n  " + "\n  ".join(failures))

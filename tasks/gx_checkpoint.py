@@ -1,5 +1,5 @@
 """Great Expectations' own machinery for validation: a Checkpoint per table (one
-validation definition, `UpdateDataDocsAction`) and the Data Docs site it updates.
+validation definition) and the Data Docs site GX builds from the stored results.
 
 Imports great_expectations, which costs seconds: import this module only inside the
 validation functions (tasks/validate.py), never at a module's top.
@@ -9,6 +9,10 @@ validation functions (tasks/validate.py), never at a module's top.
 - The validation results are stored as files in the home's gx folder (gx/validations).
   GX's index lists the stored results, and drops a page from the site once its result is
   gone from the store, so earlier nights stay only because the store persists.
+- The site is rebuilt by GX's `build_data_docs` with the result's and its suite's
+  identifiers, the call `UpdateDataDocsAction` makes for each result. A night's tables
+  are validated inside `one_site_update`, which makes that call once for all of them:
+  each build also rebuilds the index, which reads every listed result again.
 - A result is stored without its per-row lists (`unexpected_index_list`, ...): the
   quarantine reads them from the run's result in memory; on disk they would hold up to
   one entry per row, bloat the pages and slow every later index build.
@@ -26,6 +30,7 @@ import functools
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +39,6 @@ from urllib.parse import unquote, urlparse
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import great_expectations as gx  # noqa: E402
-from great_expectations.checkpoint import UpdateDataDocsAction  # noqa: E402
 from great_expectations.core import ExpectationSuiteValidationResult  # noqa: E402
 from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
 from great_expectations.data_context import AbstractDataContext  # noqa: E402
@@ -43,6 +47,9 @@ from great_expectations.data_context.types.base import (  # noqa: E402
     DataContextConfig,
     InMemoryStoreBackendDefaults,
     ProgressBarsConfig,
+)
+from great_expectations.data_context.types.resource_identifiers import (  # noqa: E402
+    ExpectationSuiteIdentifier,
 )
 from great_expectations.exceptions import DataContextError  # noqa: E402
 from great_expectations.render.view import (  # noqa: E402
@@ -123,6 +130,14 @@ class _Site:
 
     context: AbstractDataContext
     checkpoints: dict[str, tuple[str, gx.Checkpoint]] = field(default_factory=dict)
+    pending: list[Any] | None = None  # inside one_site_update: the pages still to build
+
+    def update(self, identifiers: list[Any]) -> None:
+        """The identifiers' pages, and the index, (re)built now or at the batch's end."""
+        if self.pending is None:
+            self.context.build_data_docs(site_names=[SITE], resource_identifiers=identifiers)
+        else:
+            self.pending += identifiers
 
     def checkpoint(self, suite: dict[str, Any], result_format: dict[str, Any]) -> gx.Checkpoint:
         """The suite's checkpoint; the suite is stored again the first time in a process
@@ -147,7 +162,6 @@ class _Site:
         checkpoint = context.checkpoints.add(gx.Checkpoint(
             name=name,
             validation_definitions=[definition],
-            actions=[UpdateDataDocsAction(name="update-data-docs", site_names=[SITE])],
             result_format=result_format,
         ))
         self.checkpoints[name] = (text, checkpoint)
@@ -203,7 +217,8 @@ def run_checkpoint(
     suite_dir: Path,
     result_format: dict[str, Any],
 ) -> tuple[ExpectationSuiteValidationResult, Path | None]:
-    """Validate the frame against the suite; the result is stored and the site updated.
+    """Validate the frame against the suite; the result is stored and the site updated
+    (at the end of the enclosing `one_site_update`, if any).
 
     Returns the full result (with its row lists) and the result's page in the site.
     """
@@ -213,6 +228,22 @@ def run_checkpoint(
     outcome = checkpoint.run(batch_parameters={"dataframe": frame},
                              expectation_parameters=parameters, run_id=run_id)
     key, result = next(iter(outcome.run_results.items()))
-    urls = docs.context.get_docs_sites_urls(resource_identifier=key, site_names=[SITE])
+    docs.update([key, ExpectationSuiteIdentifier(name=suite["name"])])
+    urls = docs.context.get_docs_sites_urls(resource_identifier=key, site_names=[SITE],
+                                            only_if_exists=False)  # maybe built at batch end
     url = urls[0].get("site_url") if urls else None
     return result, Path(unquote(urlparse(url).path)) if url else None
+
+
+@contextlib.contextmanager
+def one_site_update(site: DataDocsSite, suite_dir: Path) -> Iterator[None]:
+    """Checkpoints run inside store their results as usual; the site is built once, on
+    the way out (a failed table's page too: it is the evidence the error points to)."""
+    docs = _site(site, Path(suite_dir))
+    docs.pending = []
+    try:
+        yield
+    finally:
+        identifiers, docs.pending = docs.pending, None
+        if identifiers:
+            docs.update(identifiers)

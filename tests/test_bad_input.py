@@ -239,4 +239,8 @@ def test_stopped_nightly_run_leaves_the_published_scores_untouched(
         nightly(as_of=AS_OF)
     published = list(db[lake.SCORES_COLLECTION].find({}, {"_id": 0}))
     assert published == [SENTINEL]
-    assert (flow_env.data_docs_dir / "index.html").exists()
+    # The site is built once for the night's tables, on the way out of a failed
+    # validation too: the stopped table's page is the evidence the error points to.
+    index = (flow_env.data_docs_dir / "index.html").read_text()
+    pages = list((flow_env.data_docs_dir / "validations" / "usagelogs").rglob("*.html"))
+    assert len(pages) == 1 and f"validations/usagelogs/{AS_OF.isoformat()}/" in index

@@ -1,5 +1,5 @@
-"""The Data Docs site is Great Expectations' own: each table runs through a Checkpoint
-whose `UpdateDataDocsAction` rebuilds the site, and GX's index lists every night's
+"""The Data Docs site is Great Expectations' own: each table runs through a Checkpoint,
+GX rebuilds the site once for the night's tables, and GX's index lists every night's
 results from the store under home/gx. The run report links pages that exist."""
 
 from __future__ import annotations
