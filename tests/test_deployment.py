@@ -26,8 +26,8 @@ from bbxcli.up import (
 from tasks.app_views import MODEL_METRICS_COLLECTION, SCAN_HISTORY_COLLECTION
 
 AS_OF = dt.date(2026, 6, 1)
-CUSTOMERS = 300
-DAYS = 120
+CUSTOMERS = 150
+DAYS = 90
 DEPLOYMENTS = {"nightly", "train", "score", "backfill"}
 
 
