@@ -23,7 +23,7 @@ Every table's quarantine counts, by reason, are logged whether or not they stop 
 Each table runs through a GX Checkpoint (one validation definition, tasks/gx_checkpoint.py):
 its result is stored under the home's gx folder and the Data Docs site (home/data_docs,
 GX's own index) lists it beside earlier nights'. GX builds the site once for a night's
-tables (`data_docs_built_once`), not once per table.
+tables (`tasks.gx_checkpoint.one_site_update`), not once per table.
 
 Suite parameters: `as_of_end` (first instant after the as-of day) and `fresh_since`
 (`as_of_end` minus `validation.freshness_max_lag_hours`), for freshness expectations.
@@ -35,11 +35,10 @@ from the registry at run time, so the registry stays the one list), plus ranges.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -290,15 +289,6 @@ def _check_frame(
     gx_result, page = run_checkpoint(frame, suite, parameters, as_of, data_docs, suite_dir,
                                      RESULT_FORMAT)
     return _summarise(gx_result, missing_columns), page
-
-
-@contextlib.contextmanager
-def data_docs_built_once(data_docs: DataDocsSite, suite_dir: Path) -> Iterator[None]:
-    """Tables validated inside update the Data Docs site once, at the end."""
-    from tasks.gx_checkpoint import one_site_update
-
-    with one_site_update(data_docs, suite_dir):
-        yield
 
 
 def _check_table(

@@ -127,8 +127,10 @@ def empty_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mlflow.tracking import MlflowClient
 
     path = tmp_path_factory.mktemp("mlflow-store") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    MlflowClient(registry_uri=f"sqlite:///{path}").search_registered_models()
+    uri = f"sqlite:///{path}"  # both: a client without a tracking URI opens ./mlflow.db
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.search_experiments()
+    client.search_registered_models()
     return path
 
 
@@ -163,6 +165,11 @@ def prefect_api() -> Iterator[None]:
 @pytest.fixture()
 def flow_env(settings: Settings, monkeypatch: pytest.MonkeyPatch, prefect_api: None) -> Settings:
     """Environment a flow run reads its settings from: this test's home and database."""
+    return point_flows_at(settings, monkeypatch)
+
+
+def point_flows_at(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Flow runs started from here on read settings' home and database."""
     monkeypatch.setenv("BBX_HOME", str(settings.home))
     monkeypatch.setenv("MONGODB_URI", settings.mongo.uri or "")
     monkeypatch.setenv("BBX_MONGO__DATABASE", settings.mongo.database)

@@ -24,7 +24,7 @@ from bbx.settings import Settings, load_settings
 from flows.nightly import nightly
 from flows.train import train
 from simulator import simulate
-from tests.conftest import new_home
+from tests.conftest import new_home, point_flows_at
 
 pytestmark = pytest.mark.slow
 
@@ -63,11 +63,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, mongo_server_uri: str,
 
 @pytest.fixture()
 def simulated(world: Settings, prefect_api: None, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("BBX_HOME", str(world.home))
-    monkeypatch.setenv("MONGODB_URI", world.mongo.uri or "")
-    monkeypatch.setenv("BBX_MONGO__DATABASE", world.mongo.database)
     monkeypatch.setenv("BBX_SCALE__BUCKETS", "4")
-    return world
+    return point_flows_at(world, monkeypatch)
 
 
 def _published(db) -> pd.DataFrame:
