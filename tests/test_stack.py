@@ -50,6 +50,7 @@ DAYS = 120
 DEPLOYMENTS = {"nightly", "train", "score", "backfill"}
 DOCS_IMAGES = PROJECT_ROOT / "docs" / "img"
 RUN_TIMEOUT_S = 420
+SUBMIT_TIMEOUT_S = 60
 
 
 def _chromium() -> str:
@@ -101,7 +102,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory,
                 os.killpg(pid, 0)
 
 
-def _wait_for_run(client, deployment_id, submitted_after: dt.datetime):
+def _runs_submitted(client, deployment_id, submitted_after: dt.datetime) -> list:
+    """The deployment's manual top-level runs created since `submitted_after`."""
     from prefect.client.schemas.filters import (
         DeploymentFilter,
         DeploymentFilterId,
@@ -109,17 +111,50 @@ def _wait_for_run(client, deployment_id, submitted_after: dt.datetime):
         FlowRunFilterParentTaskRunId,
     )
 
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while True:
-        runs = [r for r in client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-            flow_run_filter=FlowRunFilter(
-                parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True)))
-            if r.created and r.created >= submitted_after and r.auto_scheduled is False]
-        if runs and runs[0].state and runs[0].state.is_final():
+    return [r for r in client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+        flow_run_filter=FlowRunFilter(
+            parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True)))
+        if r.created and r.created >= submitted_after and r.auto_scheduled is False]
+
+
+def _submit(page, client, deployment_id, submitted_after: dt.datetime, screenshots: Path):
+    """Click the form's Submit and return the run it created.
+
+    On a loaded machine the UI's create call sometimes fails ("Oops. Something went
+    wrong.") and no run exists. A user clicks again; so does this, once, and only when
+    the API shows that no run was created (a second click must not start a second night).
+    """
+    problems: list[str] = []  # what the page saw go wrong, for the failure message
+    page.on("response", lambda r: problems.append(
+        f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else None)
+    page.on("requestfailed", lambda r: problems.append(
+        f"failed {r.method} {r.url}: {r.failure}"))
+    page.on("console", lambda m: problems.append(
+        f"console {m.type}: {m.text[:300]}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    for attempt in range(2):
+        page.get_by_role("button", name="Submit").click()
+        deadline = time.monotonic() + SUBMIT_TIMEOUT_S
+        while not (runs := _runs_submitted(client, deployment_id, submitted_after)) \
+                and time.monotonic() < deadline:
+            page.wait_for_timeout(1000)
+        if runs:
+            assert len(runs) == 1, runs
             return runs[0]
-        assert time.monotonic() < deadline, f"no finished run yet: {runs}"
+        page.screenshot(path=str(screenshots / f"no-run-after-submit-{attempt}.png"))
+        print(f"Submit created no run (attempt {attempt + 1}):", problems)
+    pytest.fail("Submit created no run twice; the page says:\n" + page.inner_text("body")[
+        -1500:] + "\nwhat went wrong in the page:\n" + "\n".join(problems))
+
+
+def _wait_until_final(client, flow_run):
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not (flow_run.state and flow_run.state.is_final()):
+        assert time.monotonic() < deadline, f"run still {flow_run.state}"
         time.sleep(2)
+        flow_run = client.read_flow_run(flow_run.id)
+    return flow_run
 
 
 @pytest.mark.browser
@@ -175,9 +210,8 @@ def test_a_nightly_dry_run_from_the_custom_run_form(
                 ".getAttribute('aria-checked') === 'true'")
             page.wait_for_timeout(600)  # the switch's animation, for the screenshot
             page.screenshot(path=str(screenshots / "custom-run-form.png"), full_page=True)
-            page.get_by_role("button", name="Submit").click()
-
-            flow_run = _wait_for_run(client, deployment.id, submitted_after)
+            flow_run = _wait_until_final(client, _submit(
+                page, client, deployment.id, submitted_after, screenshots))
             worker_log = Path(up.logs["worker"]).read_text()
             assert flow_run.state.is_completed(), (flow_run.state, worker_log[-3000:])
             # Every run log line names its step; library chatter stays out of both logs.
@@ -268,11 +302,7 @@ def test_nightly_deployment_runs_from_the_api_on_the_stack_worker(
             flow_run = client.create_flow_run_from_deployment(
                 nightly.id, parameters={"as_of": as_of.isoformat(), "force_train": True})
             flow_run_id = flow_run.id
-            deadline = time.monotonic() + RUN_TIMEOUT_S
-            while not (flow_run.state and flow_run.state.is_final()):
-                assert time.monotonic() < deadline, f"run still {flow_run.state}"
-                time.sleep(2)
-                flow_run = client.read_flow_run(flow_run_id)
+            flow_run = _wait_until_final(client, flow_run)
             worker_log = Path(up.logs["worker"]).read_text()[-3000:]
             assert flow_run.state.is_completed(), (flow_run.state, worker_log)
             flow_run_id = None  # finished: nothing to cancel
