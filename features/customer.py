@@ -111,12 +111,13 @@ def events_before(
     keep = time < cutoff
     if max_days is not None:
         keep &= time >= cutoff - pd.Timedelta(days=max_days)
-    keep = keep.fillna(False).to_numpy(dtype=bool)
-    sub = frame.loc[keep]
-    pos = population.get_indexer(sub["user_id"])
+    rows = np.flatnonzero(keep.fillna(False).to_numpy(dtype=bool))
+    pos = population.get_indexer(frame["user_id"].to_numpy()[rows])
     known = pos >= 0
-    sub = sub.loc[known]
-    age = ((cutoff - time.loc[keep].loc[known]) / DAY).to_numpy(dtype=float)
+    rows = rows[known]
+    # One take of the frame's rows (a take copies every column, Arrow strings included).
+    sub = frame.take(rows)
+    age = ((cutoff - time.take(rows)) / DAY).to_numpy(dtype=float)
     return Events(pos=pos[known].astype(np.int64), age_days=age, frame=sub, n=len(population))
 
 
