@@ -35,6 +35,7 @@ from features.demand import coming_period_demand
 from features.segmentation import build_segmentation_features
 from features.training import build_training_set
 from tasks.train import churn_training_set
+from tests.conftest import new_home
 from tests.unit.synthetic import make_tables
 
 AS_OF = dt.date(2026, 6, 1)
@@ -179,7 +180,8 @@ def test_features_segments_demand_and_training_rows_equal_the_whole_lake(
 
 @pytest.mark.slow
 def test_scores_in_buckets_equal_one_bucket(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: None, lake
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: None, lake,
+    empty_mlflow_store: Path,
 ) -> None:
     """The nightly's scoring (flows/buckets.py) end to end (real MLflow registry, Prefect
     test API): scores from 7 buckets are the scores of one bucket, i.e. of the whole lake
@@ -188,7 +190,7 @@ def test_scores_in_buckets_equal_one_bucket(
     from tasks import score as score_tasks
     from tasks.train import train_churn_task, train_segmentation_task
 
-    monkeypatch.setenv("BBX_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BBX_HOME", str(new_home(tmp_path / "home", empty_mlflow_store)))
     monkeypatch.setenv("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     one = load_settings(churn={"tuning_trials": 1}, scale={"buckets": 1})
     many = load_settings(churn={"tuning_trials": 1}, scale={"buckets": BUCKETS})
@@ -246,7 +248,8 @@ def priced_lake(lake, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str
 
 @pytest.mark.slow
 def test_pricing_in_buckets_equals_one_bucket(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: None, priced_lake
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: None, priced_lake,
+    empty_mlflow_store: Path,
 ) -> None:
     """The pricing task reads the lake bucket by bucket: with 7 buckets it prices, fits,
     judges fairness and profiles demand exactly as with one bucket (the whole lake)."""
@@ -261,7 +264,7 @@ def test_pricing_in_buckets_equals_one_bucket(
     from tasks.score import scoring_policy
     from tasks.train import train_segmentation_task
 
-    monkeypatch.setenv("BBX_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BBX_HOME", str(new_home(tmp_path / "home", empty_mlflow_store)))
     monkeypatch.setenv("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     one = load_settings(scale={"buckets": 1})
     many = load_settings(scale={"buckets": BUCKETS})

@@ -24,6 +24,7 @@ from models.app_documents import score_documents
 from tasks import registry
 from tasks import train as train_tasks
 from tasks.train import train_churn_task, train_segmentation_task, training_due_task
+from tests.conftest import new_home
 from tests.unit.synthetic import make_tables
 
 AS_OF = dt.date(2026, 6, 1)
@@ -45,8 +46,9 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture()
-def home_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: None) -> Settings:
-    monkeypatch.setenv("BBX_HOME", str(tmp_path / "home"))
+def home_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: None,
+                  empty_mlflow_store: Path) -> Settings:
+    monkeypatch.setenv("BBX_HOME", str(new_home(tmp_path / "home", empty_mlflow_store)))
     monkeypatch.setenv("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     return load_settings()
 
