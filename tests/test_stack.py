@@ -50,7 +50,7 @@ DAYS = 120
 DEPLOYMENTS = {"nightly", "train", "score", "backfill"}
 DOCS_IMAGES = PROJECT_ROOT / "docs" / "img"
 RUN_TIMEOUT_S = 420
-SUBMIT_TIMEOUT_S = 60
+SUBMIT_TIMEOUT_S = 90  # above the server's SQLite busy timeout (60 s)
 
 
 def _chromium() -> str:
@@ -124,7 +124,8 @@ def _submit(page, client, deployment_id, submitted_after: dt.datetime, screensho
     Prefect's server on SQLite answers a write that meets another (SQLITE_BUSY) with 503
     "retry". Its Python client retries; the UI shows "Oops. Something went wrong." and
     creates no run (seen on a loaded machine). A user submits again; so does this, up to
-    twice more, and only while the API shows no run (a second night must not start).
+    twice more, and only after the server refused the create (a second night must not
+    start).
     The toast lies over the Submit button, so the form is submitted from the keyboard.
     """
     problems: list[str] = []  # what the page saw go wrong, for the failure message
@@ -152,10 +153,9 @@ def _submit(page, client, deployment_id, submitted_after: dt.datetime, screensho
             return runs[0]
         page.screenshot(path=str(screenshots / f"no-run-after-submit-{attempt}.png"))
         print(f"Submit created no run (attempt {attempt + 1}):", problems[refused:])
-        page.wait_for_timeout(2000)  # the run may still appear (a slow answer, not a 503)
-        if runs := _runs_submitted(client, deployment_id, submitted_after):
-            return runs[0]
-    pytest.fail("Submit created no run three times; what went wrong in the page:\n"
+        if not any("create_flow_run" in p for p in problems[refused:]):
+            break  # not refused, only slow: a second submit could start a second night
+    pytest.fail("Submit created no run; what went wrong in the page:\n"
                 + "\n".join(problems))
 
 
