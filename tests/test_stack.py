@@ -4,17 +4,19 @@ One stack per module (starting it costs most of a minute): a real `prefect serve
 with its UI, the process work pool, the deployments from prefect.yaml (rendered with the
 schedule settings), a worker, the Data Docs server and the MLflow UI, on free ports,
 over a small simulated world in its own database on the session's embedded MongoDB.
-The tests run in this order on it, the dry run first since it must leave the app as it
-was:
+One night runs on it (a night on the worker is the costly part; what a dry run leaves
+alone is checked in process, tests/test_ui_runs.py):
 
+- Through the API: the deployments and their schedule, and a run created as the UI's
+  "Custom run" sends it (flat, JSON-typed parameters), scheduled a week ahead and
+  deleted, so the worker never picks it up.
 - In a real headless Chromium: open the nightly deployment's custom-run form, check it
-  explains its parameters, set as_of (the date picker's "Today") and dry_run (a switch)
-  in the form, submit, wait for the run, and check its name, its WARNING log lines from
-  the data gate, its summary artifact and the Data Docs page that artifact links to.
-  Screenshots of the form and the summary go to the test's temp folder, or to docs/img/
-  (the runbook shows them) with BBX_UPDATE_SCREENSHOTS=1.
-- Through the API, as the UI's "Custom run" sends it: a real night with force_train,
-  which the worker runs to completion, publishing scores with the artifacts attached.
+  explains its parameters, set as_of (the date picker's "Today") and force_train (a
+  switch) in the form, submit, and let the worker run the night to completion. Then its
+  name, its WARNING log lines from the data gate, its summary artifact, the Data Docs
+  page and the MLflow plot that artifact links to, its other artifacts, and what it
+  published to the app. Screenshots of the form and the summary go to the test's temp
+  folder, or to docs/img/ (the runbook shows them) with BBX_UPDATE_SCREENSHOTS=1.
 
 Every process the stack started is gone after it is brought down, also on failure.
 
@@ -51,12 +53,15 @@ DEPLOYMENTS = {"nightly", "train", "score", "backfill"}
 DOCS_IMAGES = PROJECT_ROOT / "docs" / "img"
 RUN_TIMEOUT_S = 420
 SUBMIT_TIMEOUT_S = 90  # above the server's SQLite busy timeout (60 s)
+# Read here: the stack fixture clears BBX_* variables before the tests run.
+REQUIRE_BROWSER = os.environ.get("BBX_REQUIRE_BROWSER") == "1"
+UPDATE_SCREENSHOTS = os.environ.get("BBX_UPDATE_SCREENSHOTS") == "1"
 
 
 def _chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        if os.environ.get("BBX_REQUIRE_BROWSER") == "1":
+        if REQUIRE_BROWSER:
             pytest.fail("Debian's chromium is not installed (`make test` installs it)")
         pytest.skip("no chromium on PATH (apt-get install chromium, or `make test`)")
     return path
@@ -173,27 +178,56 @@ def _wait_until_final(client, flow_run):
     return flow_run
 
 
+def test_the_deployments_and_a_run_as_the_custom_run_form_sends_it(stack) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Scheduled
+
+    settings, up = stack
+    with temporary_settings({PREFECT_API_URL: up.api_url}), \
+            get_client(sync_client=True) as client:
+        assert {d.name for d in client.read_deployments()} == DEPLOYMENTS
+        nightly = client.read_deployment_by_name("nightly/nightly")
+        assert nightly.schedules and nightly.schedules[0].schedule.timezone == (
+            settings.schedule.timezone)
+        # What the UI's "Custom run" sends: flat, JSON-typed parameters. A week ahead, so
+        # the worker never picks it up; the night itself runs in the browser test.
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=7)
+        parameters = {"as_of": _today().isoformat(), "force_train": True}
+        created = client.create_flow_run_from_deployment(
+            nightly.id, parameters=parameters, state=Scheduled(scheduled_time=later))
+        try:
+            stored = client.read_flow_run(created.id)
+            # The form's other switches, from the deployment's defaults.
+            assert stored.parameters == {"train": True, "dry_run": False} | parameters
+            assert stored.state.is_scheduled()
+        finally:
+            client.delete_flow_run(created.id)
+
+
 @pytest.mark.browser
-def test_a_nightly_dry_run_from_the_custom_run_form(
+def test_a_night_from_the_custom_run_form_runs_on_the_worker_and_publishes(
     stack, mongo_client: MongoClient, tmp_path: Path
 ) -> None:
     from playwright.sync_api import sync_playwright
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     chromium = _chromium()  # skips (or fails under make test) before anything runs
     settings, up = stack
     today = _today()
     db = mongo_client[settings.mongo.database]
-    collections_before = sorted(db.list_collection_names())
-    scores_before = db[SCORES_COLLECTION].count_documents({})
     with temporary_settings({PREFECT_API_URL: up.api_url}), \
             get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("nightly/nightly")
         submitted_after = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
-        screenshots = DOCS_IMAGES if os.environ.get("BBX_UPDATE_SCREENSHOTS") == "1" \
-            else tmp_path / "screenshots"
+        screenshots = DOCS_IMAGES if UPDATE_SCREENSHOTS else tmp_path / "screenshots"
         screenshots.mkdir(parents=True, exist_ok=True)
 
         with sync_playwright() as playwright:
@@ -219,10 +253,10 @@ def test_a_nightly_dry_run_from_the_custom_run_form(
             page.get_by_text("Select date").click()
             page.get_by_role("button", name="Today").click()
             page.get_by_role("button", name="Apply").click()
-            dry_run = page.get_by_role("switch").nth(2)  # train, force_train, dry_run
-            dry_run.click()
+            force_train = page.get_by_role("switch").nth(1)  # train, force_train, dry_run
+            force_train.click()
             page.wait_for_function(
-                "() => document.querySelectorAll('[role=switch]')[2]"
+                "() => document.querySelectorAll('[role=switch]')[1]"
                 ".getAttribute('aria-checked') === 'true'")
             page.wait_for_timeout(600)  # the switch's animation, for the screenshot
             page.screenshot(path=str(screenshots / "custom-run-form.png"), full_page=True)
@@ -237,11 +271,11 @@ def test_a_nightly_dry_run_from_the_custom_run_form(
             assert "Created temporary directory" not in worker_log
             assert "{{" not in deployment.job_variables["env"]["PREFECT_LOGGING_SETTINGS_PATH"]
             assert flow_run.parameters == {"as_of": today.isoformat(), "train": True,
-                                           "force_train": False, "dry_run": True}
+                                           "force_train": True, "dry_run": False}
 
-            # The run's page: its name says the as-of and "dry run".
+            # The run's page: its name says the as-of.
             page.goto(f"{up.ui_url}/runs/flow-run/{flow_run.id}", wait_until="networkidle")
-            name = f"nightly {today} (dry run)"
+            name = f"nightly {today}"
             assert page.get_by_text(name, exact=True).first.is_visible()
             # Its logs: the data gate's warning at WARNING level, naming its task.
             warning_rows = page.locator(".log-row", has=page.locator(".log-level-label--warning"))
@@ -253,9 +287,10 @@ def test_a_nightly_dry_run_from_the_custom_run_form(
             page.get_by_text("Artifacts", exact=True).first.click()
             page.get_by_text("nightly-summary", exact=True).first.click()
             page.wait_for_load_state("networkidle")
-            page.get_by_role("heading", name=f"Nightly run for {today} (dry run)").wait_for()
+            page.get_by_role("heading", name=f"Nightly run for {today}").wait_for()
             summary = page.inner_text("body")
-            assert "Why it matters:" in summary and "published: no (dry run" in summary
+            assert "Why it matters:" in summary
+            assert f"published: {len(_active(db)):,} documents to" in summary, summary
             page.get_by_role("link", name=name).first.wait_for()  # the side panel loaded
             page.wait_for_timeout(600)  # the page's fade-in, for the screenshot
             page.screenshot(path=str(screenshots / "nightly-summary.png"), full_page=True)
@@ -275,9 +310,24 @@ def test_a_nightly_dry_run_from_the_custom_run_form(
             assert plot.ok and plot.headers["content-type"] == "image/png"
             browser.close()
 
-    # The dry run left the app as it was.
-    assert sorted(db.list_collection_names()) == collections_before
-    assert db[SCORES_COLLECTION].count_documents({}) == scores_before
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+        keys = {a.key for a in artifacts}
+        assert {"nightly-summary", "nightly-rows", "nightly-risk-bands",
+                "nightly-segments", "nightly-price-changes"} <= keys, keys
+        summary = next(a for a in artifacts if a.key == "nightly-summary")
+        assert "customers scored" in summary.data and "MLflow" in summary.data
+
+    # What the night published to the app.
+    scores = db[SCORES_COLLECTION]
+    assert scores.count_documents({}) == len(_active(db)) > 0
+    assert scores.distinct("asOf") == [dt.datetime.combine(today, dt.time(), dt.UTC)]
+    assert db[SCAN_HISTORY_COLLECTION].count_documents({"scanType": "scheduled"}) == 1
+    assert db[MODEL_METRICS_COLLECTION].count_documents({}) == 1
+
+
+def _active(db) -> set:
+    return set(db.subscriptions.distinct("user", {"status": "active"}))
 
 
 def _first_plot_link(client, flow_run_id) -> str:
@@ -294,50 +344,3 @@ def _first_plot_link(client, flow_run_id) -> str:
     match = re.search(r"\((http://[^)]+get-artifact[^)]+)\)", artifact.data)
     assert match, artifact.data
     return match.group(1)
-
-
-def test_nightly_deployment_runs_from_the_api_on_the_stack_worker(
-    stack, mongo_client: MongoClient
-) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-    from prefect.states import Cancelling
-
-    settings, up = stack
-    as_of = _today()
-    flow_run_id = None
-    with temporary_settings({PREFECT_API_URL: up.api_url}), \
-            get_client(sync_client=True) as client:
-        try:
-            assert {d.name for d in client.read_deployments()} == DEPLOYMENTS
-            nightly = client.read_deployment_by_name("nightly/nightly")
-            assert nightly.schedules and nightly.schedules[0].schedule.timezone == (
-                settings.schedule.timezone)
-            # What the UI's "Custom run" sends: flat, JSON-typed parameters.
-            flow_run = client.create_flow_run_from_deployment(
-                nightly.id, parameters={"as_of": as_of.isoformat(), "force_train": True})
-            flow_run_id = flow_run.id
-            flow_run = _wait_until_final(client, flow_run)
-            worker_log = Path(up.logs["worker"]).read_text()[-3000:]
-            assert flow_run.state.is_completed(), (flow_run.state, worker_log)
-            flow_run_id = None  # finished: nothing to cancel
-            assert flow_run.parameters["as_of"] == as_of.isoformat()
-            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
-            keys = {a.key for a in artifacts}
-            assert {"nightly-summary", "nightly-rows", "nightly-risk-bands",
-                    "nightly-segments", "nightly-price-changes"} <= keys, keys
-            summary = next(a for a in artifacts if a.key == "nightly-summary")
-            assert "customers scored" in summary.data and "MLflow" in summary.data
-        finally:
-            if flow_run_id is not None:  # a run still going: let the worker stop it
-                client.set_flow_run_state(flow_run_id, Cancelling(), force=True)
-
-    db = mongo_client[settings.mongo.database]
-    active = set(db.subscriptions.distinct("user", {"status": "active"}))
-    scores = db[SCORES_COLLECTION]
-    assert scores.count_documents({}) == len(active) > 0
-    assert scores.distinct("asOf") == [dt.datetime.combine(as_of, dt.time(), dt.UTC)]
-    assert db[SCAN_HISTORY_COLLECTION].count_documents({"scanType": "scheduled"}) == 1
-    assert db[MODEL_METRICS_COLLECTION].count_documents({}) == 1
