@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from pymongo import MongoClient
 
 from bbx import lake
 from bbx.lake.history import read_tables
-from bbx.settings import PROJECT_ROOT, Settings
+from bbx.settings import PROJECT_ROOT, load_settings
 from features.customer import build_churn_features
 from features.registry import CHURN_FEATURE_NAMES
 from simulator import simulate
@@ -22,24 +25,37 @@ from tasks.validate import (
     feature_suite,
     validate_feature_table,
 )
+from tests.conftest import new_home
 
 AS_OF = dt.date(2026, 5, 1)
 SUITES = PROJECT_ROOT / "expectations"
 
 
-@pytest.fixture()
-def features_file(settings: Settings, mongo_client, tmp_path: Path) -> Path:
-    simulate(mongo_client[settings.mongo.database], customers=80, days=60, seed=6,
-             end=AS_OF - dt.timedelta(days=1))
-    extracts = [extract_collection(settings.mongo.uri, settings, c, AS_OF) for c in lake.TABLES]
-    write_manifest(settings, AS_OF, extracts)
-    validations = validate_lake(settings, AS_OF, {e.collection: e.path for e in extracts})
-    tables = read_tables({v.collection: v.history_file for v in validations})
-    frame = build_churn_features(tables, pd.Timestamp(AS_OF, tz="UTC"))
-    path = lake.features_path(settings.lake_dir, "churn", AS_OF)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(path)
-    return path
+@pytest.fixture(scope="module")
+def features_file(tmp_path_factory: pytest.TempPathFactory, mongo_server_uri: str,
+                  empty_mlflow_store: Path) -> Iterator[Path]:
+    """Features built once for the module from a simulated lake; the tests only read
+    them (a test that breaks them writes its own copy)."""
+    settings = load_settings(
+        home=new_home(tmp_path_factory.mktemp("features") / "home", empty_mlflow_store),
+        mongo={"uri": mongo_server_uri, "database": f"t_{uuid.uuid4().hex[:10]}"})
+    client: MongoClient = MongoClient(mongo_server_uri, tz_aware=True)
+    try:
+        simulate(client[settings.mongo.database], customers=80, days=60, seed=6,
+                 end=AS_OF - dt.timedelta(days=1))
+        extracts = [extract_collection(settings.mongo.uri, settings, c, AS_OF)
+                    for c in lake.TABLES]
+        write_manifest(settings, AS_OF, extracts)
+        validations = validate_lake(settings, AS_OF, {e.collection: e.path for e in extracts})
+        tables = read_tables({v.collection: v.history_file for v in validations})
+        frame = build_churn_features(tables, pd.Timestamp(AS_OF, tz="UTC"))
+        path = lake.features_path(settings.lake_dir, "churn", AS_OF)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(path)
+        yield path
+    finally:
+        client.drop_database(settings.mongo.database)
+        client.close()
 
 
 def _validate(path: Path, tmp_path: Path):
