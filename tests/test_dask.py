@@ -9,6 +9,7 @@ on the workers; the churn model is trained with xgboost.dask.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,6 @@ from pymongo import MongoClient
 from bbx.lake import SCORES_COLLECTION
 from bbx.settings import Settings, load_settings
 from flows.nightly import nightly
-from flows.train import train
 from simulator import simulate
 from tests.conftest import new_home, point_flows_at
 
@@ -45,8 +45,7 @@ def cluster() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, mongo_server_uri: str,
           empty_mlflow_store: Path) -> Iterator[Settings]:
-    """One simulated app database and home for the module: the tests run their nights
-    on it one after the other (either order works: each reruns the nights it reads)."""
+    """One simulated app database and home for the module."""
     settings = load_settings(
         home=new_home(tmp_path_factory.mktemp("dask") / "home", empty_mlflow_store),
         mongo={"uri": mongo_server_uri, "database": f"t_dask_{uuid.uuid4().hex[:8]}"},
@@ -90,57 +89,46 @@ def _buckets_scored_on_workers(address: str) -> int:
         return sum(client.run(loaded).values())
 
 
-def test_nightly_on_dask_publishes_the_single_process_scores(
+def test_nightly_on_dask_trains_deterministically_and_publishes_the_single_process_scores(
     simulated: Settings, mongo_client, cluster: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    db = mongo_client[simulated.mongo.database]
-    local = nightly(as_of=AS_OF)
-    expected = _published(db)
-    assert len(expected) == local["scores"]["customers"] > 100
-
-    # Same night, same champions, the buckets on the cluster. The buckets' scoring
-    # parts are removed so the cache cannot answer for the workers.
-    import shutil
-
-    from bbx.lake.buckets import buckets_root
-
-    shutil.rmtree(buckets_root(simulated.lake_dir, AS_OF) / "_scored")
-    monkeypatch.setenv("BBX_SCALE__DASK_ADDRESS", cluster)
-    assert _buckets_scored_on_workers(cluster) == 0
-    on_dask = nightly(as_of=AS_OF, train=False)
-    assert _buckets_scored_on_workers(cluster) > 0
-    published = _published(db)
-
-    assert on_dask["scores"]["customers"] == local["scores"]["customers"]
-    assert published.index.tolist() == expected.index.tolist()
-    numeric = ["churn_probability", "risk_score", "elasticity", "dynamic_price", "demand"]
-    np.testing.assert_allclose(published[numeric], expected[numeric], rtol=0, atol=1e-6)
-    for column in ("risk_band", "segment", "churn_version"):
-        assert published[column].tolist() == expected[column].tolist()
-
-
-def test_training_on_dask_uses_xgboost_dask_and_is_deterministic(
-    simulated: Settings, cluster: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from distributed import Client
 
-    from bbx.lake.buckets import partition_lake
+    from bbx.lake.buckets import buckets_root, partition_lake
     from features.cutoffs import training_cutoffs
     from features.registry import CHURN_FEATURE_NAMES
     from features.training import split_train_valid_test
     from models.churn_dask import tune_churn_model_dask
     from tasks.train import churn_params, churn_training_set
 
+    db = mongo_client[simulated.mongo.database]
+    # The night on the cluster: xgboost.dask trains, the buckets are scored on the workers.
     monkeypatch.setenv("BBX_SCALE__DASK_ADDRESS", cluster)
-    # The weekly retrain: trains and keeps its lake (a dry run removes its own).
-    summary = train(as_of=AS_OF)
-    churn = summary["models"]["churn"]
+    assert _buckets_scored_on_workers(cluster) == 0
+    on_dask = nightly(as_of=AS_OF)
+    assert _buckets_scored_on_workers(cluster) > 0
+    published = _published(db)
+    assert len(published) == on_dask["scores"]["customers"] > 100
+    churn = on_dask["models"]["churn"]
     client = MlflowClient(tracking_uri=simulated.mlflow_uri)
     run = client.get_run(client.get_model_version("churn", churn["version"]).run_id)
+    assert run.data.params["trainer"] == "xgboost.dask"
     # This small world may have no churner among the test customers at the latest cutoff
     # (the headline is then undefined): the pooled test figure says the model ranks.
     assert run.data.metrics["test_pooled_roc_auc"] > 0.6
-    assert run.data.params["trainer"] == "xgboost.dask"
+
+    # The same night in one process with the same champions. The buckets' scoring parts
+    # are removed so the cache cannot answer for this process.
+    shutil.rmtree(buckets_root(simulated.lake_dir, AS_OF) / "_scored")
+    monkeypatch.delenv("BBX_SCALE__DASK_ADDRESS")
+    local = nightly(as_of=AS_OF, train=False)
+    expected = _published(db)
+    assert local["scores"]["customers"] == on_dask["scores"]["customers"]
+    assert published.index.tolist() == expected.index.tolist()
+    numeric = ["churn_probability", "risk_score", "elasticity", "dynamic_price", "demand"]
+    np.testing.assert_allclose(published[numeric], expected[numeric], rtol=0, atol=1e-6)
+    for column in ("risk_band", "segment", "churn_version"):
+        assert published[column].tolist() == expected[column].tolist()
 
     # The same rows on the same cluster give the same model, twice.
     settings = load_settings()
