@@ -50,6 +50,9 @@ def home_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: 
                   empty_mlflow_store: Path) -> Settings:
     monkeypatch.setenv("BBX_HOME", str(new_home(tmp_path / "home", empty_mlflow_store)))
     monkeypatch.setenv("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    # Fewer training cutoffs than the default sixteen: promotion, the headline metric and
+    # the reasons do not depend on how many, and each cutoff's rows cost a feature build.
+    monkeypatch.setenv("BBX_CHURN__TRAINING_CUTOFFS", "6")
     return load_settings()
 
 
