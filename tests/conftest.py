@@ -36,11 +36,11 @@ SHARED_WORLD = {"tests/test_pii.py": "tests/test_ui_runs.py"}
 # cost changes a lot; a file not listed runs after these.
 HEAVIEST_FILES = [
     "test_stack.py", "test_nightly_flow.py", "test_ui_runs.py", "test_dask.py",
-    "test_incremental.py", "test_bad_input.py", "test_simulator.py", "test_partitions.py",
-    "test_deployment.py", "test_bench_pipeline.py", "test_publish_faults.py",
-    "test_registry.py", "test_soak.py", "test_simulate_continue.py",
-    "test_feature_validation.py", "test_auth.py", "test_validate.py",
-    "test_pricing_engine.py", "test_data_docs.py", "test_scenarios.py",
+    "test_incremental.py", "test_simulator.py", "test_partitions.py",
+    "test_bench_pipeline.py", "test_soak.py", "test_deployment.py", "test_publish_faults.py",
+    "test_bad_input.py", "test_simulate_continue.py", "test_registry.py", "test_auth.py",
+    "test_validate.py", "test_pricing_engine.py", "test_feature_validation.py",
+    "test_scenarios.py", "test_data_docs.py",
 ]
 
 
