@@ -334,9 +334,9 @@ def test_churn_rate_is_calibrated() -> None:
 
 
 def test_churners_wind_down_before_cancelling(mongo_db: Database) -> None:
-    days = 120
+    days = 110  # leavers with 70 days of history before their request: the last 40 days'
     simulate(
-        mongo_db, customers=700, days=days, seed=9, end=END, sessions_per_day=1.0, annual_churn=0.5
+        mongo_db, customers=400, days=days, seed=9, end=END, sessions_per_day=1.0, annual_churn=0.9
     )
     start = dt.datetime(END.year, END.month, END.day, tzinfo=dt.UTC) - dt.timedelta(days=days - 1)
     cancelled = {
