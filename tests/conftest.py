@@ -141,13 +141,19 @@ def new_home(home: Path, empty_store: Path) -> Path:
     return home
 
 
+def fresh_settings(folder: Path, mongo_uri: str, empty_store: Path,
+                   prefix: str = "t") -> Settings:
+    """Settings pointing at a new home under folder and a new database on mongo_uri."""
+    return load_settings(
+        home=new_home(folder / "home", empty_store),
+        mongo={"uri": mongo_uri, "database": f"{prefix}_{uuid.uuid4().hex[:10]}"},
+    )
+
+
 @pytest.fixture()
 def settings(tmp_path: Path, mongo_server_uri: str, empty_mlflow_store: Path) -> Settings:
     """Settings pointing at a fresh home and a fresh database on the session server."""
-    return load_settings(
-        home=new_home(tmp_path / "home", empty_mlflow_store),
-        mongo={"uri": mongo_server_uri, "database": f"t_{uuid.uuid4().hex[:10]}"},
-    )
+    return fresh_settings(tmp_path, mongo_server_uri, empty_mlflow_store)
 
 
 @pytest.fixture(scope="session")
@@ -221,11 +227,8 @@ def prepared_world(
                 as_of: dt.date, config: Path | None = SUITE_CONFIG) -> PreparedWorld:
         key = (customers, days, seed, end, as_of, config)
         if key not in worlds:
-            settings = load_settings(
-                home=new_home(tmp_path_factory.mktemp("prepared-world") / "home",
-                              empty_mlflow_store),
-                mongo={"uri": mongo_server_uri, "database": f"w_{uuid.uuid4().hex[:10]}"},
-            )
+            settings = fresh_settings(tmp_path_factory.mktemp("prepared-world"),
+                                      mongo_server_uri, empty_mlflow_store, prefix="w")
             simulation = {"customers": customers, "days": days, "seed": seed, "end": end}
             simulate(client[settings.mongo.database], **simulation)
             with pytest.MonkeyPatch.context() as monkeypatch:

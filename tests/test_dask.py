@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from bbx.lake import SCORES_COLLECTION
 from bbx.settings import Settings, load_settings
 from flows.nightly import nightly
 from simulator import simulate
-from tests.conftest import new_home, point_flows_at
+from tests.conftest import fresh_settings, point_flows_at
 
 pytestmark = pytest.mark.slow
 
@@ -46,10 +45,8 @@ def cluster() -> Iterator[str]:
 def world(tmp_path_factory: pytest.TempPathFactory, mongo_server_uri: str,
           empty_mlflow_store: Path) -> Iterator[Settings]:
     """One simulated app database and home for the module."""
-    settings = load_settings(
-        home=new_home(tmp_path_factory.mktemp("dask") / "home", empty_mlflow_store),
-        mongo={"uri": mongo_server_uri, "database": f"t_dask_{uuid.uuid4().hex[:8]}"},
-    )
+    settings = fresh_settings(tmp_path_factory.mktemp("dask"), mongo_server_uri,
+                              empty_mlflow_store, prefix="t_dask")
     client: MongoClient = MongoClient(mongo_server_uri, tz_aware=True)
     simulate(client[settings.mongo.database], customers=CUSTOMERS, days=DAYS, seed=13,
              end=AS_OF - dt.timedelta(days=1))

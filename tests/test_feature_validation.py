@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from pymongo import MongoClient
 
 from bbx import lake
 from bbx.lake.history import read_tables
-from bbx.settings import PROJECT_ROOT, load_settings
+from bbx.settings import PROJECT_ROOT
 from features.customer import build_churn_features
 from features.registry import CHURN_FEATURE_NAMES
 from simulator import simulate
@@ -25,7 +24,7 @@ from tasks.validate import (
     feature_suite,
     validate_feature_table,
 )
-from tests.conftest import new_home
+from tests.conftest import fresh_settings
 
 AS_OF = dt.date(2026, 5, 1)
 SUITES = PROJECT_ROOT / "expectations"
@@ -36,9 +35,8 @@ def features_file(tmp_path_factory: pytest.TempPathFactory, mongo_server_uri: st
                   empty_mlflow_store: Path) -> Iterator[Path]:
     """Features built once for the module from a simulated lake; the tests only read
     them (a test that breaks them writes its own copy)."""
-    settings = load_settings(
-        home=new_home(tmp_path_factory.mktemp("features") / "home", empty_mlflow_store),
-        mongo={"uri": mongo_server_uri, "database": f"t_{uuid.uuid4().hex[:10]}"})
+    settings = fresh_settings(tmp_path_factory.mktemp("features"), mongo_server_uri,
+                              empty_mlflow_store)
     client: MongoClient = MongoClient(mongo_server_uri, tz_aware=True)
     try:
         simulate(client[settings.mongo.database], customers=80, days=60, seed=6,

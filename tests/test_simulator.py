@@ -334,7 +334,7 @@ def test_churn_rate_is_calibrated() -> None:
 
 
 def test_churners_wind_down_before_cancelling(mongo_db: Database) -> None:
-    days = 110  # leavers with 70 days of history before their request: the last 40 days'
+    days = 110  # requests in the last 40 days have the 70 days of history checked below
     simulate(
         mongo_db, customers=400, days=days, seed=9, end=END, sessions_per_day=1.0, annual_churn=0.9
     )

@@ -170,9 +170,15 @@ def _submit(page, client, deployment_id, submitted_after: dt.datetime, screensho
 
 
 def _wait_until_final(client, flow_run):
+    """The run once final; past RUN_TIMEOUT_S it is cancelled (the worker stops it) and
+    the test fails."""
+    from prefect.states import Cancelling
+
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while not (flow_run.state and flow_run.state.is_final()):
-        assert time.monotonic() < deadline, f"run still {flow_run.state}"
+        if time.monotonic() >= deadline:
+            client.set_flow_run_state(flow_run.id, Cancelling(), force=True)
+            pytest.fail(f"run still {flow_run.state} after {RUN_TIMEOUT_S} s")
         time.sleep(2)
         flow_run = client.read_flow_run(flow_run.id)
     return flow_run
@@ -272,6 +278,7 @@ def test_a_night_from_the_custom_run_form_runs_on_the_worker_and_publishes(
             assert "{{" not in deployment.job_variables["env"]["PREFECT_LOGGING_SETTINGS_PATH"]
             assert flow_run.parameters == {"as_of": today.isoformat(), "train": True,
                                            "force_train": True, "dry_run": False}
+            active = set(db.subscriptions.distinct("user", {"status": "active"}))
 
             # The run's page: its name says the as-of.
             page.goto(f"{up.ui_url}/runs/flow-run/{flow_run.id}", wait_until="networkidle")
@@ -290,7 +297,7 @@ def test_a_night_from_the_custom_run_form_runs_on_the_worker_and_publishes(
             page.get_by_role("heading", name=f"Nightly run for {today}").wait_for()
             summary = page.inner_text("body")
             assert "Why it matters:" in summary
-            assert f"published: {len(_active(db)):,} documents to" in summary, summary
+            assert f"published: {len(active):,} documents to" in summary, summary
             page.get_by_role("link", name=name).first.wait_for()  # the side panel loaded
             page.wait_for_timeout(600)  # the page's fade-in, for the screenshot
             page.screenshot(path=str(screenshots / "nightly-summary.png"), full_page=True)
@@ -320,14 +327,10 @@ def test_a_night_from_the_custom_run_form_runs_on_the_worker_and_publishes(
 
     # What the night published to the app.
     scores = db[SCORES_COLLECTION]
-    assert scores.count_documents({}) == len(_active(db)) > 0
+    assert scores.count_documents({}) == len(active) > 0
     assert scores.distinct("asOf") == [dt.datetime.combine(today, dt.time(), dt.UTC)]
     assert db[SCAN_HISTORY_COLLECTION].count_documents({"scanType": "scheduled"}) == 1
     assert db[MODEL_METRICS_COLLECTION].count_documents({}) == 1
-
-
-def _active(db) -> set:
-    return set(db.subscriptions.distinct("user", {"status": "active"}))
 
 
 def _first_plot_link(client, flow_run_id) -> str:
