@@ -154,6 +154,9 @@ def start_data_docs_server(settings: Settings, port: int, env: dict[str, str],
 def start_mlflow_ui(settings: Settings, port: int, env: dict[str, str],
                     log_file: Path) -> subprocess.Popen:
     settings.home.mkdir(parents=True, exist_ok=True)
+    # The UI only shows the pipeline's runs and registry. MLflow's job execution (GenAI
+    # judges, trace rollups) would start eight more processes, each busy all the time.
+    env = env | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     return start_detached([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
                            settings.mlflow_uri, "--host", "127.0.0.1", "--port", str(port),
                            "--workers", "1"], env, log_file)
