@@ -433,10 +433,11 @@ def test_anchors_are_recorded_once_and_the_admins_settings_win(
     assert anchors.count_documents({}) == 2
     assert anchors.count_documents({"firstSeenRunId": "run-1"}) == 2  # never moved
 
-    owned = settings.model_copy(update={"pricing": settings.pricing.model_copy(update={
-        "plan_anchors": {"Enterprise": {"anchor": 4000.0, "min_price": 3600.0,
-                                        "max_price": 4400.0}}})})
-    owned = type(settings).model_validate(owned.model_dump())
+    from bbx.settings import PlanAnchorSettings
+
+    enterprise_anchor = PlanAnchorSettings(anchor=4000.0, min_price=3600.0, max_price=4400.0)
+    owned = settings.model_copy(update={"pricing": settings.pricing.model_copy(
+        update={"plan_anchors": {"Enterprise": enterprise_anchor}})})
     bands = record_plan_anchors(uri, owned, day, str(path), "run-3")
     assert (bands[enterprise].anchor, bands[enterprise].low, bands[enterprise].high,
             bands[enterprise].source) == (4000.0, 3600.0, 4400.0, "settings")
