@@ -106,6 +106,8 @@ class ChurnSettings(_Section):
     min_child_weight: float = Field(
         ge=0, description="Least hessian weight in a leaf: larger keeps rare patterns out.")
     early_stopping_rounds: int = Field(ge=1)
+    threads: int = Field(
+        ge=0, description="CPU threads XGBoost trains with; 0: every core of the machine.")
     validation_share: float = Field(
         gt=0, lt=0.5, description="Share of customers held out for validation."
     )

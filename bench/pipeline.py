@@ -307,7 +307,7 @@ def _stage_train_churn(settings, as_of, paths):
         from features.cutoffs import training_cutoffs
         from features.registry import CHURN_FEATURE_NAMES
         from features.training import build_training_set, split_train_valid_test
-        from models.churn import N_THREADS, booster_params, candidate_params
+        from models.churn import booster_params, candidate_params, xgboost_threads
         from tasks.train import churn_params
 
         c = settings.churn
@@ -315,6 +315,7 @@ def _stage_train_churn(settings, as_of, paths):
                                    c.cutoff_spacing_days)
         candidates = candidate_params(churn_params(settings), max(1, c.tuning_trials))
         names = list(CHURN_FEATURE_NAMES)
+        threads = xgboost_threads(c.threads)
         sizes: dict[str, int] = {}
 
         def whole():
@@ -326,15 +327,15 @@ def _stage_train_churn(settings, as_of, paths):
             del data
             y_train = splits.train["label"].to_numpy(float)
             dtrain = xgb.DMatrix(splits.train[names].to_numpy(np.float32), label=y_train,
-                                 feature_names=names, nthread=N_THREADS)
+                                 feature_names=names, nthread=threads)
             dvalid = xgb.DMatrix(splits.valid[names].to_numpy(np.float32),
                                  label=splits.valid["label"].to_numpy(float),
-                                 feature_names=names, nthread=N_THREADS)
+                                 feature_names=names, nthread=threads)
             sizes.update(train_rows=len(y_train), valid_rows=len(splits.valid))
             pos = y_train.sum()
             weight = float(np.sqrt((len(y_train) - pos) / pos))
             for p in candidates:
-                xgb.train({**booster_params(p, weight), "nthread": N_THREADS}, dtrain,
+                xgb.train({**booster_params(p, weight), "nthread": threads}, dtrain,
                           num_boost_round=p.n_estimators, evals=[(dvalid, "valid")],
                           early_stopping_rounds=p.early_stopping_rounds, verbose_eval=False)
             return len(candidates)

@@ -75,7 +75,7 @@ def main(argv: list[str]) -> None:
     from features.cutoffs import cutoff_candidates
     from features.registry import CHURN_FEATURE_NAMES
     from features.training import split_train_valid_test
-    from models.churn import N_THREADS, fit_churn_model
+    from models.churn import fit_churn_model, xgboost_threads
     from models.metrics import evaluate_churn
     from models.reasons import churn_reasons, reasons_to_json
     from tasks.train import churn_params
@@ -89,7 +89,7 @@ def main(argv: list[str]) -> None:
           f"(resampled from {args.base_customers:,} synthetic customers × "
           f"{data['cutoff'].nunique()} cutoffs; "
           f"building those took {build_seconds:.1f}s), churn rate {data['label'].mean():.3f}, "
-          f"{N_THREADS} xgboost threads")
+          f"{c.threads or 'every core as'} xgboost threads")
 
     started, cpu_started = time.perf_counter(), time.process_time()
     splits = split_train_valid_test(data, c.validation_share, c.test_share, c.test_cutoffs,
@@ -124,7 +124,7 @@ def main(argv: list[str]) -> None:
 
     booster_range = (0, model.best_iteration + 1)
     raw = best_of(lambda: model.booster.predict(
-        xgb.DMatrix(matrix, feature_names=names, nthread=N_THREADS),
+        xgb.DMatrix(matrix, feature_names=names, nthread=xgboost_threads(c.threads)),
         iteration_range=booster_range))
     ours = best_of(lambda: model.predict_proba(features))
     print(f"scoring {len(features):,} rows: raw Booster.predict {raw * 1000:.0f} ms "

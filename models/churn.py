@@ -7,6 +7,7 @@ draws the random search.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,7 +26,6 @@ from sklearn.model_selection import (
 )
 from sklearn.utils.metaestimators import available_if
 
-N_THREADS = 2
 # Isotonic needs enough validation churners to be a stable step function;
 # below this, Platt scaling (2 parameters) overfits less.
 MIN_POSITIVES_FOR_ISOTONIC = 50
@@ -44,6 +44,18 @@ class ChurnParams:
     min_child_weight: float
     early_stopping_rounds: int
     seed: int
+    threads: int  # XGBoost's CPU threads; 0: every core
+
+
+def xgboost_threads(threads: int) -> int:
+    """XGBoost's `nthread` for a thread count where 0 means every core (XGBoost: -1)."""
+    return threads if threads > 0 else -1
+
+
+def _booster_threads(booster: xgb.Booster) -> int:
+    """The threads a trained booster was configured with (older champions: 2)."""
+    generic = json.loads(booster.save_config())["learner"]["generic_param"]
+    return xgboost_threads(int(generic.get("nthread", 0)))
 
 
 def _numeric_matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
@@ -58,11 +70,13 @@ def _numeric_matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     return values.to_numpy(dtype=np.float32)
 
 
-def _dmatrix(X: pd.DataFrame, names: list[str]) -> xgb.DMatrix:
+def _dmatrix(X: pd.DataFrame, names: list[str], booster: xgb.Booster) -> xgb.DMatrix:
+    """X's features as a matrix loaded with as many threads as `booster` predicts with."""
     missing = [c for c in names if c not in X.columns]
     if missing:
         raise KeyError(f"missing churn features: {missing}")
-    return xgb.DMatrix(_numeric_matrix(X, names), feature_names=names, nthread=N_THREADS)
+    return xgb.DMatrix(_numeric_matrix(X, names), feature_names=names,
+                       nthread=_booster_threads(booster))
 
 
 class BoosterClassifier(ClassifierMixin, BaseEstimator):
@@ -96,7 +110,7 @@ class BoosterClassifier(ClassifierMixin, BaseEstimator):
         if len(X) == 0:
             return np.zeros(0)
         return self.booster.predict(
-            _dmatrix(X, self.feature_names), output_margin=output_margin,
+            _dmatrix(X, self.feature_names, self.booster), output_margin=output_margin,
             iteration_range=(0, self.best_iteration + 1),
         ).astype(float)
 
@@ -200,7 +214,7 @@ class ChurnModel:
     history_days: dict[str, float] = field(default_factory=dict)
 
     def _matrix(self, X: pd.DataFrame) -> xgb.DMatrix:
-        return _dmatrix(X, self.feature_names)
+        return _dmatrix(X, self.feature_names, self.booster)
 
     def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated booster output (inflated by the class weighting)."""
@@ -241,7 +255,7 @@ class ChurnModel:
 
 def _quantized_matrices(
     train: pd.DataFrame, valid: pd.DataFrame, names: list[str], y_train: np.ndarray,
-    y_valid: np.ndarray,
+    y_valid: np.ndarray, threads: int,
 ) -> tuple[xgb.QuantileDMatrix, xgb.QuantileDMatrix]:
     """Train/validation as XGBoost's histogram bins only (validation on train's bins).
 
@@ -250,9 +264,10 @@ def _quantized_matrices(
     tests/unit/test_churn_model.py).
     """
     dtrain = xgb.QuantileDMatrix(_numeric_matrix(train, names), label=y_train,
-                                 feature_names=names, nthread=N_THREADS)
+                                 feature_names=names, nthread=xgboost_threads(threads))
     dvalid = xgb.QuantileDMatrix(_numeric_matrix(valid, names), label=y_valid,
-                                 feature_names=names, nthread=N_THREADS, ref=dtrain)
+                                 feature_names=names, nthread=xgboost_threads(threads),
+                                 ref=dtrain)
     return dtrain, dvalid
 
 
@@ -277,7 +292,8 @@ def _fit_booster(
 ) -> tuple[xgb.Booster, int, float]:
     """(booster, best iteration, best validation PR-AUC) with early stopping on valid."""
     booster = xgb.train(
-        {**booster_params(params, scale_pos_weight), "nthread": N_THREADS},
+        {**booster_params(params, scale_pos_weight),
+         "nthread": xgboost_threads(params.threads)},
         dtrain,
         num_boost_round=params.n_estimators,
         evals=[(dvalid, "valid")],
@@ -398,7 +414,7 @@ def tune_churn_model(
     y_train, y_valid = _labels(train, valid)
     pos = float(y_train.sum())
     scale_pos_weight = float(np.sqrt((len(y_train) - pos) / pos))
-    dtrain, dvalid = _quantized_matrices(train, valid, names, y_train, y_valid)
+    dtrain, dvalid = _quantized_matrices(train, valid, names, y_train, y_valid, base.threads)
     best_fit: tuple[xgb.Booster, int, float] | None = None
     history: list[TuningTrial] = []
     for params in candidate_params(base, max(1, trials)):

@@ -78,6 +78,7 @@ def churn_params(settings: Settings) -> ChurnParams:
         min_child_weight=c.min_child_weight,
         early_stopping_rounds=c.early_stopping_rounds,
         seed=c.seed,
+        threads=c.threads,
     )
 
 

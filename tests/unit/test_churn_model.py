@@ -30,7 +30,8 @@ from tests.unit.synthetic import make_tables
 
 FEATURES = ["usage_decline_30d_pct", "days_since_last_login", "payment_failures_90d", "noise"]
 FAST = ChurnParams(n_estimators=150, max_depth=3, learning_rate=0.1, subsample=0.9,
-                   colsample_bytree=0.9, min_child_weight=1.0, early_stopping_rounds=20, seed=7)
+                   colsample_bytree=0.9, min_child_weight=1.0, early_stopping_rounds=20, seed=7,
+                   threads=2)
 
 
 def planted(n: int, seed: int) -> pd.DataFrame:
@@ -248,7 +249,8 @@ def test_quantized_training_matches_a_plain_dmatrix_booster() -> None:
         return xgb.DMatrix(frame[FEATURES].to_numpy(np.float32),
                            label=frame["label"].to_numpy(float), feature_names=FEATURES)
 
-    booster = xgb.train({**booster_params(FAST, model.scale_pos_weight), "nthread": 2},
+    booster = xgb.train({**booster_params(FAST, model.scale_pos_weight),
+                         "nthread": FAST.threads},
                         plain(train), num_boost_round=FAST.n_estimators,
                         evals=[(plain(valid), "valid")],
                         early_stopping_rounds=FAST.early_stopping_rounds, verbose_eval=False)
@@ -257,6 +259,20 @@ def test_quantized_training_matches_a_plain_dmatrix_booster() -> None:
         model.predict_raw(test),
         booster.predict(plain(test), iteration_range=(0, booster.best_iteration + 1)),
     )
+
+
+def test_the_thread_count_changes_the_speed_not_the_model() -> None:
+    """`churn.threads` (0: every core) reaches the booster, and the same rows give the
+    same booster and probabilities whatever the count."""
+    train, valid, test = planted(3000, 31), planted(1500, 32), planted(1000, 33)
+    models = {n: tune_churn_model(train, valid, FEATURES, replace(FAST, threads=n), trials=1)[0]
+              for n in (1, 0)}
+    configured = {n: json.loads(m.booster.save_config())["learner"]["generic_param"]["nthread"]
+                  for n, m in models.items()}
+    assert configured == {1: "1", 0: "-1"}
+    assert models[1].best_iteration == models[0].best_iteration
+    np.testing.assert_array_equal(models[1].predict_raw(test), models[0].predict_raw(test))
+    np.testing.assert_array_equal(models[1].predict_proba(test), models[0].predict_proba(test))
 
 
 def test_expected_calibration_error() -> None:
