@@ -89,7 +89,7 @@ def main(argv: list[str]) -> None:
           f"(resampled from {args.base_customers:,} synthetic customers × "
           f"{data['cutoff'].nunique()} cutoffs; "
           f"building those took {build_seconds:.1f}s), churn rate {data['label'].mean():.3f}, "
-          f"{c.threads or 'every core as'} xgboost threads")
+          f"xgboost on {c.threads or 'every'} thread(s)")
 
     started, cpu_started = time.perf_counter(), time.process_time()
     splits = split_train_valid_test(data, c.validation_share, c.test_share, c.test_cutoffs,
