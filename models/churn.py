@@ -26,10 +26,6 @@ from sklearn.model_selection import (
 )
 from sklearn.utils.metaestimators import available_if
 
-# Isotonic needs enough validation churners to be a stable step function;
-# below this, Platt scaling (2 parameters) overfits less.
-MIN_POSITIVES_FOR_ISOTONIC = 50
-
 
 @dataclass(frozen=True)
 class ChurnParams:
@@ -85,8 +81,7 @@ class BoosterClassifier(ClassifierMixin, BaseEstimator):
 
     `predict_proba` is the booster's (class-weighted) probability. With `margin=True`
     it also has `decision_function`, the booster's log-odds, which scikit-learn then
-    calibrates instead: Platt scaling is a logistic fit on log-odds, while isotonic
-    regression must see the probability (it interpolates linearly between its steps).
+    calibrates instead: Platt scaling is a logistic fit on log-odds.
     """
 
     def __init__(self, booster: xgb.Booster, best_iteration: int, feature_names: list[str],
@@ -166,13 +161,17 @@ def fit_calibrator(
     booster: xgb.Booster, best_iteration: int, feature_names: list[str],
     rows: pd.DataFrame, y: np.ndarray,
 ) -> CalibratedClassifierCV:
-    """The booster calibrated on `rows` (booster frozen, every row used once): isotonic
-    with at least MIN_POSITIVES_FOR_ISOTONIC churners, else Platt (sigmoid) scaling."""
-    isotonic = y.sum() >= MIN_POSITIVES_FOR_ISOTONIC
-    classifier = BoosterClassifier(booster, best_iteration, list(feature_names),
-                                   margin=not isotonic)
-    calibrator = CalibratedClassifierCV(FrozenEstimator(classifier),
-                                        method="isotonic" if isotonic else "sigmoid",
+    """The booster calibrated on `rows` (booster frozen, every row used once) by Platt
+    scaling: a logistic fit on the booster's log-odds.
+
+    Not isotonic regression: its step function gives whole groups of customers one
+    probability, so it throws away the booster's order among the riskiest, whom a
+    retention campaign ranks. Platt is strictly increasing and keeps that order; its two
+    parameters undo what the class weighting does to the log-odds (a shift) and what
+    early stopping leaves (a scale). Measured against isotonic in BENCHMARKS.md ("Churn
+    on other populations": better PR-AUC and Brier score on every world)."""
+    classifier = BoosterClassifier(booster, best_iteration, list(feature_names), margin=True)
+    calibrator = CalibratedClassifierCV(FrozenEstimator(classifier), method="sigmoid",
                                         cv=_EveryRowOnce())
     return calibrator.fit(rows, y.astype(int))
 
@@ -350,7 +349,7 @@ def train_churn_model(
     over-fits the few churners: on a 5,000-customer simulated lake it gave held-out
     ROC-AUC 0.80 vs 0.83 for the square root (PR-AUC 0.26 vs 0.28, mean of 5 splits).
     The weighting inflates scores; the calibrator fitted on valid maps them back
-    to honest probabilities (isotonic when valid has >= 50 churners, else Platt).
+    to honest probabilities (Platt scaling, `fit_calibrator`).
     Early stopping watches valid PR-AUC, which is rank-based and so unaffected by
     the weighting.
     """

@@ -131,21 +131,26 @@ def test_platt_when_few_churners() -> None:
     assert ((p >= 0) & (p <= 1)).all()
 
 
-def test_isotonic_calibration_is_the_isotonic_fit_of_the_raw_scores(fitted) -> None:
-    """CalibratedClassifierCV on the frozen booster fits isotonic regression on every
-    calibration row's raw probability, once: the same as fitting it by hand."""
-    from sklearn.isotonic import IsotonicRegression
-
+def test_calibration_is_a_logistic_fit_on_the_log_odds_and_keeps_the_order(fitted) -> None:
+    """Recalibrated on many churners, the model is still Platt-scaled: its log-odds are an
+    increasing linear function of the booster's, so no two customers the booster tells
+    apart share a probability (an isotonic fit's steps would tie them)."""
     from models.churn import recalibrated
 
     model, test = fitted
     calibration = planted(3000, 41)
+    assert calibration["label"].sum() >= 100
     refitted = recalibrated(model, calibration)
-    assert refitted.calibrator.method == "isotonic"
-    by_hand = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
-        model.predict_raw(calibration), calibration["label"])
-    np.testing.assert_array_equal(refitted.predict_proba(test),
-                                  np.clip(by_hand.predict(model.predict_raw(test)), 0, 1))
+    assert refitted.calibrator.method == "sigmoid"
+    margin = np.log(model.predict_raw(test)) - np.log1p(-model.predict_raw(test))
+    p = refitted.predict_proba(test)
+    log_odds = np.log(p) - np.log1p(-p)
+    slope, intercept = np.polyfit(margin, log_odds, 1)
+    assert slope > 0
+    np.testing.assert_allclose(log_odds, slope * margin + intercept, rtol=0, atol=1e-6)
+    assert len(np.unique(p)) == len(np.unique(model.predict_raw(test)))
+    # The class weighting inflated the raw scores; the fit brings them to the base rate.
+    assert p.mean() == pytest.approx(test["label"].mean(), abs=0.03)
 
 
 def test_threshold_is_the_max_f1_cut_of_the_whole_curve() -> None:
