@@ -28,8 +28,9 @@ from tests.conftest import fresh_settings, point_flows_at
 pytestmark = pytest.mark.slow
 
 AS_OF = dt.date(2026, 6, 1)
+# Fewer customers leave the pooled test too few churners to rank (200: ROC-AUC 0.48).
 CUSTOMERS = 300
-DAYS = 200
+DAYS = 150
 
 
 @pytest.fixture(scope="module")
