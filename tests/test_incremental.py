@@ -35,10 +35,19 @@ AS_OF = dt.date(2026, 5, 1)
 TODAY = dt.date(2026, 11, 26)
 
 
-def _run(settings: Settings, as_of: dt.date, today: dt.date = TODAY):
+# The tables a test's runs extract and gate when it reads only these (users: the gate
+# checks every other table's references against them). Every run of a test uses the
+# same tables, so each sees the manifests of the runs before it.
+USAGE = ("users", "usagelogs")
+PLANS_AND_USAGE = ("users", "plans", "usagelogs")
+SNAPSHOTS_AND_EVENTS = ("users", "subscriptions", "auditlogs", "usagelogs")
+
+
+def _run(settings: Settings, as_of: dt.date, tables: tuple[str, ...] = tuple(lake.TABLES),
+         today: dt.date = TODAY):
     extracts = [
         extract_collection(settings.mongo.uri, settings, c, as_of, today=today)
-        for c in lake.TABLES
+        for c in tables
     ]
     write_manifest(settings, as_of, extracts)
     validations = validate_lake(settings, as_of, {e.collection: e.path for e in extracts})
@@ -98,16 +107,16 @@ def test_second_run_reads_only_the_increment_and_history_is_complete(
 
 
 def test_rerunning_an_as_of_is_idempotent(settings: Settings, simulated) -> None:
-    _run(settings, AS_OF)
+    _run(settings, AS_OF, USAGE)
     next_day = AS_OF + dt.timedelta(days=1)
     customer = simulated.subscriptions.find_one({"status": "active"})["user"]
     simulated.usagelogs.insert_one(
         _session(customer, dt.datetime.combine(next_day, dt.time(6), tzinfo=dt.UTC)))
-    first, _ = _run(settings, next_day)
+    first, _ = _run(settings, next_day, USAGE)
     before = pq.read_table(first["usagelogs"].path)
     version = lake.table_version_path(settings.lake_dir, "usagelogs", next_day)
     version_before = version.read_text()
-    again, validations = _run(settings, next_day)
+    again, validations = _run(settings, next_day, USAGE)
     assert again["usagelogs"].since == first["usagelogs"].since
     assert again["usagelogs"].watermark == first["usagelogs"].watermark
     assert pq.read_table(again["usagelogs"].path).equals(before)
@@ -119,13 +128,13 @@ def test_rerunning_an_as_of_is_idempotent(settings: Settings, simulated) -> None
     # (later steps' caches key on it).
     simulated.usagelogs.insert_one(
         _session(customer, dt.datetime.combine(next_day, dt.time(1), tzinfo=dt.UTC)))
-    _run(settings, next_day)
+    _run(settings, next_day, USAGE)
     assert version.read_text() != version_before
 
 
 def test_a_stopped_run_does_not_advance_the_watermark(settings: Settings, simulated) -> None:
     db = simulated
-    _run(settings, AS_OF)
+    _run(settings, AS_OF, PLANS_AND_USAGE)
     day2, day3 = AS_OF + dt.timedelta(days=1), AS_OF + dt.timedelta(days=2)
     customer = db.subscriptions.find_one({"status": "active"})["user"]
     day2_session = _session(customer, dt.datetime.combine(day2, dt.time(8), tzinfo=dt.UTC))
@@ -133,7 +142,7 @@ def test_a_stopped_run_does_not_advance_the_watermark(settings: Settings, simula
     plans = list(db.plans.find())
     db.plans.update_many({}, {"$unset": {"pricing": ""}})  # every plan loses its price
     with pytest.raises(DataValidationError, match="plans"):
-        _run(settings, day2)
+        _run(settings, day2, PLANS_AND_USAGE)
     manifest = json.loads(lake.manifest_path(settings.lake_dir, day2).read_text())
     assert manifest["validated"] is False
 
@@ -143,7 +152,7 @@ def test_a_stopped_run_does_not_advance_the_watermark(settings: Settings, simula
     db.plans.insert_many(plans)
     db.usagelogs.insert_one(
         _session(customer, dt.datetime.combine(day3, dt.time(8), tzinfo=dt.UTC)))
-    third, validations = _run(settings, day3)
+    third, validations = _run(settings, day3, PLANS_AND_USAGE)
     assert third["usagelogs"].mode == INCREMENTAL
     assert third["usagelogs"].new_rows == 2
     history = read_table("usagelogs", validations["usagelogs"].history_file)
@@ -178,7 +187,7 @@ def test_extract_streams_in_bounded_batches(settings: Settings, simulated) -> No
 
 
 def test_full_refresh_after_the_configured_days(settings: Settings, simulated) -> None:
-    _run(settings, AS_OF)
+    _run(settings, AS_OF, USAGE)
     weekly = settings.model_copy(update={"extract": settings.extract.model_copy(
         update={"full_refresh_days": 2})})
     day1, day2 = AS_OF + dt.timedelta(days=1), AS_OF + dt.timedelta(days=2)
@@ -186,8 +195,8 @@ def test_full_refresh_after_the_configured_days(settings: Settings, simulated) -
     for day in (day1, day2):
         simulated.usagelogs.insert_one(
             _session(customer, dt.datetime.combine(day, dt.time(7), tzinfo=dt.UTC)))
-    assert _run(weekly, day1)[0]["usagelogs"].mode == INCREMENTAL
-    extracts, validations = _run(weekly, day2)
+    assert _run(weekly, day1, USAGE)[0]["usagelogs"].mode == INCREMENTAL
+    extracts, validations = _run(weekly, day2, USAGE)
     assert extracts["usagelogs"].mode == FULL
     version = json.loads(Path(validations["usagelogs"].history_file).read_text())
     assert [s["nights"] for s in version["history"]] == [[day2.isoformat()]]
@@ -195,21 +204,21 @@ def test_full_refresh_after_the_configured_days(settings: Settings, simulated) -
 
 def test_volume_against_the_previous_run_is_reported(settings: Settings, simulated) -> None:
     db = simulated
-    _run(settings, AS_OF)
+    _run(settings, AS_OF, PLANS_AND_USAGE)
     day1, day2 = AS_OF + dt.timedelta(days=1), AS_OF + dt.timedelta(days=2)
     customer = db.subscriptions.find_one({"status": "active"})["user"]
     db.usagelogs.insert_many([
         _session(customer, dt.datetime.combine(day1, dt.time(h), tzinfo=dt.UTC))
         for h in range(10)
     ])
-    first, validations = _run(settings, day1)
+    first, validations = _run(settings, day1, PLANS_AND_USAGE)
     assert not any("volume" in w for w in validations["usagelogs"].warnings)
 
     # Next night: twice the plans (a snapshot) and a tenth of the sessions (new per day).
     db.plans.insert_many([p | {"_id": ObjectId()} for p in db.plans.find()])
     db.usagelogs.insert_one(
         _session(customer, dt.datetime.combine(day2, dt.time(9), tzinfo=dt.UTC)))
-    _, validations = _run(settings, day2)
+    _, validations = _run(settings, day2, PLANS_AND_USAGE)
     plans = [w for w in validations["plans"].warnings if w.startswith("volume")]
     usage = [w for w in validations["usagelogs"].warnings if w.startswith("volume")]
     assert plans == [f"volume: rows {2 * first['plans'].rows} vs {first['plans'].rows} in the "
@@ -244,7 +253,7 @@ def test_incremental_snapshot_picks_up_changes_and_equals_a_full_snapshot(
     settings: Settings, simulated, tmp_path: Path
 ) -> None:
     db = simulated
-    first, _ = _run(settings, AS_OF)
+    first, _ = _run(settings, AS_OF, SNAPSHOTS_AND_EVENTS)
     assert first["users"].merged_onto is None and first["subscriptions"].merged_onto is None
 
     next_day = AS_OF + dt.timedelta(days=1)
@@ -268,7 +277,7 @@ def test_incremental_snapshot_picks_up_changes_and_equals_a_full_snapshot(
     ])
     _usage_on(db, next_day)
 
-    second, validations = _run(settings, next_day)
+    second, validations = _run(settings, next_day, SNAPSHOTS_AND_EVENTS)
     users, subscriptions = second["users"], second["subscriptions"]
     previous_users = str(lake.raw_path(settings.lake_dir, "users", AS_OF))
     assert users.mode == SNAPSHOT and users.merged_onto == previous_users
@@ -297,7 +306,7 @@ def test_incremental_snapshot_picks_up_changes_and_equals_a_full_snapshot(
 
     # Rerunning the as-of reads from the same previous snapshot: the same file.
     before = pq.read_table(users.path)
-    again, _ = _run(settings, next_day)
+    again, _ = _run(settings, next_day, SNAPSHOTS_AND_EVENTS)
     assert again["users"].since == users.since and again["users"].watermark == users.watermark
     assert pq.read_table(again["users"].path).equals(before)
 
@@ -310,18 +319,18 @@ def test_a_deleted_user_disappears_at_the_next_full_snapshot(
         update={"full_refresh_days": 2})})
     leaver = db.users.find_one({"role": "admin"}) | {"_id": ObjectId()}
     db.users.insert_one(leaver)  # an account with no subscription or events
-    _run(every_2_days, AS_OF)
+    _run(every_2_days, AS_OF, USAGE)
     db.users.delete_one({"_id": leaver["_id"]})
 
     day1, day2 = AS_OF + dt.timedelta(days=1), AS_OF + dt.timedelta(days=2)
     _usage_on(db, day1)
     _usage_on(db, day2)
-    increment, _ = _run(every_2_days, day1)
+    increment, _ = _run(every_2_days, day1, USAGE)
     assert increment["users"].merged_onto is not None  # deletions are invisible to it...
     ids = set(pq.read_table(increment["users"].path).column("user_id").to_pylist())
     assert str(leaver["_id"]) in ids
 
-    full, _ = _run(every_2_days, day2)  # ...until the periodic full snapshot
+    full, _ = _run(every_2_days, day2, USAGE)  # ...until the periodic full snapshot
     assert full["users"].merged_onto is None and full["users"].base_as_of == day2.isoformat()
     ids = set(pq.read_table(full["users"].path).column("user_id").to_pylist())
     assert str(leaver["_id"]) not in ids
@@ -331,7 +340,7 @@ def test_a_deleted_user_disappears_at_the_next_full_snapshot(
 def test_snapshot_is_read_in_full_without_a_usable_previous_one(
     settings: Settings, simulated
 ) -> None:
-    _run(settings, AS_OF)
+    _run(settings, AS_OF, SNAPSHOTS_AND_EVENTS)
     manifest_file = lake.manifest_path(settings.lake_dir, AS_OF)
     manifest = json.loads(manifest_file.read_text())
     for entry in manifest["tables"]:
@@ -342,7 +351,7 @@ def test_snapshot_is_read_in_full_without_a_usable_previous_one(
 
     day1 = AS_OF + dt.timedelta(days=1)
     _usage_on(simulated, day1)
-    extracts, _ = _run(settings, day1)
+    extracts, _ = _run(settings, day1, SNAPSHOTS_AND_EVENTS)
     for collection in ("users", "subscriptions"):
         assert extracts[collection].merged_onto is None
         assert extracts[collection].base_as_of == day1.isoformat()
@@ -365,7 +374,7 @@ def test_one_client_serves_every_collection_of_a_run(settings: Settings, simulat
 def test_a_moved_home_keeps_its_history(settings: Settings, simulated, tmp_path: Path) -> None:
     import shutil
 
-    _run(settings, AS_OF)
+    _run(settings, AS_OF, USAGE)
     moved_home = tmp_path / "moved-home"
     shutil.move(settings.home, moved_home)
     moved = settings.model_copy(update={"home": moved_home})
@@ -373,7 +382,7 @@ def test_a_moved_home_keeps_its_history(settings: Settings, simulated, tmp_path:
     customer = simulated.subscriptions.find_one({"status": "active"})["user"]
     simulated.usagelogs.insert_one(
         _session(customer, dt.datetime.combine(next_day, dt.time(9), tzinfo=dt.UTC)))
-    second, validations = _run(moved, next_day)
+    second, validations = _run(moved, next_day, USAGE)
     assert second["usagelogs"].mode == INCREMENTAL  # the old manifests still seed the marks
     history = read_table("usagelogs", validations["usagelogs"].history_file)
     assert len(history) == simulated.usagelogs.count_documents({})
@@ -385,7 +394,7 @@ def test_pointing_a_used_home_at_another_database_stops_clearly(
 ) -> None:
     from tasks.lake_source import LakeSourceMismatchError
 
-    _run(settings, AS_OF)
+    _run(settings, AS_OF, USAGE)
     recorded = json.loads(lake.source_path(settings.lake_dir).read_text())
     assert recorded["database"] == settings.mongo.database
     other_name = settings.mongo.database + "_other"
