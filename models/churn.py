@@ -81,7 +81,9 @@ class BoosterClassifier(ClassifierMixin, BaseEstimator):
 
     `predict_proba` is the booster's (class-weighted) probability. With `margin=True`
     it also has `decision_function`, the booster's log-odds, which scikit-learn then
-    calibrates instead: Platt scaling is a logistic fit on log-odds.
+    calibrates instead: Platt scaling is a logistic fit on log-odds. New models always
+    use it; `margin=False` is how champions calibrated by isotonic regression (on the
+    probability) were pickled, and they must keep being fed the probability.
     """
 
     def __init__(self, booster: xgb.Booster, best_iteration: int, feature_names: list[str],

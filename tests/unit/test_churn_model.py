@@ -123,7 +123,7 @@ def test_a_champion_pickled_with_a_raw_score_calibrator_still_scores(fitted, kin
     np.testing.assert_allclose(old.predict_proba(test), np.clip(expected, 0, 1), rtol=0, atol=0)
 
 
-def test_platt_when_few_churners() -> None:
+def test_platt_with_few_churners_too() -> None:
     train, valid = planted(1500, 4), planted(200, 5)
     model = train_churn_model(train, valid, FEATURES, FAST)
     assert model.calibrator.method == "sigmoid"  # Platt scaling
@@ -135,6 +135,8 @@ def test_calibration_is_a_logistic_fit_on_the_log_odds_and_keeps_the_order(fitte
     """Recalibrated on many churners, the model is still Platt-scaled: its log-odds are an
     increasing linear function of the booster's, so no two customers the booster tells
     apart share a probability (an isotonic fit's steps would tie them)."""
+    from scipy.special import logit
+
     from models.churn import recalibrated
 
     model, test = fitted
@@ -142,15 +144,36 @@ def test_calibration_is_a_logistic_fit_on_the_log_odds_and_keeps_the_order(fitte
     assert calibration["label"].sum() >= 100
     refitted = recalibrated(model, calibration)
     assert refitted.calibrator.method == "sigmoid"
-    margin = np.log(model.predict_raw(test)) - np.log1p(-model.predict_raw(test))
+    raw = model.predict_raw(test)
     p = refitted.predict_proba(test)
-    log_odds = np.log(p) - np.log1p(-p)
-    slope, intercept = np.polyfit(margin, log_odds, 1)
+    slope, intercept = np.polyfit(logit(raw), logit(p), 1)
     assert slope > 0
-    np.testing.assert_allclose(log_odds, slope * margin + intercept, rtol=0, atol=1e-6)
-    assert len(np.unique(p)) == len(np.unique(model.predict_raw(test)))
+    np.testing.assert_allclose(logit(p), slope * logit(raw) + intercept, rtol=0, atol=1e-6)
+    assert len(np.unique(p)) == len(np.unique(raw))
     # The class weighting inflated the raw scores; the fit brings them to the base rate.
     assert p.mean() == pytest.approx(test["label"].mean(), abs=0.03)
+
+
+def test_a_champion_calibrated_by_isotonic_regression_still_scores(fitted) -> None:
+    """Champions registered while isotonic regression calibrated them hold a
+    CalibratedClassifierCV over a BoosterClassifier without margins: unpickled, they still
+    calibrate the booster's probability, as fitting isotonic regression by hand does."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.isotonic import IsotonicRegression
+
+    from models.churn import BoosterClassifier, _EveryRowOnce
+
+    model, test = fitted
+    calibration = planted(3000, 41)
+    booster = BoosterClassifier(model.booster, model.best_iteration, model.feature_names)
+    isotonic = CalibratedClassifierCV(FrozenEstimator(booster), method="isotonic",
+                                      cv=_EveryRowOnce()).fit(calibration, calibration["label"])
+    old = cloudpickle.loads(cloudpickle.dumps(replace(model, calibrator=isotonic)))
+    by_hand = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+        model.predict_raw(calibration), calibration["label"])
+    np.testing.assert_array_equal(old.predict_proba(test),
+                                  np.clip(by_hand.predict(model.predict_raw(test)), 0, 1))
 
 
 def test_threshold_is_the_max_f1_cut_of_the_whole_curve() -> None:
