@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from pymongo import MongoClient
@@ -100,3 +101,26 @@ def test_bucket_sizes_bench_prints_a_row_per_size_and_count(
     # 50 buckets of 4 customers is skipped (more than a tenth of the customers).
     assert [(r[0], r[1], r[2]) for r in rows] == [("200", "1", "200"), ("200", "4", "50")]
     assert all(float(r[5]) > 0 for r in rows)
+
+
+def test_churn_worlds_prints_each_goal_with_its_interval() -> None:
+    from bench.churn_worlds import _goals, _goals_table
+
+    rng = np.random.default_rng(5)
+    y = (rng.random(3000) < 0.05).astype(int)
+    reference = 3.0 * y + rng.normal(0, 1.0, len(y))
+    scores = {"model": reference + rng.normal(0, 0.2, len(y)), "observable": reference,
+              "bayes": reference}
+    default = _goals("default", y, scores, draws=200)
+    assert [g["goal"] for g in default] == [
+        "roc_auc - (observable - 0.02)", "pr_auc - 0.9 x observable", "model roc_auc alone"]
+    # The model is the reference plus a little noise: within 0.02 of its ROC-AUC, and
+    # well above 0.9 of its PR-AUC.
+    assert [g["verdict"] for g in default[:2]] == ["met", "met"]
+    for goal in default:
+        assert goal["low"] <= goal["margin"] <= goal["high"]
+    contract = _goals("contract-driven", y, {**scores, "model": rng.random(len(y))}, draws=200)
+    assert [g["goal"] for g in contract] == ["roc_auc - (bayes - 0.02)", "model roc_auc alone"]
+    assert contract[0]["verdict"] == "missed"  # a random model
+    table = _goals_table(contract, 200)
+    assert "200 draws" in table and "missed" in table

@@ -23,7 +23,13 @@ from models.churn import (
     tune_churn_model,
 )
 from models.heuristic import heuristic_churn_score
-from models.metrics import evaluate_churn, evaluate_ranking, expected_calibration_error
+from models.metrics import (
+    evaluate_churn,
+    evaluate_ranking,
+    expected_calibration_error,
+    interval,
+    paired_bootstrap,
+)
 from models.promotion import PromotionRules, decide_promotion
 from models.reasons import REASON_TEMPLATES, churn_reasons, display_value, reasons_to_json
 from tests.unit.synthetic import make_tables
@@ -307,6 +313,37 @@ def test_expected_calibration_error() -> None:
     y = np.array([0] * 90 + [1] * 10)
     assert expected_calibration_error(y, np.full(100, 0.1)) == pytest.approx(0.0)
     assert expected_calibration_error(y, np.full(100, 0.3)) == pytest.approx(0.2)
+
+
+def test_paired_bootstrap_keeps_class_counts_and_pairs_the_scores() -> None:
+    rng = np.random.default_rng(3)
+    y = (rng.random(2000) < 0.05).astype(int)
+    signal = 2.0 * y + rng.normal(0, 1.0, len(y))
+    better, worse = signal + rng.normal(0, 0.3, len(y)), signal + rng.normal(0, 2.0, len(y))
+    seen: list[int] = []
+
+    def churners_then_auc(y_draw: np.ndarray, score: np.ndarray) -> float:
+        seen.append(int(y_draw.sum()))
+        return float(roc_auc_score(y_draw, score))
+
+    draws = paired_bootstrap(y, {"better": better, "worse": worse, "same": better},
+                             churners_then_auc, draws=300, seed=1)
+    assert set(seen) == {int(y.sum())}  # every draw keeps the churners' count
+    assert {len(d) for d in draws.values()} == {300}
+    # Paired: a score against itself differs by exactly 0 on every draw, and a difference
+    # taken draw by draw is tighter than one between two separate bootstraps.
+    np.testing.assert_array_equal(draws["better"], draws["same"])
+    low, high = interval(draws["better"] - draws["worse"])
+    assert 0 < low < high
+    own_low, own_high = interval(draws["better"])
+    assert own_low < roc_auc_score(y, better) < own_high
+    again = paired_bootstrap(y, {"better": better}, roc_auc_score, draws=300, seed=1)
+    np.testing.assert_array_equal(again["better"], draws["better"])  # seeded
+    apart = paired_bootstrap(y, {"worse": worse}, roc_auc_score, draws=300, seed=2)
+    unpaired_low, unpaired_high = interval(draws["better"] - apart["worse"])
+    assert high - low < unpaired_high - unpaired_low
+    with pytest.raises(ValueError, match="churners and non-churners"):
+        paired_bootstrap(np.zeros(10, dtype=int), {"a": np.zeros(10)}, roc_auc_score)
 
 
 def test_tuning_searches_a_bounded_seeded_space(fitted) -> None:
