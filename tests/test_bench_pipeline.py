@@ -107,11 +107,11 @@ def test_churn_worlds_prints_each_goal_with_its_interval() -> None:
     from bench.churn_worlds import _goals, _goals_table
 
     rng = np.random.default_rng(5)
-    y = (rng.random(3000) < 0.05).astype(int)
+    y = (rng.random(1500) < 0.08).astype(int)
     reference = 3.0 * y + rng.normal(0, 1.0, len(y))
     scores = {"model": reference + rng.normal(0, 0.2, len(y)), "observable": reference,
               "bayes": reference}
-    default = _goals("default", y, scores, draws=200)
+    default = _goals("default", y, scores, draws=100)
     assert [g["goal"] for g in default] == [
         "roc_auc - (observable - 0.02)", "pr_auc - 0.9 x observable", "model roc_auc alone"]
     # The model is the reference plus a little noise: within 0.02 of its ROC-AUC, and
@@ -119,8 +119,8 @@ def test_churn_worlds_prints_each_goal_with_its_interval() -> None:
     assert [g["verdict"] for g in default[:2]] == ["met", "met"]
     for goal in default:
         assert goal["low"] <= goal["margin"] <= goal["high"]
-    contract = _goals("contract-driven", y, {**scores, "model": rng.random(len(y))}, draws=200)
+    contract = _goals("contract-driven", y, {**scores, "model": rng.random(len(y))}, draws=100)
     assert [g["goal"] for g in contract] == ["roc_auc - (bayes - 0.02)", "model roc_auc alone"]
     assert contract[0]["verdict"] == "missed"  # a random model
-    table = _goals_table(contract, 200)
-    assert "200 draws" in table and "missed" in table
+    table = _goals_table(contract, 100)
+    assert "100 draws" in table and "missed" in table

@@ -317,7 +317,7 @@ def test_expected_calibration_error() -> None:
 
 def test_paired_bootstrap_keeps_class_counts_and_pairs_the_scores() -> None:
     rng = np.random.default_rng(3)
-    y = (rng.random(2000) < 0.05).astype(int)
+    y = (rng.random(1000) < 0.1).astype(int)
     signal = 2.0 * y + rng.normal(0, 1.0, len(y))
     better, worse = signal + rng.normal(0, 0.3, len(y)), signal + rng.normal(0, 2.0, len(y))
     seen: list[int] = []
@@ -327,9 +327,9 @@ def test_paired_bootstrap_keeps_class_counts_and_pairs_the_scores() -> None:
         return float(roc_auc_score(y_draw, score))
 
     draws = paired_bootstrap(y, {"better": better, "worse": worse, "same": better},
-                             churners_then_auc, draws=300, seed=1)
+                             churners_then_auc, draws=100, seed=1)
     assert set(seen) == {int(y.sum())}  # every draw keeps the churners' count
-    assert {len(d) for d in draws.values()} == {300}
+    assert {len(d) for d in draws.values()} == {100}
     # Paired: a score against itself differs by exactly 0 on every draw, and a difference
     # taken draw by draw is tighter than one between two separate bootstraps.
     np.testing.assert_array_equal(draws["better"], draws["same"])
@@ -337,9 +337,9 @@ def test_paired_bootstrap_keeps_class_counts_and_pairs_the_scores() -> None:
     assert 0 < low < high
     own_low, own_high = interval(draws["better"])
     assert own_low < roc_auc_score(y, better) < own_high
-    again = paired_bootstrap(y, {"better": better}, roc_auc_score, draws=300, seed=1)
+    again = paired_bootstrap(y, {"better": better}, roc_auc_score, draws=100, seed=1)
     np.testing.assert_array_equal(again["better"], draws["better"])  # seeded
-    apart = paired_bootstrap(y, {"worse": worse}, roc_auc_score, draws=300, seed=2)
+    apart = paired_bootstrap(y, {"worse": worse}, roc_auc_score, draws=100, seed=2)
     unpaired_low, unpaired_high = interval(draws["better"] - apart["worse"])
     assert high - low < unpaired_high - unpaired_low
     with pytest.raises(ValueError, match="churners and non-churners"):
