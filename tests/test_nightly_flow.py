@@ -22,7 +22,7 @@ from tests.conftest import PreparedWorld, copy_world
 pytestmark = pytest.mark.slow
 
 AS_OF = dt.date(2026, 6, 1)
-CUSTOMERS = 400
+CUSTOMERS = 300
 DAYS = 150
 
 
