@@ -97,8 +97,8 @@ def paired_bootstrap(
     """`metric` of every score in `scores` on the same `draws` resamples of the rows: an
     array of `draws` figures per score. Churners and non-churners are resampled apart, so
     each draw keeps the class counts (AUCs are defined on every draw). The draws are
-    paired: a difference between two scores' figures is taken draw by draw, which is
-    much tighter than the two figures' own spreads, since both scored the same rows."""
+    paired: a difference between two scores' figures, taken draw by draw, is tighter
+    than one between two separate bootstraps, since both scored the same rows."""
     y = np.asarray(y_true, dtype=int)
     positives, negatives = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     if len(positives) == 0 or len(negatives) == 0:
