@@ -24,13 +24,11 @@ import numpy as np
 import pandas as pd
 
 from features.coverage import Coverage
-from features.subscriptions import subscription_lifecycle, utc_series
+from features.subscriptions import DAY, DAYS_PER_MONTH, subscription_lifecycle, utc_series
 
 if TYPE_CHECKING:
     from features.customer import Events, LakeTables
 
-DAY = pd.Timedelta(days=1)
-DAYS_PER_MONTH = 30.4375
 TICKET_CATEGORIES = ("technical", "billing", "service", "account", "network", "general")
 HIGH_PRIORITIES = ("high", "urgent")
 # payments.method words (the app's Razorpay enum); emi and cardless_emi are one choice.

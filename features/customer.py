@@ -26,10 +26,15 @@ import pandas as pd
 from features import account
 from features.coverage import COVERAGE_SOURCES, Coverage, EventDays, event_days
 from features.registry import CHURN_CONTEXT_COLUMNS, CHURN_FEATURE_NAMES
-from features.subscriptions import current_subscription, subscription_lifecycle, to_utc, utc_series
+from features.subscriptions import (
+    DAY,
+    DAYS_PER_MONTH,
+    current_subscription,
+    subscription_lifecycle,
+    to_utc,
+    utc_series,
+)
 
-DAY = pd.Timedelta(days=1)
-DAYS_PER_MONTH = 30.4375  # 365.25 / 12
 CATEGORY_CODES = {"residential": 0.0, "business": 1.0, "enterprise": 2.0}
 CLOSED_TICKET_STATUSES = ("resolved", "closed")
 NETWORK_TICKET_CATEGORIES = ("network", "technical")

@@ -32,6 +32,8 @@ import pandas as pd
 CANCELLED = "cancelled"
 NONRENEWAL_STATUSES: tuple[str, ...] = ("grace_period", "suspended", "expired")
 KNOWN_STATUSES: tuple[str, ...] = ("active", CANCELLED, *NONRENEWAL_STATUSES)
+DAY = pd.Timedelta(days=1)
+DAYS_PER_MONTH = 30.4375  # 365.25 / 12: the month every "_months" feature counts in
 
 
 def to_utc(ts: pd.Timestamp | str) -> pd.Timestamp:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.subscriptions import DAYS_PER_MONTH
 from models.ab import TREATMENT, age_band, arm_prices
 from models.elasticity import ElasticityEstimate
 from models.price_optimizer import PricingBook, WeightFit, book_prices
@@ -29,7 +30,6 @@ from models.segmentation import segment_profiles
 
 FEATURE_WINDOW_DAYS = 90  # the longest window of the segmentation features
 MIN_FOLLOWUP_DAYS = 14  # less follow-up than this cannot show a price response
-DAYS_PER_MONTH = 30.4375
 
 # What the pricing step sets per customer; the scores file keeps the scoring's own
 # (placeholder) values of the ones it also has (elasticity, dynamic_price, price terms).
