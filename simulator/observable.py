@@ -35,6 +35,14 @@ of those documents can reach on average. Non-renewals are left out.
 
 contract-driven: no wind-down, and the static hazard is read off the documents, so the
 reference is the hazard with the coming weeks integrated out, and the leaving calls.
+
+Given `rates` (RatesFromDocuments), the two latent rates whose knowledge is worth most are
+integrated out too, over their posterior given the customer's documents before the
+lookback (where no wind-down can show) and the population's spread as the prior:
+sessions per day (Gamma prior: the Poisson likelihood ratio becomes the negative
+binomial's) and the log mean bytes per session (Normal prior: the recent sessions share
+one unknown offset). That is the reference from the documents alone, for those rates;
+login rates and the hazard's drivers stay known (worth little: measured in the notes).
 """
 
 from __future__ import annotations
@@ -161,6 +169,60 @@ def _log_rating_chance(rating: np.ndarray, mean: np.ndarray) -> np.ndarray:
                         np.log(np.maximum(ndtr(upper) - ndtr(lower), 1e-300)))
 
 
+class RatesFromDocuments:
+    """What the documents before the reference's lookback show of each customer's usual
+    sessions per day and log mean bytes per session (a < 1 cannot show there), and the
+    population's spread of both (the prior a model could learn from the whole base).
+
+    add_sessions(customer, seconds, download_bytes): every usage session before as-of
+    (those inside the lookback are ignored here)."""
+
+    def __init__(self, world: World, day: int) -> None:
+        pop, tl = world.pop, world.full
+        self.world, self.day = world, day
+        self.before = day - lookback_days(world.spec.scenario)  # days [.., before) count
+        index = np.arange(max(self.before, 0))
+        weight = _weekend_factor(world, self.before, self.before)[::-1]  # day 0 .. before-1
+        served = ((index[None, :] >= pop.start_day[:, None])
+                  & (index[None, :] >= tl.activity_from_day))
+        self.exposure = served @ weight  # weekend-weighted days the rate shows on
+        self.first_day = np.maximum(pop.start_day, tl.activity_from_day)
+        self.sessions = np.zeros(pop.size)
+        self.log_bytes = np.zeros(pop.size)  # sum over sessions of log bytes - shift
+        # The population's spread: moments of the latent rates across customers.
+        rate = pop.sessions_per_day
+        self.rate_shape = rate.mean() ** 2 / rate.var()
+        self.rate_scale = rate.mean() / rate.var()  # Gamma(shape, rate=scale)
+        mu = _log_mean_bytes(pop)
+        self.mu_mean, self.mu_var = mu.mean(), mu.var()
+
+    def add_sessions(self, customer: np.ndarray, seconds: np.ndarray,
+                     download_bytes: np.ndarray) -> None:
+        customer = np.asarray(customer, dtype=np.int64)
+        start = self.world.full.window.start_seconds
+        index = (np.asarray(seconds, dtype=np.int64) - start) // SECONDS_PER_DAY
+        known = customer >= 0
+        keep = known & (index < self.before) & (
+            index >= self.first_day[np.where(known, customer, 0)])
+        with np.errstate(divide="ignore"):
+            x = np.log(np.asarray(download_bytes, dtype=float)[keep]) - LOG_BYTES_SHIFT
+        c = customer[keep]
+        np.add.at(self.sessions, c, 1.0)
+        np.add.at(self.log_bytes, c, np.where(np.isfinite(x), x, self.mu_mean))
+
+    def posterior(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(Gamma shape, Gamma rate) of sessions per day; (mean, variance) of the log mean
+        bytes per session, per customer."""
+        precision = 1.0 / self.mu_var + self.sessions / LOG_BYTES_SD**2
+        mean = (self.mu_mean / self.mu_var + self.log_bytes / LOG_BYTES_SD**2) / precision
+        return (self.rate_shape + self.sessions, self.rate_scale + self.exposure,
+                mean, 1.0 / precision)
+
+
+def _log_mean_bytes(pop: Population) -> np.ndarray:
+    return np.log(pop.monthly_gb * BYTES_PER_GB / (30.0 * pop.sessions_per_day))
+
+
 def _weekend_factor(world: World, day: int, days: int) -> np.ndarray:
     """Session-rate factor of each day before `day` (column j: j + 1 days ago)."""
     index = day - 1 - np.arange(days)
@@ -169,10 +231,12 @@ def _weekend_factor(world: World, day: int, days: int) -> np.ndarray:
 
 
 def observable_probability(world: World, day: int, documents: RecentDocuments,
-                           paths: int = FUTURE_PATHS, seed: int = FUTURE_SEED) -> np.ndarray:
+                           paths: int = FUTURE_PATHS, seed: int = FUTURE_SEED,
+                           rates: RatesFromDocuments | None = None) -> np.ndarray:
     """P(cancel in [day, day + HORIZON_DAYS) | documents before `day`) per customer; NaN
     for customers not live at `day`. `documents` holds what the last lookback_days days
-    show; `paths` Monte Carlo draws of the weeks after `day` (seeded by `seed`)."""
+    show; `paths` Monte Carlo draws of the weeks after `day` (seeded by `seed`). With
+    `rates`, sessions per day and bytes per session are integrated out (module doc)."""
     scenario = world.spec.scenario
     shortest, longest = decline_range(scenario)
     explicit = lookback_days(scenario)  # C = day + k is weighed one by one for k < explicit
@@ -186,7 +250,7 @@ def observable_probability(world: World, day: int, documents: RecentDocuments,
     lengths = list(range(shortest, longest + 1))
     log_d = -np.log(len(lengths))
     calls = _leaving_call_log_lr(world, documents, explicit)
-    evidence = _Evidence(world, day, documents)
+    evidence = _Evidence(world, day, documents, rates)
     per_c = np.empty((explicit, pop.size))  # log of sum_D P(D) LR(documents | C = day + k, D)
     for k in range(explicit):
         terms = [(evidence.log_lr(length, k) if k < length else np.zeros(pop.size)) + log_d
@@ -214,7 +278,8 @@ class _Evidence:
     """The documents' sufficient statistics for the wind-down likelihood, per customer and
     day, counted only on days that carry documents under both hypotheses (served, written)."""
 
-    def __init__(self, world: World, day: int, documents: RecentDocuments) -> None:
+    def __init__(self, world: World, day: int, documents: RecentDocuments,
+                 rates: RatesFromDocuments | None = None) -> None:
         pop, tl = world.pop, world.full
         span = documents.days
         self.ago = np.arange(1, span + 1)
@@ -234,6 +299,19 @@ class _Evidence:
         self.capped = np.flatnonzero(pop.logins_per_day > MAX_LOGIN_CHANCE)
         self.not_logged_cum = np.cumsum(self.not_logged, axis=1)
         self.feedback = documents.feedback_log_lr
+        self.rates = None
+        if rates is not None:
+            shape, scale, mu, mu_var = rates.posterior()
+            self.exposure = weekend[None, :] * written  # lam without the rate
+            recent = self.sessions.sum(axis=1)
+            self.shape = shape + recent  # (shape + sessions) of the negative binomial
+            self.scale_all = scale + self.exposure.sum(axis=1)
+            # Excess log bytes against the posterior mean, not the latent one; the recent
+            # sessions share the mean's remaining uncertainty (mu_var).
+            self.xb = self.xb + self.sessions * (_log_mean_bytes(pop) - mu)[:, None]
+            self.xb_total = self.xb.sum(axis=1)
+            self.shared = mu_var / (LOG_BYTES_SD**2 + recent * mu_var)
+            self.rates = rates
 
     def log_lr(self, length: int, k: int) -> np.ndarray:
         """log LR of the documents for a wind-down of `length` days ending in a
@@ -247,12 +325,25 @@ class _Evidence:
         a = 1.0 - (1.0 - LEAVER_ACTIVITY_FLOOR) * np.sqrt(progress)
         db, dm = np.log(0.4 + 0.6 * a), np.log(0.5 + 0.5 * a)
         sessions = self.sessions[:, :m]
+        if self.rates is None:
+            rate_terms = (sessions @ (np.log(a) - db**2 / (2 * LOG_BYTES_SD**2))
+                          - self.lam[:, :m] @ (a - 1.0)
+                          + self.xb[:, :m] @ (db / LOG_BYTES_SD**2))
+        else:
+            # Negative binomial: (shape + n) log((scale + S) / (scale + S - sum w (1 - a))).
+            rate_terms = sessions @ np.log(a) + self.shape * (
+                np.log(self.scale_all) - np.log(self.scale_all - self.exposure[:, :m] @ (1 - a)))
+            # Gaussian with one shared offset: d' inv(C) r - d' inv(C) d / 2, where
+            # inv(C) = (I - shared 1 1') / sd^2 (Sherman-Morrison).
+            d_sum, d_sq = sessions @ db, sessions @ db**2
+            d_r = self.xb[:, :m] @ db
+            rate_terms = rate_terms + (
+                d_r - self.shared * d_sum * self.xb_total
+                - 0.5 * (d_sq - self.shared * d_sum**2)) / LOG_BYTES_SD**2
         out = (
             feedback
-            + sessions @ (np.log(a) - db**2 / (2 * LOG_BYTES_SD**2)
-                          - dm**2 / (2 * LOG_MINUTES_SD**2))
-            - self.lam[:, :m] @ (a - 1.0)
-            + self.xb[:, :m] @ (db / LOG_BYTES_SD**2)
+            + rate_terms
+            - sessions @ (dm**2 / (2 * LOG_MINUTES_SD**2))
             + self.xm[:, :m] @ (dm / LOG_MINUTES_SD**2)
             # logins: log(L a / L) on days logged in, log((1 - L a) / (1 - L)) otherwise
             + self.logged[:, :m] @ np.log(a)
@@ -424,6 +515,18 @@ def _seconds(values) -> np.ndarray:
 
     return pd.to_datetime(pd.Series(values), utc=True).dt.tz_convert(None).to_numpy(
         dtype="datetime64[s]").astype(np.int64)
+
+
+def rates_from_lake(world: World, day: int, usagelogs) -> RatesFromDocuments:
+    """RatesFromDocuments from the lake's usagelogs (user_id hex, timestamp, download_gb)."""
+    import pandas as pd
+
+    position = pd.Series(np.arange(world.pop.size), index=world.user_ids)
+    rates = RatesFromDocuments(world, day)
+    rates.add_sessions(position.reindex(usagelogs["user_id"].to_numpy()).fillna(-1)
+                       .to_numpy(int), _seconds(usagelogs["timestamp"]),
+                       usagelogs["download_gb"].to_numpy(float) * BYTES_PER_GB)
+    return rates
 
 
 def documents_from_lake(world: World, day: int, usagelogs, auditlogs, supporttickets,

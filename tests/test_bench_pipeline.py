@@ -119,6 +119,10 @@ def test_churn_worlds_prints_each_goal_with_its_interval() -> None:
     assert [g["verdict"] for g in default[:2]] == ["met", "met"]
     for goal in default:
         assert goal["low"] <= goal["margin"] <= goal["high"]
+    # The documents-only reference, when given, is compared aside (not one of the goals).
+    aside = _goals("default", y, {**scores, "documents": reference - 1.0 * y}, draws=100)
+    assert [g["goal"] for g in aside][2] == "aside: pr_auc - 0.9 x documents"
+    assert aside[2]["margin"] > default[1]["margin"]  # a weaker reference, a lower bar
     contract = _goals("contract-driven", y, {**scores, "model": rng.random(len(y))}, draws=100)
     assert [g["goal"] for g in contract] == ["roc_auc - (bayes - 0.02)", "model roc_auc alone"]
     assert contract[0]["verdict"] == "missed"  # a random model

@@ -15,8 +15,10 @@ from simulator.catalog import LEAVER_ACTIVITY_FLOOR
 from simulator.observable import (
     LOG_BYTES_SD,
     LOG_MINUTES_SD,
+    RatesFromDocuments,
     RecentDocuments,
     _Evidence,
+    _log_mean_bytes,
     _weekend_factor,
     hazard_of,
     observable_probability,
@@ -198,3 +200,60 @@ def test_the_reference_follows_the_churn_rate() -> None:
     assert p[live].mean() == pytest.approx(np.mean(oracle[live]), rel=0.15)
     observable_auc = roc_auc_score(cancelled, p[live])
     assert 0.7 < observable_auc < roc_auc_score(cancelled, oracle[live])
+
+
+def _winding_down(world, day: int) -> RecentDocuments:
+    """Usual documents, with a third of the sessions and smaller ones over the last 15 days."""
+    documents = _usual_documents(world, day, seed=4)
+    documents.sessions[:, :15] = np.floor(documents.sessions[:, :15] / 3)
+    documents.log_bytes_excess[:, :15] = -0.5 * documents.sessions[:, :15]
+    return documents
+
+
+def test_rates_integrated_out_match_known_rates_given_a_long_history() -> None:
+    """With a very long history before the look-back showing each customer's own rates,
+    the negative binomial and the shared-offset Gaussian become the known-rate Poisson and
+    Gaussian terms: the same log likelihood ratio."""
+    world = _world()
+    documents = _winding_down(world, DAY)
+    rates = RatesFromDocuments(world, DAY)
+    days = 1e7
+    rates.exposure = np.full(world.pop.size, days)
+    rates.sessions = world.pop.sessions_per_day * days
+    rates.log_bytes = _log_mean_bytes(world.pop) * rates.sessions
+    known = _Evidence(world, DAY, documents)
+    integrated = _Evidence(world, DAY, documents, rates)
+    for length, k in ((20, 2), (35, 0), (42, 30)):
+        np.testing.assert_allclose(integrated.log_lr(length, k), known.log_lr(length, k),
+                                   rtol=1e-4, atol=1e-3)
+
+
+def test_without_history_a_drop_is_weaker_evidence_than_against_known_rates() -> None:
+    """A new customer's usual rate is known only from the population's spread and the
+    look-back itself, so the same drop in sessions and bytes says less about leaving."""
+    world = _world()
+    documents = _winding_down(world, DAY)
+    rates = RatesFromDocuments(world, DAY)
+    rates.exposure[:] = 0.0
+    rates.sessions[:] = 0.0
+    rates.log_bytes[:] = 0.0
+    live = in_service(world, DAY)
+    known = _Evidence(world, DAY, documents).log_lr(20, 2)[live]
+    unknown = _Evidence(world, DAY, documents, rates).log_lr(20, 2)[live]
+    assert np.median(known) > np.median(unknown) > 0
+    p_known = observable_probability(world, DAY, documents, paths=2)[live]
+    p_unknown = observable_probability(world, DAY, documents, paths=2, rates=rates)[live]
+    assert np.median(p_known) > np.median(p_unknown)
+    assert np.isfinite(p_unknown).all() and ((p_unknown >= 0) & (p_unknown <= 1)).all()
+    # Sessions smaller by the same amount all through the look-back are a customer who
+    # downloads less than the population's typical one (the shared offset), not a drop.
+    usual = _usual_documents(world, DAY, seed=5)
+    smaller = _usual_documents(world, DAY, seed=5)
+    smaller.log_bytes_excess = -0.5 * smaller.sessions
+
+    def shift(given: RatesFromDocuments | None) -> np.ndarray:
+        return (_Evidence(world, DAY, smaller, given).log_lr(20, 2)
+                - _Evidence(world, DAY, usual, given).log_lr(20, 2))[live]
+
+    assert np.median(np.abs(shift(rates))) < 0.5
+    assert np.median(shift(None)) > 2.0
