@@ -455,6 +455,7 @@ def wind_down_features(usage: Events, gb: np.ndarray, logins: Events) -> dict[st
     minutes = pd.to_numeric(usage.frame["session_minutes"], errors="coerce").to_numpy(float)
     older = usage.mask(span, w)
     per_session_change: list[np.ndarray] = []
+    per_session_level: list[np.ndarray] = []
     for values in (_log_positive(gb), _log_positive(minutes)):
         known = np.isfinite(values)
         pos, age, x = usage.pos[known], usage.age_days[known], values[known]
@@ -469,8 +470,9 @@ def wind_down_features(usage: Events, gb: np.ndarray, logins: Events) -> dict[st
                                              n_total - n_cum, sigma)
         usual = usage.mean(values, older)
         with np.errstate(invalid="ignore", divide="ignore"):
-            per_session_change.append(
-                sum_cum[:, 13] / np.where(n_cum[:, 13] > 0, n_cum[:, 13], np.nan) - usual)
+            level = sum_cum[:, 13] / np.where(n_cum[:, 13] > 0, n_cum[:, 13], np.nan)
+        per_session_level.append(level)
+        per_session_change.append(level - usual)
     evidence = np.where(valid, np.nan_to_num(evidence), 0.0)
     evidence = np.where(evidence > 1e-9, evidence, 0.0)  # rounding noise is no drop
     has_base = valid.any(axis=1)
@@ -506,4 +508,8 @@ def wind_down_features(usage: Events, gb: np.ndarray, logins: Events) -> dict[st
                                                     per_session_change[0], np.nan)
     out["minutes_per_session_log_change_14d"] = np.where(np.isfinite(base_rate),
                                                          per_session_change[1], np.nan)
+    # The levels themselves, for every customer with recent sessions: a new customer has
+    # no baseline to change from, but short sessions are still short.
+    out["gb_per_session_log_14d"] = per_session_level[0]
+    out["minutes_per_session_log_14d"] = per_session_level[1]
     return out

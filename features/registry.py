@@ -279,6 +279,19 @@ CHURN_FEATURES: tuple[Feature, ...] = (
         126,
     ),
     Feature(
+        "gb_per_session_log_14d",
+        "Mean log GB per session in the last 14 days (every customer with sessions in them, "
+        "new ones included); NaN without sessions.",
+        "usagelogs",
+        14,
+    ),
+    Feature(
+        "minutes_per_session_log_14d",
+        "Mean log session minutes in the last 14 days; NaN without sessions.",
+        "usagelogs",
+        14,
+    ),
+    Feature(
         "account_tickets_14d",
         "Tickets of category account created in the last 14 days (how leaving is asked "
         "about).",

@@ -80,6 +80,9 @@ REASON_TEMPLATES: dict[str, Callable[[str], str]] = {
     "last 2 weeks",
     "minutes_per_session_log_change_14d": lambda v: f"Session length changed by {v} (log) in "
     "the last 2 weeks",
+    "gb_per_session_log_14d": lambda v: f"Data per session in the last 2 weeks: {v} (log GB)",
+    "minutes_per_session_log_14d": lambda v: f"Session length in the last 2 weeks: {v} (log "
+    "minutes)",
     "account_tickets_14d": lambda v: f"{v} account tickets in the last 14 days",
     "usage_covered_days": lambda v: f"Usage history covers {v} days",
     "login_covered_days": lambda v: f"Login history covers {v} days",
@@ -133,6 +136,8 @@ MISSING_TEXT: dict[str, str] = {
     "extra_charge_share": "Subscription price unknown",
     "age_band": "Age not given",
     "age_band_at_signup": "Age not given",
+    "gb_per_session_log_14d": "No sessions in the last 14 days",
+    "minutes_per_session_log_14d": "No sessions in the last 14 days",
     **{
         name: "Too little history to compare with their usual activity"
         for name in ("wind_down_evidence", "wind_down_bayes_factor", "wind_down_days",

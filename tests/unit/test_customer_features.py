@@ -640,8 +640,15 @@ def test_wind_down_is_found_against_the_customers_own_baseline() -> None:
     # no drop is found; too short for weekly ratios against the days before 6 weeks.
     assert short["wind_down_evidence"] == 0.0 and short["wind_down_days"] == 0.0
     assert short[WIND_DOWN_COLUMNS[4:]].isna().all()
-    # No session at all: nothing to compare.
-    assert build_churn_features(wind_down_tables(), CUT).loc[DD, WIND_DOWN_COLUMNS].isna().all()
+    # The 14-day levels need no baseline: the short history has them too.
+    assert short["gb_per_session_log_14d"] == pytest.approx(np.log(2.0))
+    assert short["minutes_per_session_log_14d"] == pytest.approx(np.log(40.0))
+    assert dropped["minutes_per_session_log_14d"] == pytest.approx(
+        (10 * np.log(20.0) + 8 * np.log(40.0)) / 18)
+    # No session at all: nothing to compare, no level.
+    assert build_churn_features(wind_down_tables(), CUT).loc[
+        DD, [*WIND_DOWN_COLUMNS, "gb_per_session_log_14d", "minutes_per_session_log_14d"]
+    ].isna().all()
 
 
 def test_wind_down_ignores_events_at_or_after_cutoff() -> None:
