@@ -44,12 +44,10 @@ browser:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
-# Three workers on this two-core machine: the end-to-end tests wait on servers, workers
-# and the browser (two workers left about 15% of the CPU idle). A test file stays on one
-# worker, so the prepared worlds a file shares are made once. --durations shows where
-# the time goes.
+# Two workers (this machine has two cores); a test file stays on one worker, so the
+# prepared worlds a file shares are made once. --durations shows where the time goes.
 test: $(STAMP) browser
-	BBX_REQUIRE_BROWSER=1 $(PY) -m pytest -n 3 --dist loadfile --durations=15
+	BBX_REQUIRE_BROWSER=1 $(PY) -m pytest -n 2 --dist loadfile --durations=15
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
