@@ -47,6 +47,8 @@ login rates and the hazard's drivers stay known (worth little: measured in the n
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import log_ndtr, logsumexp, ndtr
@@ -125,12 +127,10 @@ class RecentDocuments:
     def add_sessions(self, customer: np.ndarray, seconds: np.ndarray, download_bytes: np.ndarray,
                      minutes: np.ndarray) -> None:
         """Usage sessions (customer position, -1 unknown; epoch seconds; bytes; minutes)."""
-        pop = self.world.pop
         c, j, keep = self._cells(customer, seconds)
-        mean_bytes = pop.monthly_gb * BYTES_PER_GB / (30.0 * pop.sessions_per_day)
         with np.errstate(divide="ignore", invalid="ignore"):
             xb = np.log(np.asarray(download_bytes, dtype=float)[keep]) - (
-                np.log(mean_bytes[c]) + LOG_BYTES_SHIFT)
+                _log_mean_bytes(self.world.pop)[c] + LOG_BYTES_SHIFT)
             xm = np.log(np.asarray(minutes, dtype=float)[keep]) - LOG_MINUTES_MEAN
         np.add.at(self.sessions, (c, j), 1.0)
         np.add.at(self.log_bytes_excess, (c, j), np.where(np.isfinite(xb), xb, 0.0))
@@ -179,7 +179,7 @@ class RatesFromDocuments:
 
     def __init__(self, world: World, day: int) -> None:
         pop, tl = world.pop, world.full
-        self.world, self.day = world, day
+        self.world = world
         self.before = day - lookback_days(world.spec.scenario)  # days [.., before) count
         index = np.arange(max(self.before, 0))
         weight = _weekend_factor(world, self.before, self.before)[::-1]  # day 0 .. before-1
@@ -220,6 +220,7 @@ class RatesFromDocuments:
 
 
 def _log_mean_bytes(pop: Population) -> np.ndarray:
+    """log of each customer's usual bytes per session (activity.usage_documents)."""
     return np.log(pop.monthly_gb * BYTES_PER_GB / (30.0 * pop.sessions_per_day))
 
 
@@ -519,14 +520,18 @@ def _seconds(values) -> np.ndarray:
 
 def rates_from_lake(world: World, day: int, usagelogs) -> RatesFromDocuments:
     """RatesFromDocuments from the lake's usagelogs (user_id hex, timestamp, download_gb)."""
+    rates = RatesFromDocuments(world, day)
+    rates.add_sessions(_positions(world, usagelogs), _seconds(usagelogs["timestamp"]),
+                       usagelogs["download_gb"].to_numpy(float) * BYTES_PER_GB)
+    return rates
+
+
+def _positions(world: World, frame) -> np.ndarray:
+    """Each row's customer position in the world (-1: not one of its customers)."""
     import pandas as pd
 
     position = pd.Series(np.arange(world.pop.size), index=world.user_ids)
-    rates = RatesFromDocuments(world, day)
-    rates.add_sessions(position.reindex(usagelogs["user_id"].to_numpy()).fillna(-1)
-                       .to_numpy(int), _seconds(usagelogs["timestamp"]),
-                       usagelogs["download_gb"].to_numpy(float) * BYTES_PER_GB)
-    return rates
+    return position.reindex(frame["user_id"].to_numpy()).fillna(-1).to_numpy(int)
 
 
 def documents_from_lake(world: World, day: int, usagelogs, auditlogs, supporttickets,
@@ -536,12 +541,8 @@ def documents_from_lake(world: World, day: int, usagelogs, auditlogs, supporttic
     category; feedbacks created_at, overall_rating)."""
     import pandas as pd
 
-    position = pd.Series(np.arange(world.pop.size), index=world.user_ids)
     documents = RecentDocuments(world, day)
-
-    def who(frame) -> np.ndarray:
-        return position.reindex(frame["user_id"].to_numpy()).fillna(-1).to_numpy(int)
-
+    who = functools.partial(_positions, world)
     documents.add_sessions(who(usagelogs), _seconds(usagelogs["timestamp"]),
                            usagelogs["download_gb"].to_numpy(float) * BYTES_PER_GB,
                            usagelogs["session_minutes"].to_numpy(float))
