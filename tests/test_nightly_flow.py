@@ -22,8 +22,8 @@ from tests.conftest import PreparedWorld, copy_world
 pytestmark = pytest.mark.slow
 
 AS_OF = dt.date(2026, 6, 1)
-CUSTOMERS = 300
-DAYS = 150
+CUSTOMERS = 250
+DAYS = 120
 
 
 @pytest.fixture()

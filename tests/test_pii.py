@@ -55,7 +55,7 @@ def test_no_pii_in_any_lake_file_or_mlflow_artifact(
     prepared_world, mongo_client, tmp_path: Path
 ) -> None:
     # A real night (a dry run removes its lake at the end), only read here.
-    world = prepared_world(customers=300, days=120, seed=5, end=AS_OF, as_of=AS_OF)
+    world = prepared_world(customers=200, days=100, seed=5, end=AS_OF, as_of=AS_OF)
     db = mongo_client[world.settings.mongo.database]
     texts, names = _pii(db)
     assert len(texts) > 600 and names

@@ -18,8 +18,8 @@ from mlflow import MlflowClient
 from bbx.settings import Settings
 
 AS_OF = dt.date(2026, 6, 1)
-CUSTOMERS = 300
-DAYS = 120
+CUSTOMERS = 200
+DAYS = 100
 
 
 def _app_state(db) -> dict[str, str]:
