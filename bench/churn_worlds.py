@@ -16,7 +16,10 @@ the simulation ran past the history, with two references (bbxcli/evaluate.py's m
   what the customer's written history and the population show (rates=): what the
   documents alone give, without the latent rates.
 --usage-days=N keeps only the last N days of usage logs and logins of the same lake
-(the short-history comparison on the very same world). --score-usage-days=N keeps the
+(the short-history comparison on the very same world); its documents reference reads
+those N days (as with --score-usage-days), and "docs, whole" the same reference from the
+whole history: the two show what the shorter history itself costs any model (sessions
+and bytes; the login rate stays known). --score-usage-days=N keeps the
 whole history for training and only the last N days for scoring: how much a model that
 learnt from long histories loses when it is shown N days (the information a short
 history holds, apart from what its training rows lack). Also printed: the headline test
@@ -251,10 +254,16 @@ def main(argv: list[str]) -> None:
         tables.supporttickets[tables.supporttickets["created_at"] >= recent],
         tables.feedbacks[tables.feedbacks["created_at"] >= recent])
     observable = observable_probability(world, day, documents)
-    # The rates from the whole written history (a truncation here would read as no use).
-    documents_only = (observable_probability(world, day, documents,
-                                             rates=rates_from_lake(world, day, untruncated[0]))
-                      if args.scenario != "contract-driven" else observable)
+    # The rates from the history this run keeps (--usage-days: its last N days, the days
+    # before carrying nothing), and, beside it, from the whole written history.
+    shown = args.score_usage_days or args.usage_days  # days of usage the scoring is shown
+    kept_from = day - shown if shown else 0
+    documents_only = (observable_probability(
+        world, day, documents, rates=rates_from_lake(world, day, tables.usagelogs, kept_from))
+        if args.scenario != "contract-driven" else observable)
+    whole_documents = (observable_probability(
+        world, day, documents, rates=rates_from_lake(world, day, untruncated[0]))
+        if shown and args.scenario != "contract-driven" else None)
     position = pd.Series(np.arange(len(ids)), index=ids)
     rows = position.reindex(features.index).to_numpy()
     known = ~np.isnan(rows.astype(float))
@@ -269,6 +278,8 @@ def main(argv: list[str]) -> None:
         "documents": churn_metrics(y, documents_only[rows], threshold),
         "bayes": churn_metrics(y, reference[rows], threshold),
     }
+    if whole_documents is not None:  # what the same documents reach with the whole history
+        figures["docs, whole"] = churn_metrics(y, whole_documents[rows], threshold)
     print(f"world {args.scenario} {args.customers} x {args.days} days seed {args.seed}"
           + (f", usage/logins kept for the last {args.usage_days} days" if args.usage_days
              else "")

@@ -175,18 +175,22 @@ class RatesFromDocuments:
     population's spread of both (the prior a model could learn from the whole base).
 
     add_sessions(customer, seconds, download_bytes): every usage session before as-of
-    (those inside the lookback are ignored here)."""
+    (those inside the lookback are ignored here). `kept_from_day`: the documents before
+    that day were removed after the simulation (the bench's short-history comparison
+    keeps the last N days of the same world): those days show nothing, here and inside the
+    lookback (observable_probability reads this day from `rates`)."""
 
-    def __init__(self, world: World, day: int) -> None:
+    def __init__(self, world: World, day: int, kept_from_day: int = 0) -> None:
         pop, tl = world.pop, world.full
         self.world = world
+        self.kept_from_day = kept_from_day
         self.before = day - lookback_days(world.spec.scenario)  # days [.., before) count
         index = np.arange(max(self.before, 0))
         weight = _weekend_factor(world, self.before, self.before)[::-1]  # day 0 .. before-1
-        served = ((index[None, :] >= pop.start_day[:, None])
-                  & (index[None, :] >= tl.activity_from_day))
+        self.first_day = np.maximum(np.maximum(pop.start_day, tl.activity_from_day),
+                                    kept_from_day)
+        served = index[None, :] >= self.first_day[:, None]
         self.exposure = served @ weight  # weekend-weighted days the rate shows on
-        self.first_day = np.maximum(pop.start_day, tl.activity_from_day)
         self.sessions = np.zeros(pop.size)
         self.log_bytes = np.zeros(pop.size)  # sum over sessions of log bytes - shift
         # The population's spread: moments of the latent rates across customers.
@@ -286,7 +290,8 @@ class _Evidence:
         self.ago = np.arange(1, span + 1)
         index = day - self.ago
         written = ((index[None, :] >= pop.start_day[:, None])
-                   & (index[None, :] >= tl.activity_from_day))
+                   & (index[None, :] >= tl.activity_from_day)
+                   & (index[None, :] >= (rates.kept_from_day if rates is not None else 0)))
         weekend = _weekend_factor(world, day, span)
         self.lam = pop.sessions_per_day[:, None] * weekend[None, :] * written
         self.sessions = documents.sessions * written
@@ -518,9 +523,10 @@ def _seconds(values) -> np.ndarray:
         dtype="datetime64[s]").astype(np.int64)
 
 
-def rates_from_lake(world: World, day: int, usagelogs) -> RatesFromDocuments:
+def rates_from_lake(world: World, day: int, usagelogs,
+                    kept_from_day: int = 0) -> RatesFromDocuments:
     """RatesFromDocuments from the lake's usagelogs (user_id hex, timestamp, download_gb)."""
-    rates = RatesFromDocuments(world, day)
+    rates = RatesFromDocuments(world, day, kept_from_day)
     rates.add_sessions(_positions(world, usagelogs), _seconds(usagelogs["timestamp"]),
                        usagelogs["download_gb"].to_numpy(float) * BYTES_PER_GB)
     return rates

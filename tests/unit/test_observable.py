@@ -257,3 +257,29 @@ def test_without_history_a_drop_is_weaker_evidence_than_against_known_rates() ->
 
     assert np.median(np.abs(shift(rates))) < 0.5
     assert np.median(shift(None)) > 2.0
+
+
+def test_documents_removed_before_a_day_are_unwritten_days_not_a_drop() -> None:
+    """The bench's short-history comparison removes the usage and logins before a day
+    (kept_from_day): those days carry nothing, neither for the rates nor in the look-back,
+    so whatever they held does not change the evidence."""
+    world = _world()
+    kept_from = DAY - 30
+    documents = _winding_down(world, DAY)
+    removed = _winding_down(world, DAY)
+    removed.sessions[:, 30:] = 0.0  # column j is j + 1 days ago: before kept_from
+    removed.logged_in[:, 30:] = 0.0
+    removed.log_bytes_excess[:, 30:] = 0.0
+    kept = RatesFromDocuments(world, DAY, kept_from_day=kept_from)
+    whole = RatesFromDocuments(world, DAY)
+    # Nothing of the 30 kept days lies before the look-back.
+    assert (kept.exposure == 0).all() and (whole.exposure > 0).any()
+    for length, k in ((20, 2), (42, 30)):
+        np.testing.assert_allclose(_Evidence(world, DAY, removed, kept).log_lr(length, k),
+                                   _Evidence(world, DAY, documents, kept).log_lr(length, k))
+    # Read as written, the emptied days are a customer whose use rose since: less
+    # evidence of a drop than the same customer's whole documents give.
+    live = in_service(world, DAY)
+    shift = (_Evidence(world, DAY, removed, whole).log_lr(42, 30)
+             - _Evidence(world, DAY, documents, whole).log_lr(42, 30))[live]
+    assert np.median(shift) < -0.2
