@@ -45,7 +45,11 @@ ACCOUNT_TICKET_CATEGORY = "account"  # leaving is handled as an account matter
 WIND_DOWN_DAYS = 42  # recent days searched for the start of a drop (6 weeks)
 BASELINE_DAYS = 84  # the customer's usual behaviour: the 12 weeks before those
 USAGE_LOOKBACK_DAYS = WIND_DOWN_DAYS + BASELINE_DAYS
-MIN_BASELINE_DAYS = 14  # shorter histories have no baseline (NaN wind-down features)
+# Shorter histories have no baseline (NaN wind-down features). One whole week, so the
+# weekend's extra sessions are in it; the likelihood ratios already weigh a short
+# baseline as weak evidence. (14 left customers with a month of usage history, as in
+# an app whose usage logs are kept for weeks, nearly no window to search.)
+MIN_BASELINE_DAYS = 7
 WEEKS = WIND_DOWN_DAYS // 7
 MIN_LOG_SPREAD = 0.1  # floor of a customer's spread of log GB / log minutes per session
 # The longest window the features read of each windowed source (usage: the wind-down

@@ -228,10 +228,11 @@ CHURN_FEATURES: tuple[Feature, ...] = (
     Feature(
         "wind_down_evidence",
         "Change-point evidence of a drop: the largest log-likelihood ratio, over start days "
-        "s = 1..42 days ago with at least 14 days of history before s, of \"activity has "
+        "s = 1..42 days ago with at least 7 days (a whole week) of history before s, of "
+        "\"activity has "
         "been lower since s than before\" vs one level throughout; Poisson for sessions and "
         "logins per day, Gaussian mean shift (the customer's own spread) for log GB and log "
-        "minutes per session. 0: no drop; NaN with under 15 days of history.",
+        "minutes per session. 0: no drop; NaN with under 8 days of history.",
         "usagelogs",
         126,
     ),
@@ -259,7 +260,7 @@ CHURN_FEATURES: tuple[Feature, ...] = (
         Feature(
             f"sessions_ratio_week{k}",
             f"Sessions in week {k} before the cutoff (days {7 * k - 7}..{7 * k - 1} ago) over "
-            "7 days' worth at the rate of days 42..126 ago (NaN with under 14 such days).",
+            "7 days' worth at the rate of days 42..126 ago (NaN with under 7 such days).",
             "usagelogs",
             126,
         )
