@@ -45,9 +45,11 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 # Two workers (this machine has two cores); a test file stays on one worker, so the
-# prepared worlds a file shares are made once. --durations shows where the time goes.
+# prepared worlds a file shares are made once. One OpenMP thread per process (k-means,
+# BLAS): two workers with two threads each crowd two cores. --durations shows where the
+# time goes.
 test: $(STAMP) browser
-	BBX_REQUIRE_BROWSER=1 $(PY) -m pytest -n 2 --dist loadfile --durations=15
+	BBX_REQUIRE_BROWSER=1 OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile --durations=15
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
