@@ -229,10 +229,10 @@ CHURN_FEATURES: tuple[Feature, ...] = (
         "wind_down_evidence",
         "Change-point evidence of a drop: the largest log-likelihood ratio, over start days "
         "s = 1..42 days ago with at least 7 days (a whole week) of history before s, of "
-        "\"activity has "
-        "been lower since s than before\" vs one level throughout; Poisson for sessions and "
-        "logins per day, Gaussian mean shift (the customer's own spread) for log GB and log "
-        "minutes per session. 0: no drop; NaN with under 8 days of history.",
+        "\"activity has been lower since s than before\" vs one level throughout; Poisson "
+        "for sessions and logins per day, Gaussian mean shift (the customer's own spread) "
+        "for log GB and log minutes per session. 0: no drop; NaN with under 8 days of "
+        "history.",
         "usagelogs",
         126,
     ),
