@@ -91,6 +91,12 @@ class ChurnSettings(_Section):
         "the latest labelled one, every `every`-th; the one whose booster ranks the latest "
         "labelled cutoff best (out of time) is trained on.",
     )
+    partly_labelled_cutoffs: bool = Field(
+        description="Also train on the cutoffs after the latest labelled one, "
+        "cutoff_spacing_days apart, whose label window has happened for at least that many "
+        "days: labelled over those days, with the window's share of the horizon as an offset "
+        "(features/cutoffs.py). They carry the newest leavers and the most usage history.",
+    )
     risk_score_horizon_days: int = Field(
         ge=1,
         description="riskScore = chance (0..100) of leaving within this many days at the "

@@ -183,7 +183,12 @@ def main(argv: list[str]) -> None:
     from bbx.settings import load_settings
     from features.coverage import event_days
     from features.customer import DAYS_PER_MONTH, build_churn_features
-    from features.cutoffs import as_of_cutoff, cutoff_candidates, training_cutoffs
+    from features.cutoffs import (
+        as_of_cutoff,
+        cutoff_candidates,
+        partly_labelled_cutoffs,
+        training_cutoffs,
+    )
     from features.registry import CHURN_FEATURE_NAMES
     from features.training import (
         build_training_set,
@@ -216,7 +221,10 @@ def main(argv: list[str]) -> None:
 
     started, cpu = time.perf_counter(), time.process_time()
     cutoffs = training_cutoffs(as_of, c.horizon_days, c.training_cutoffs, c.cutoff_spacing_days)
-    data = build_training_set(tables, cutoffs, c.horizon_days, c.definition)
+    partial = (partly_labelled_cutoffs(as_of, c.horizon_days, c.cutoff_spacing_days)
+               if c.partly_labelled_cutoffs else [])
+    data = build_training_set(tables, cutoffs + partial, c.horizon_days, c.definition,
+                              labels_until=cut)
     built = time.perf_counter() - started
     splits = split_train_valid_test(data, c.validation_share, c.test_share, c.test_cutoffs,
                                     c.seed)
@@ -225,7 +233,7 @@ def main(argv: list[str]) -> None:
     model, _, choice = fit_churn_model(splits.train, splits.valid, splits.calibration,
                                        candidates, names, churn_params(settings),
                                        args.trials or c.tuning_trials)
-    model.history_days = scoring_history_days(event_days(tables), cutoffs)
+    model.history_days = scoring_history_days(event_days(tables), cutoffs + partial)
     fit_seconds = time.perf_counter() - started - built
     headline = evaluate_churn(splits.test["label"].to_numpy(),
                               model.predict_proba(splits.test), model.threshold)

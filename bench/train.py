@@ -31,16 +31,19 @@ def _training_matrix(base_customers: int, rows: int, seed: int) -> tuple[pd.Data
     import datetime as dt
 
     from bbx.settings import load_settings
-    from features.cutoffs import training_cutoffs
+    from features.cutoffs import as_of_cutoff, partly_labelled_cutoffs, training_cutoffs
     from features.training import build_training_set
     from tests.unit.synthetic import make_tables
 
     c = load_settings().churn
     started = time.perf_counter()
     tables = make_tables(n_customers=base_customers, seed=seed)
-    cutoffs = training_cutoffs(dt.date(2026, 6, 1), c.horizon_days, c.training_cutoffs,
-                               c.cutoff_spacing_days)
-    base = build_training_set(tables, cutoffs, c.horizon_days, c.definition)
+    as_of = dt.date(2026, 6, 1)
+    cutoffs = training_cutoffs(as_of, c.horizon_days, c.training_cutoffs, c.cutoff_spacing_days)
+    if c.partly_labelled_cutoffs:  # as the nightly builds them
+        cutoffs += partly_labelled_cutoffs(as_of, c.horizon_days, c.cutoff_spacing_days)
+    base = build_training_set(tables, cutoffs, c.horizon_days, c.definition,
+                              labels_until=as_of_cutoff(as_of))
     build_seconds = time.perf_counter() - started
     rng = np.random.default_rng(seed)
     customers = base["user_id"].unique()
@@ -74,7 +77,7 @@ def main(argv: list[str]) -> None:
     from bbx.settings import load_settings
     from features.cutoffs import cutoff_candidates
     from features.registry import CHURN_FEATURE_NAMES
-    from features.training import split_train_valid_test
+    from features.training import partly_labelled, split_train_valid_test
     from models.churn import fit_churn_model, xgboost_threads
     from models.metrics import evaluate_churn
     from models.reasons import churn_reasons, reasons_to_json
@@ -94,7 +97,8 @@ def main(argv: list[str]) -> None:
     started, cpu_started = time.perf_counter(), time.process_time()
     splits = split_train_valid_test(data, c.validation_share, c.test_share, c.test_cutoffs,
                                     c.seed)
-    candidates = cutoff_candidates(sorted(data["cutoff"].unique()), c.test_cutoffs,
+    labelled = data.loc[~partly_labelled(data), "cutoff"]
+    candidates = cutoff_candidates(sorted(labelled.unique()), c.test_cutoffs,
                                    list(c.cutoff_candidates))
     model, history, choice = fit_churn_model(splits.train, splits.valid, splits.calibration,
                                              candidates, names, churn_params(settings), trials)

@@ -11,10 +11,11 @@ covered, so every cutoff can be used and the out-of-time check (features/cutoffs
 decides how far back training goes.
 
 Scoring sees more history than any labelled row can: a source that began recording N days
-before as-of covers only N - horizon days at the latest labelled cutoff. Where that is less
-than the window the features read, scoring reads only as many days of the source as the
-latest labelled cutoff's rows had (`scoring_history_days`, kept with the model), so the
-rows a model scores have the coverage of the rows it was calibrated on.
+before as-of covers only N - horizon days at the latest labelled cutoff, and N - 9 at the
+newest partly labelled one (features/cutoffs.py). Where that is less than the window the
+features read, scoring reads only as many days of the source as the newest training rows
+had (`scoring_history_days`, kept with the model), so a model never scores rows with
+more history than it was trained on.
 
 The start is robust to a few back-dated rows (known dirt): it is the day of the
 COVERAGE_QUANTILE quantile of the source's events before the cutoff's day. Computed
@@ -72,12 +73,12 @@ class Coverage:
         return Coverage(starts)
 
 
-def scoring_history_days(lake_days: EventDays, latest_labelled: pd.Timestamp,
+def scoring_history_days(lake_days: EventDays, newest_cutoff: pd.Timestamp,
                          windows: Mapping[str, float]) -> dict[str, float]:
     """Days of history scoring may read per source: for each source whose coverage at the
-    latest labelled cutoff is shorter than the window its features read (`windows`), that
+    newest training cutoff is shorter than the window its features read (`windows`), that
     coverage; sources covered for their whole window are not capped."""
-    latest = to_utc(latest_labelled)
+    latest = to_utc(newest_cutoff)
     coverage = lake_days.coverage(latest)
     caps: dict[str, float] = {}
     for source, window in windows.items():

@@ -26,6 +26,28 @@ def training_cutoffs(
     return [latest - pd.Timedelta(days=spacing_days * i) for i in reversed(range(count))]
 
 
+def partly_labelled_cutoffs(
+    as_of: dt.date, horizon_days: int, spacing_days: int
+) -> list[pd.Timestamp]:
+    """The cutoffs after the latest labelled one, `spacing_days` apart, whose label window
+    has happened for at least `spacing_days` days by as-of (empty when the spacing is not
+    shorter than the horizon).
+
+    Their rows are labelled over that part of the horizon only, and the booster reads the
+    shorter window as an offset (models/churn.py). They bring the most recent leavers and
+    the longest usage history any labelled row can have: where usage logs are kept for
+    weeks, the fully labelled cutoffs see a horizon less of them than scoring does."""
+    end = as_of_cutoff(as_of)
+    latest = end - pd.Timedelta(days=horizon_days)
+    step = pd.Timedelta(days=spacing_days)
+    found: list[pd.Timestamp] = []
+    cutoff = latest + step
+    while end - cutoff >= step:
+        found.append(cutoff)
+        cutoff += step
+    return found
+
+
 def cutoff_candidates(
     cutoffs: list[pd.Timestamp], held_out: int, candidates: list[tuple[int, int]]
 ) -> dict[str, list[pd.Timestamp]]:

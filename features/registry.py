@@ -513,14 +513,28 @@ COVERAGE_NOTE: tuple[str, ...] = (
     "it follows the churn rate of now rather than the pooled past; the headline test "
     "metric is the test customers' at that cutoff alone.",
     "",
+    "Partly labelled cutoffs (`churn.partly_labelled_cutoffs`, `features/cutoffs.py`): the "
+    "final boosters also train on the weekly cutoffs after the latest labelled one whose "
+    "label window has had at least a week by as-of (23, 16 and 9 of the 30 days). Each row "
+    "is labelled over the days that happened and carries their share s of the horizon "
+    "(`label_window_share`); the booster starts that row's log-odds at log(s) below the "
+    "others' (`models/churn.py`, `label_window_offsets`), since the chance of leaving "
+    "within a share of the horizon is about s times the horizon's, and scoring, with no "
+    "offset, asks for the whole horizon. They bring the newest leavers, and where usage "
+    "logs are kept for weeks the longest usage history any labelled row has. The "
+    "out-of-time check, the calibration, the headline test and the pooled test never use "
+    "them; the headline's test customers are still never trained on, but the final "
+    "boosters have seen other customers' rows from inside that cutoff's label window.",
+    "",
     "Scoring sees more history than any labelled row: a source that began recording N "
-    "days before as-of covered only N - horizon days at the latest labelled cutoff. Where "
-    "that is less than the window the features read of it (usage logs and logins: 126 "
-    "days), the model keeps that coverage (`history_days`, logged as "
-    "`scoring_history_days`) and scoring reads only that many days of the source, so the "
-    "rows a model scores have the coverage of the rows it was calibrated on "
-    "(`features/coverage.py`, `scoring_history_days`). A source covered for its whole "
-    "window at that cutoff is not capped.",
+    "days before as-of covered only N - 9 days at the newest partly labelled cutoff "
+    "(N - horizon at the latest labelled one, without them). Where that is less than the "
+    "window the features read of it (usage logs and logins: 126 days), the model keeps "
+    "that coverage (`history_days`, logged as `scoring_history_days`) and scoring reads "
+    "only that many days of the source, so a model never scores rows with more history "
+    "than it was trained on (`features/coverage.py`, `scoring_history_days`). The "
+    "calibration rows, at the latest labelled cutoff, had a horizon less. A source covered "
+    "for its whole window at that cutoff is not capped.",
     "",
     "Current-state fields: `autoRenewal.enabled` is not a feature. The app keeps no dated "
     "history of it, so at a past cutoff its current value leaks the future, and reading "

@@ -12,7 +12,11 @@ from features.coverage import scoring_history_days as _history_days
 from features.customer import HISTORY_WINDOWS, LakeTables, build_churn_features
 from features.labels import ChurnDefinition, churn_labels
 from features.stable_hash import SIPHASH_SALT_LENGTH, stable_hash, unit_interval
-from features.subscriptions import to_utc
+from features.subscriptions import DAY, to_utc
+
+# The share of the horizon a row's label window covers: 1 for a fully labelled cutoff,
+# less for a cutoff whose window had only partly happened by as-of.
+LABEL_WINDOW_SHARE = "label_window_share"
 
 
 def build_training_set(
@@ -21,14 +25,19 @@ def build_training_set(
     horizon_days: int,
     definition: ChurnDefinition,
     lake_days: EventDays | None = None,
+    labels_until: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """Features at each cutoff + `label` (churn in the next horizon) + `cutoff`.
+    """Features at each cutoff + `label` (churn in the next horizon) + `cutoff` +
+    LABEL_WINDOW_SHARE.
 
     One row per (customer live at cutoff, cutoff); `user_id` is a column and the
-    index is a plain RangeIndex (a customer appears once per cutoff). The caller
-    must pick cutoffs whose label window has fully happened (cutoff + horizon <=
-    the data's as-of), see features/cutoffs.py. `lake_days`: the whole lake's events per
-    day when `tables` is one bucket (see build_churn_features).
+    index is a plain RangeIndex (a customer appears once per cutoff). Without
+    `labels_until` the caller must pick cutoffs whose label window has fully happened
+    (cutoff + horizon <= the data's as-of), see features/cutoffs.py. With it (the as-of
+    cutoff), a later cutoff is labelled over the whole days of its window up to then
+    (features/cutoffs.partly_labelled_cutoffs), and its share says how much of the horizon
+    that is. `lake_days`: the whole lake's events per day when `tables` is one bucket (see
+    build_churn_features).
 
     Float features are kept as float32, the precision XGBoost reads them in: 16 weekly
     cutoffs of 100k customers are over a million rows, and float64 doubled
@@ -37,19 +46,40 @@ def build_training_set(
     frames = []
     lake_days = event_days(tables) if lake_days is None else lake_days
     for raw in sorted(to_utc(c) for c in cutoffs):
+        days = label_days(raw, horizon_days, labels_until)
         features = as_float32(build_churn_features(tables, raw, lake_days))
-        labels = churn_labels(tables.subscriptions, features.index, raw, horizon_days, definition)
-        frame = features.assign(label=labels.to_numpy(), cutoff=raw)
+        labels = churn_labels(tables.subscriptions, features.index, raw, days, definition)
+        frame = features.assign(label=labels.to_numpy(), cutoff=raw,
+                                **{LABEL_WINDOW_SHARE: days / horizon_days})
         frames.append(frame.reset_index())
     if not frames:
         raise ValueError("build_training_set needs at least one cutoff")
     return pd.concat(frames, ignore_index=True)
 
 
+def label_days(cutoff: pd.Timestamp, horizon_days: int,
+               labels_until: pd.Timestamp | None) -> int:
+    """Whole days of `cutoff`'s label window that have happened by `labels_until`."""
+    if labels_until is None:
+        return horizon_days
+    days = int((to_utc(labels_until) - to_utc(cutoff)) // DAY)
+    if days < 1:
+        raise ValueError(f"cutoff {cutoff} has no labelled day before {labels_until}")
+    return min(horizon_days, days)
+
+
+def partly_labelled(frame: pd.DataFrame) -> np.ndarray:
+    """Rows whose label window covers only part of the horizon (False without the column)."""
+    if LABEL_WINDOW_SHARE not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    return frame[LABEL_WINDOW_SHARE].to_numpy(dtype=float) < 1.0
+
+
 def scoring_history_days(lake_days: EventDays, cutoffs: list[pd.Timestamp]) -> dict[str, float]:
-    """Days of each windowed source that scoring may read for a model trained on `cutoffs`:
-    the coverage its latest labelled cutoff's rows had, where shorter than the features'
-    windows (features/coverage.py). Pass it to build_churn_features when scoring."""
+    """Days of each windowed source that scoring may read for a model trained on `cutoffs`
+    (partly labelled ones included): the coverage its newest rows had, where shorter than
+    the features' windows (features/coverage.py). Pass it to build_churn_features when
+    scoring."""
     return _history_days(lake_days, max(to_utc(c) for c in cutoffs), HISTORY_WINDOWS)
 
 
@@ -91,8 +121,9 @@ def split_by_customer(
 class ChurnSplits:
     """Customer-disjoint train/validation/test, and out of time.
 
-    - train, valid: train/validation customers at cutoffs before the latest ones
-      (`test_cutoffs`): what boosters are fitted and early-stopped on;
+    - train, valid: train/validation customers at cutoffs before the latest fully
+      labelled ones (`test_cutoffs`), and at the partly labelled cutoffs after them
+      (`partly_labelled`): what boosters are fitted and early-stopped on;
     - calibration: every non-test customer at the latest cutoffs, which no booster saw:
       the out-of-time check that picks the training cutoffs, and the rows the
       calibration and decision threshold are fitted on (the churn rate of now);
@@ -125,16 +156,18 @@ def split_train_valid_test(
     """Split training rows by customer and by time (see ChurnSplits).
 
     Customers are assigned to train/validation/test by `customer_split_draw`
-    (shares 1 - v - t / v / t). Train and validation rows come only from cutoffs
-    before the latest `test_cutoffs`; the test is the test customers at those latest
-    cutoffs (out of time and out of customer); the other customers' rows at the latest
-    cutoffs are the calibration rows.
+    (shares 1 - v - t / v / t). Train and validation rows come from the cutoffs other than
+    the latest `test_cutoffs` fully labelled ones; the test is the test customers at those
+    latest cutoffs (out of customer); the other customers' rows at the latest cutoffs are
+    the calibration rows. Partly labelled rows (later cutoffs) are train or validation rows
+    only, never test, pooled test or calibration.
     """
     if not (0.0 < validation_share < 1.0 and 0.0 < test_share < 1.0):
         raise ValueError("validation_share and test_share must be in (0, 1)")
     if validation_share + test_share >= 1.0:
         raise ValueError("validation_share + test_share must leave customers to train on")
-    cutoffs = sorted(pd.unique(df["cutoff"]))
+    partial = partly_labelled(df)
+    cutoffs = sorted(pd.unique(df.loc[~partial, "cutoff"]))
     if len(cutoffs) <= test_cutoffs:
         raise ValueError(
             f"{len(cutoffs)} training cutoff(s) cannot hold {test_cutoffs} out-of-time test "
@@ -151,7 +184,7 @@ def split_train_valid_test(
         test=df.loc[in_test_period & is_test_customer].copy(),
         test_cutoffs=tuple(pd.Timestamp(c) for c in latest),
         calibration=df.loc[in_test_period & ~is_test_customer].copy(),
-        test_pooled=df.loc[is_test_customer].copy(),
+        test_pooled=df.loc[is_test_customer & ~partial].copy(),
     )
 
 

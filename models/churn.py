@@ -26,6 +26,8 @@ from sklearn.model_selection import (
 )
 from sklearn.utils.metaestimators import available_if
 
+from features.training import LABEL_WINDOW_SHARE, partly_labelled
+
 
 @dataclass(frozen=True)
 class ChurnParams:
@@ -254,27 +256,56 @@ class ChurnModel:
         return {name: gain.get(name, 0.0) / total for name in self.feature_names}
 
 
+def label_window_intercept(train: pd.DataFrame, valid: pd.DataFrame) -> float | None:
+    """The booster's fixed intercept (a probability) when some rows are partly labelled,
+    else None (XGBoost estimates it). A row's margin then starts from it plus the offset
+    of its label window (`label_window_offsets`), which replaces XGBoost's own intercept."""
+    if not (partly_labelled(train).any() or partly_labelled(valid).any()):
+        return None
+    return float(np.clip(train["label"].to_numpy(dtype=float).mean(), 1e-3, 0.5))
+
+
+def label_window_offsets(frame: pd.DataFrame, intercept: float) -> np.ndarray:
+    """Each row's starting margin: logit(intercept) + log(share of the horizon its label
+    window covers). For a small probability of leaving, the chance within a share s of the
+    horizon is about s times the horizon's, so its log-odds are log(s) lower: the trees
+    then learn the horizon's odds from every row, and scoring (no offset) asks for the
+    whole horizon."""
+    share = (frame[LABEL_WINDOW_SHARE].to_numpy(dtype=float)
+             if LABEL_WINDOW_SHARE in frame.columns else np.ones(len(frame)))
+    return np.log(intercept / (1.0 - intercept)) + np.log(share)
+
+
 def _quantized_matrices(
     train: pd.DataFrame, valid: pd.DataFrame, names: list[str], y_train: np.ndarray,
-    y_valid: np.ndarray, threads: int,
+    y_valid: np.ndarray, threads: int, intercept: float | None = None,
 ) -> tuple[xgb.QuantileDMatrix, xgb.QuantileDMatrix]:
-    """Train/validation as XGBoost's histogram bins only (validation on train's bins).
+    """Train/validation as XGBoost's histogram bins only (validation on train's bins);
+    with `intercept`, each row starts from its label window's offset.
 
     A plain DMatrix keeps a copy of every value beside the bins `hist` trains on; the
     quantized one does not, and gives the same boosters and predictions (checked in
     tests/unit/test_churn_model.py).
     """
+    def margins(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        return {} if intercept is None else {
+            "base_margin": label_window_offsets(frame, intercept)}
+
     dtrain = xgb.QuantileDMatrix(_numeric_matrix(train, names), label=y_train,
-                                 feature_names=names, nthread=xgboost_threads(threads))
+                                 feature_names=names, nthread=xgboost_threads(threads),
+                                 **margins(train))
     dvalid = xgb.QuantileDMatrix(_numeric_matrix(valid, names), label=y_valid,
                                  feature_names=names, nthread=xgboost_threads(threads),
-                                 ref=dtrain)
+                                 ref=dtrain, **margins(valid))
     return dtrain, dvalid
 
 
-def booster_params(params: ChurnParams, scale_pos_weight: float) -> dict[str, Any]:
-    """The XGBoost parameters of one candidate (local and xgboost.dask training)."""
-    return {
+def booster_params(params: ChurnParams, scale_pos_weight: float,
+                   intercept: float | None = None) -> dict[str, Any]:
+    """The XGBoost parameters of one candidate (local and xgboost.dask training); with
+    `intercept`, the base score that scoring (which has no offsets) starts from."""
+    fixed = {} if intercept is None else {"base_score": intercept}
+    return fixed | {
         "objective": "binary:logistic",
         "eval_metric": "aucpr",
         "max_depth": params.max_depth,
@@ -289,11 +320,12 @@ def booster_params(params: ChurnParams, scale_pos_weight: float) -> dict[str, An
 
 
 def _fit_booster(
-    dtrain: xgb.DMatrix, dvalid: xgb.DMatrix, params: ChurnParams, scale_pos_weight: float
+    dtrain: xgb.DMatrix, dvalid: xgb.DMatrix, params: ChurnParams, scale_pos_weight: float,
+    intercept: float | None = None,
 ) -> tuple[xgb.Booster, int, float]:
     """(booster, best iteration, best validation PR-AUC) with early stopping on valid."""
     booster = xgb.train(
-        {**booster_params(params, scale_pos_weight),
+        {**booster_params(params, scale_pos_weight, intercept),
          "nthread": xgboost_threads(params.threads)},
         dtrain,
         num_boost_round=params.n_estimators,
@@ -415,16 +447,20 @@ def tune_churn_model(
     y_train, y_valid = _labels(train, valid)
     pos = float(y_train.sum())
     scale_pos_weight = float(np.sqrt((len(y_train) - pos) / pos))
-    dtrain, dvalid = _quantized_matrices(train, valid, names, y_train, y_valid, base.threads)
+    intercept = label_window_intercept(train, valid)
+    dtrain, dvalid = _quantized_matrices(train, valid, names, y_train, y_valid, base.threads,
+                                         intercept)
     best_fit: tuple[xgb.Booster, int, float] | None = None
     history: list[TuningTrial] = []
     for params in candidate_params(base, max(1, trials)):
-        booster, best, score = _fit_booster(dtrain, dvalid, params, scale_pos_weight)
+        booster, best, score = _fit_booster(dtrain, dvalid, params, scale_pos_weight, intercept)
         history.append(TuningTrial(params, score, best))
         if best_fit is None or score > best_fit[2]:
             best_fit = (booster, best, score)
     assert best_fit is not None
-    model = _calibrated_model(best_fit[0], best_fit[1], valid, y_valid, names, scale_pos_weight)
+    whole = ~partly_labelled(valid)  # probabilities are of the whole horizon
+    model = _calibrated_model(best_fit[0], best_fit[1], valid.loc[whole], y_valid[whole],
+                              names, scale_pos_weight)
     winner = max(history, key=lambda t: t.valid_pr_auc)
     model.info["valid_pr_auc_tuning"] = winner.valid_pr_auc
     model.info["tuning_trials"] = float(len(history))
@@ -500,6 +536,13 @@ def select_training_cutoffs(
     return CutoffChoice(best, tuple(candidates[best]), scores)
 
 
+def training_rows(frame: pd.DataFrame, chosen: list[pd.Timestamp]) -> pd.DataFrame:
+    """The rows the final boosters are fitted on: those at the chosen (fully labelled)
+    cutoffs, and every partly labelled row, the most recent there are. The out-of-time
+    check never trains on the latter: they come after the cutoff it scores."""
+    return frame.loc[frame["cutoff"].isin(chosen).to_numpy() | partly_labelled(frame)]
+
+
 def roc_auc_standard_error(auc: float, positives: int, negatives: int) -> float:
     """Hanley & McNeil's (1982) standard error of a ROC-AUC from its class counts."""
     if positives < 1 or negatives < 1:
@@ -515,14 +558,14 @@ def fit_churn_model(
     candidates: dict[str, list[pd.Timestamp]], feature_names: list[str], base: ChurnParams,
     trials: int,
 ) -> tuple[ChurnModel, list[TuningTrial], CutoffChoice]:
-    """The churn model of a night: cutoffs chosen out of time, boosters tuned on them,
+    """The churn model of a night: cutoffs chosen out of time, boosters tuned on them and
+    on the partly labelled cutoffs after them (when `train` has any: `training_rows`),
     calibration and threshold fitted on the latest labelled cutoff (`calibration`)."""
     choice = select_training_cutoffs(train, valid, calibration, candidates, feature_names,
                                      base)
     chosen = list(choice.cutoffs)
     model, history = tune_churn_model(
-        train.loc[train["cutoff"].isin(chosen)], valid.loc[valid["cutoff"].isin(chosen)],
-        feature_names, base, trials,
+        training_rows(train, chosen), training_rows(valid, chosen), feature_names, base, trials,
     )
     model = recalibrated(model, calibration)
     model.info["training_cutoffs"] = float(len(chosen))

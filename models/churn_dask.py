@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from xgboost import dask as dxgb
 
+from features.training import partly_labelled
 from models.churn import (
     ChurnModel,
     ChurnParams,
@@ -28,6 +29,8 @@ from models.churn import (
     _numeric_matrix,
     booster_params,
     candidate_params,
+    label_window_intercept,
+    label_window_offsets,
 )
 
 
@@ -42,11 +45,14 @@ def _placed_array(client: Any, values: np.ndarray, workers: list[str]) -> da.Arr
 
 
 def dask_matrix(
-    client: Any, frame: pd.DataFrame, names: list[str], y: np.ndarray, workers: list[str]
+    client: Any, frame: pd.DataFrame, names: list[str], y: np.ndarray, workers: list[str],
+    intercept: float | None = None,
 ) -> dxgb.DaskDMatrix:
     x = _placed_array(client, _numeric_matrix(frame, names), workers)
     label = _placed_array(client, np.asarray(y, dtype=np.float32), workers)
-    return dxgb.DaskDMatrix(client, x, label, feature_names=names)
+    margin = (None if intercept is None else
+              _placed_array(client, label_window_offsets(frame, intercept), workers))
+    return dxgb.DaskDMatrix(client, x, label, base_margin=margin, feature_names=names)
 
 
 def tune_churn_model_dask(
@@ -63,14 +69,15 @@ def tune_churn_model_dask(
     pos = float(y_train.sum())
     scale_pos_weight = float(np.sqrt((len(y_train) - pos) / pos))
     workers = sorted(client.scheduler_info()["workers"])
+    intercept = label_window_intercept(train, valid)  # partly labelled rows: offsets
     best_fit = None
     history: list[TuningTrial] = []
     with client.as_current():  # xgboost.dask looks the client up as the current one
-        dtrain = dask_matrix(client, train, names, y_train, workers)
-        dvalid_cluster = dask_matrix(client, valid, names, y_valid, workers)
+        dtrain = dask_matrix(client, train, names, y_train, workers, intercept)
+        dvalid_cluster = dask_matrix(client, valid, names, y_valid, workers, intercept)
         for params in candidate_params(base, max(1, trials)):
             out = dxgb.train(
-                client, booster_params(params, scale_pos_weight), dtrain,
+                client, booster_params(params, scale_pos_weight, intercept), dtrain,
                 num_boost_round=params.n_estimators, evals=[(dvalid_cluster, "valid")],
                 early_stopping_rounds=params.early_stopping_rounds, verbose_eval=False,
             )
@@ -82,7 +89,9 @@ def tune_churn_model_dask(
                 best_fit = (booster, best, score)
     assert best_fit is not None
     # Calibration and threshold on the (small) validation rows, here, as locally.
-    model = _calibrated_model(best_fit[0], best_fit[1], valid, y_valid, names, scale_pos_weight)
+    whole = ~partly_labelled(valid)  # probabilities are of the whole horizon
+    model = _calibrated_model(best_fit[0], best_fit[1], valid.loc[whole], y_valid[whole], names,
+                              scale_pos_weight)
     winner = max(history, key=lambda t: t.valid_pr_auc)
     model.info["valid_pr_auc_tuning"] = winner.valid_pr_auc
     model.info["tuning_trials"] = float(len(history))

@@ -18,7 +18,12 @@ from bbx.lake.buckets import LakePartitions, lake_event_days, read_bucket
 from bbx.settings import Settings
 from features.buckets import combine_segmentation_features, segmentation_population_terms
 from features.coverage import EventDays
-from features.cutoffs import as_of_cutoff, cutoff_candidates, training_cutoffs
+from features.cutoffs import (
+    as_of_cutoff,
+    cutoff_candidates,
+    partly_labelled_cutoffs,
+    training_cutoffs,
+)
 from features.labels import ChurnDefinition
 from features.registry import CHURN_FEATURE_NAMES
 from features.segmentation import build_segmentation_features
@@ -26,6 +31,7 @@ from features.training import (
     ChurnSplits,
     build_training_set,
     combine_training_sets,
+    partly_labelled,
     scoring_history_days,
     split_train_valid_test,
 )
@@ -35,6 +41,7 @@ from models.churn import (
     LogisticBaseline,
     recalibrated,
     select_training_cutoffs,
+    training_rows,
     tune_churn_model,
 )
 from models.heuristic import heuristic_churn_score
@@ -165,25 +172,27 @@ def cluster_client(settings: Settings) -> Iterator[Any]:
 def bucket_training_set(
     partitions: LakePartitions, bucket: int, cutoffs: list[pd.Timestamp], horizon_days: int,
     definition: ChurnDefinition, lake_days: EventDays | None = None,
+    labels_until: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     return build_training_set(read_bucket(partitions, bucket), cutoffs, horizon_days, definition,
-                              lake_days)
+                              lake_days, labels_until)
 
 
 def churn_training_set(
     partitions: LakePartitions, cutoffs: list[pd.Timestamp], horizon_days: int,
-    definition: ChurnDefinition, client: Any = None,
+    definition: ChurnDefinition, client: Any = None, labels_until: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Point-in-time rows built bucket by bucket (on the cluster's workers with a client),
-    in the order of one whole-population build."""
+    in the order of one whole-population build; labelled up to `labels_until` (as-of)."""
     buckets = range(partitions.buckets)
     lake_days = lake_event_days(partitions)  # every bucket sees the whole lake's coverage
     if client is None:
         frames = [bucket_training_set(partitions, b, cutoffs, horizon_days, definition,
-                                      lake_days) for b in buckets]
+                                      lake_days, labels_until) for b in buckets]
     else:
         futures = [client.submit(bucket_training_set, partitions, b, cutoffs, horizon_days,
-                                 definition, lake_days, pure=False) for b in buckets]
+                                 definition, lake_days, labels_until, pure=False)
+                   for b in buckets]
         frames = client.gather(futures)
     return combine_training_sets(frames)
 
@@ -212,11 +221,15 @@ def train_churn_task(
     c = settings.churn
     cutoffs = training_cutoffs(as_of, c.horizon_days, c.training_cutoffs,
                                c.cutoff_spacing_days)
+    partial = (partly_labelled_cutoffs(as_of, c.horizon_days, c.cutoff_spacing_days)
+               if c.partly_labelled_cutoffs else [])
     with cluster_client(settings) as client:
-        data = churn_training_set(partitions, cutoffs, c.horizon_days, c.definition, client)
+        data = churn_training_set(partitions, cutoffs + partial, c.horizon_days, c.definition,
+                                  client, labels_until=as_of_cutoff(as_of))
         splits = _split_training_set(settings, as_of, data, cutoffs)
         del data  # the splits are copies: at 100k customers this frees a third of the peak
-        history_days = scoring_history_days(lake_event_days(partitions), cutoffs)
+        # Scoring reads as much usage history as the newest training rows could.
+        history_days = scoring_history_days(lake_event_days(partitions), cutoffs + partial)
         return _train_churn(settings, as_of, splits, cutoffs, client, dry_run, history_days)
 
 
@@ -256,8 +269,8 @@ def _train_churn(
     choice = select_training_cutoffs(splits.train, splits.valid, splits.calibration,
                                      candidates, names, churn_params(settings))
     chosen = list(choice.cutoffs)
-    train = splits.train.loc[splits.train["cutoff"].isin(chosen)]
-    valid = splits.valid.loc[splits.valid["cutoff"].isin(chosen)]
+    train = training_rows(splits.train, chosen)  # and the partly labelled rows
+    valid = training_rows(splits.valid, chosen)
     test = splits.test
     if client is None:
         model, trials = tune_churn_model(train, valid, names, churn_params(settings),
@@ -275,10 +288,11 @@ def _train_churn(
     metrics = headline_metrics(model, splits)
     pooled_metrics = evaluate_churn(splits.test_pooled["label"].to_numpy(),
                                     model.predict_proba(splits.test_pooled), model.threshold)
-    valid_metrics = evaluate_churn(valid["label"].to_numpy(), model.predict_proba(valid),
-                                   model.threshold)
+    whole_valid = valid.loc[~partly_labelled(valid)]  # labelled over the whole horizon
+    valid_metrics = evaluate_churn(whole_valid["label"].to_numpy(),
+                                   model.predict_proba(whole_valid), model.threshold)
     baseline_scores = {
-        "logistic": LogisticBaseline(train, names, c.seed,
+        "logistic": LogisticBaseline(train.loc[~partly_labelled(train)], names, c.seed,
                                      c.baseline_max_rows).predict_proba(test),
         "heuristic": heuristic_churn_score(test),
     }
@@ -294,6 +308,9 @@ def _train_churn(
             "horizon_days": c.horizon_days,
             "churn_definition": c.definition,
             "cutoffs": ",".join(str(x.date()) for x in chosen),
+            "partly_labelled_cutoffs": ",".join(
+                str(x.date()) for x in sorted(pd.unique(train.loc[partly_labelled(train),
+                                                                  "cutoff"]))) or "none",
             "cutoffs_built": ",".join(str(x.date()) for x in cutoffs),
             "cutoff_choice": choice.name,
             "test_cutoffs": ",".join(str(x.date()) for x in splits.test_cutoffs),

@@ -491,3 +491,42 @@ def test_cutoff_choice_is_out_of_time_with_the_one_standard_error_rule() -> None
         assert choice.name == "5x1"  # near-ties go to more training cutoffs
     # Hanley-McNeil by hand: AUC 0.8 with 50 positives and 500 negatives.
     assert roc_auc_standard_error(0.8, 50, 500) == pytest.approx(0.0384, abs=5e-4)
+
+
+def test_partly_labelled_rows_teach_the_whole_horizons_odds() -> None:
+    """Rows labelled over a share s of the horizon see about s times the churners. With
+    their offset log(s) the booster still learns the whole horizon's odds (what scoring,
+    without offsets, asks for); read as whole-horizon rows they would pull it down."""
+    from features.training import LABEL_WINDOW_SHARE
+    from models.churn import label_window_offsets
+
+    def rows(n: int, share: float, seed: int) -> pd.DataFrame:
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=n)
+        p = 1.0 / (1.0 + np.exp(-(-3.0 + x)))  # the whole horizon's chance
+        y = (rng.random(n) < p * share).astype(int)
+        return pd.DataFrame({"risk": x, "label": y, LABEL_WINDOW_SHARE: share})
+
+    whole = rows(20000, 1.0, 1)
+    mixed = pd.concat([rows(8000, 1.0, 2), rows(12000, 0.25, 3)], ignore_index=True)
+    valid = pd.concat([rows(4000, 1.0, 4), rows(4000, 0.25, 5)], ignore_index=True)
+    grid = pd.DataFrame({"risk": np.linspace(-1.5, 1.5, 31)})
+
+    def level(train: pd.DataFrame, check: pd.DataFrame) -> float:
+        model, _ = tune_churn_model(train, check, ["risk"], FAST, trials=1)
+        raw = model.predict_raw(grid)
+        return float(np.mean(np.log(raw / (1.0 - raw))))  # mean log-odds over the grid
+
+    reference = level(whole, rows(4000, 1.0, 6))
+    with_offsets = level(mixed, valid)
+    without = level(mixed.drop(columns=LABEL_WINDOW_SHARE),
+                    valid.drop(columns=LABEL_WINDOW_SHARE))
+    # log(s) is exact for small chances; at this planted level the odds of the shorter
+    # window are a little above s times the horizon's, so the level comes out a little
+    # low (about 0.15 here; the calibration on the latest labelled cutoff absorbs it).
+    assert abs(with_offsets - reference) < 0.25
+    assert without < with_offsets - 0.25  # about log(0.4 + 0.6 x 0.25) = -0.6 below
+    # The offset is the intercept's log-odds plus log(s); whole-horizon rows get none.
+    offsets = label_window_offsets(mixed, 0.05)
+    assert np.allclose(offsets[:8000], np.log(0.05 / 0.95))
+    assert np.allclose(offsets[8000:] - offsets[0], np.log(0.25))

@@ -115,6 +115,47 @@ def test_cutoff_candidates_are_earlier_cutoffs_newest_first() -> None:
         pd.Timedelta(days=14)] * 6
 
 
+def test_partly_labelled_cutoffs_are_labelled_over_the_days_that_happened(tables) -> None:
+    """The cutoffs after the latest labelled one are labelled up to as-of only, say how
+    much of the horizon that is, and never land in the test or the calibration."""
+    from features.cutoffs import as_of_cutoff, partly_labelled_cutoffs, training_cutoffs
+    from features.training import LABEL_WINDOW_SHARE, partly_labelled
+
+    as_of = dt.date(2026, 5, 1)  # the synthetic lake goes on for a month after it
+    cutoffs = training_cutoffs(as_of, 30, 4, 7)
+    partial = partly_labelled_cutoffs(as_of, 30, 7)
+    latest = max(cutoffs)
+    assert partial == [latest + k * 7 * D for k in (1, 2, 3)]  # windows of 23, 16, 9 days
+    assert partly_labelled_cutoffs(as_of, 30, 30) == []
+    data = build_training_set(tables, cutoffs + partial, 30, "cancelled",
+                              labels_until=as_of_cutoff(as_of))
+    share = data.groupby("cutoff")[LABEL_WINDOW_SHARE].first()
+    assert share[cutoffs].eq(1.0).all()
+    assert np.allclose(share[partial], [23 / 30, 16 / 30, 9 / 30])
+    # A label 1 is a cancellation request inside the days that happened, never after as-of.
+    subs = tables.subscriptions.set_index("user_id")
+    positives = data[data["label"] == 1]
+    requested = subs.loc[positives["user_id"], "cancel_requested_at"].to_numpy()
+    window_end = positives["cutoff"] + pd.to_timedelta(positives[LABEL_WINDOW_SHARE] * 30,
+                                                       unit="D")
+    assert (requested > positives["cutoff"].to_numpy()).all()
+    assert (requested <= window_end.to_numpy()).all()
+    assert (requested <= as_of_cutoff(as_of)).all()
+    # The same cutoff labelled over the whole horizon counts those and the later ones.
+    whole = build_training_set(tables, partial[:1], 30, "cancelled")
+    cut = data[data["cutoff"] == partial[0]].set_index("user_id")["label"]
+    assert (cut <= whole.set_index("user_id")["label"].reindex(cut.index)).all()
+    assert whole["label"].sum() > cut.sum() > 0
+    splits = split_train_valid_test(data, 0.15, 0.15, test_cutoffs=1, seed=7)
+    assert splits.test_cutoffs == (latest,)
+    for name in ("test", "calibration", "test_pooled"):
+        assert not partly_labelled(getattr(splits, name)).any(), name
+    assert partly_labelled(splits.train).any() and partly_labelled(splits.valid).any()
+    with pytest.raises(ValueError, match="no labelled day"):
+        build_training_set(tables, [as_of_cutoff(as_of)], 30, "cancelled",
+                           labels_until=as_of_cutoff(as_of))
+
+
 def test_customer_split_draw_is_uniform_and_seeded() -> None:
     ids = pd.Series([f"{i:024x}" for i in range(20000)])  # sequential, like ObjectIds
     draw = customer_split_draw(ids, seed=7)
