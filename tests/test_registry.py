@@ -160,6 +160,9 @@ def _assert_headline_metric_is_the_latest_cutoff_alone(
     params = MlflowClient(tracking_uri=home_settings.mlflow_uri).get_run(
         trained.run_id).data.params
     assert all(pd.Timestamp(d, tz="UTC") < latest for d in params["cutoffs"].split(","))
+    # The partly labelled cutoffs trained on come after it (their rows: other customers).
+    partial = params["partly_labelled_cutoffs"].split(",")
+    assert partial and all(pd.Timestamp(d, tz="UTC") > latest for d in partial)
 
 
 @pytest.mark.slow  # trains and registers real models

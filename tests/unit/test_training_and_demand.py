@@ -356,3 +356,10 @@ def test_scoring_reads_the_coverage_the_latest_labelled_rows_had() -> None:
     # The windowed features of a cutoff never reach before the first recorded session.
     first_day = tables.usagelogs["timestamp"].min().floor("D")
     assert (data["usage_covered_days"] <= ((data["cutoff"] - first_day).dt.days).clip(0)).all()
+    # With the partly labelled cutoffs (the newest 9 days before as-of) the model was
+    # trained on 41 of the 50 days, and scores on those.
+    from features.cutoffs import partly_labelled_cutoffs
+
+    partial = partly_labelled_cutoffs(as_of, 30, 7)
+    assert scoring_history_days(event_days(tables), cutoffs + partial)["usagelogs"] == \
+        pytest.approx(41.0)
