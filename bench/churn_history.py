@@ -26,48 +26,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from bench.churn_worlds import END, _keep_last_days, _lake
+from bench.churn_worlds import END, _keep_last_days, _lake, train_as_the_night
 
 if TYPE_CHECKING:
     from bbx.settings import Settings
     from features.customer import LakeTables
 
 
-def _train_and_score(tables: LakeTables, as_of: dt.date, settings: Settings) -> pd.Series:
-    """Churn probability per live customer at `as_of`, from a model trained on `tables` as
-    the nightly of that date would train it."""
-    from features.coverage import event_days
+def _scores(tables: LakeTables, as_of: dt.date, settings: Settings) -> pd.Series:
+    """Churn probability per live customer at `as_of`, from the model the nightly of that
+    date would train on `tables`."""
     from features.customer import build_churn_features
-    from features.cutoffs import (
-        as_of_cutoff,
-        cutoff_candidates,
-        partly_labelled_cutoffs,
-        training_cutoffs,
-    )
-    from features.registry import CHURN_FEATURE_NAMES
-    from features.training import (
-        build_training_set,
-        scoring_history_days,
-        split_train_valid_test,
-    )
-    from models.churn import fit_churn_model
-    from tasks.train import churn_params
+    from features.cutoffs import as_of_cutoff
 
-    c = settings.churn
-    cut = as_of_cutoff(as_of)
-    cutoffs = training_cutoffs(as_of, c.horizon_days, c.training_cutoffs, c.cutoff_spacing_days)
-    partial = (partly_labelled_cutoffs(as_of, c.horizon_days, c.cutoff_spacing_days)
-               if c.partly_labelled_cutoffs else [])
-    data = build_training_set(tables, cutoffs + partial, c.horizon_days, c.definition,
-                              labels_until=cut)
-    splits = split_train_valid_test(data, c.validation_share, c.test_share, c.test_cutoffs,
-                                    c.seed)
-    candidates = cutoff_candidates(cutoffs, c.test_cutoffs, list(c.cutoff_candidates))
-    model, _, _ = fit_churn_model(splits.train, splits.valid, splits.calibration, candidates,
-                                  list(CHURN_FEATURE_NAMES), churn_params(settings),
-                                  c.tuning_trials)
-    model.history_days = scoring_history_days(event_days(tables), cutoffs + partial)
-    features = build_churn_features(tables, cut, history_days=model.history_days)
+    model = train_as_the_night(tables, as_of, settings).model
+    features = build_churn_features(tables, as_of_cutoff(as_of), history_days=model.history_days)
     return pd.Series(model.predict_proba(features), index=features.index)
 
 
@@ -110,10 +83,10 @@ def main(argv: list[str]) -> None:
     for back in (int(b) for b in args.as_of_back.split(",")):
         as_of = END + dt.timedelta(days=1) - dt.timedelta(days=back)
         started = time.perf_counter()
-        full_p = _train_and_score(whole, as_of, settings)
+        full_p = _scores(whole, as_of, settings)
         short = copy.copy(whole)
         _keep_last_days(short, as_of_cutoff(as_of) - pd.Timedelta(days=args.usage_days))
-        short_p = _train_and_score(short, as_of, settings).reindex(full_p.index)
+        short_p = _scores(short, as_of, settings).reindex(full_p.index)
         seconds = time.perf_counter() - started
         rows = position.reindex(full_p.index).to_numpy(dtype=float)
         known = ~np.isnan(rows) & short_p.notna().to_numpy()

@@ -34,6 +34,7 @@ import argparse
 import datetime as dt
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,7 +42,10 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
+    from bbx.settings import Settings
     from features.customer import LakeTables
+    from features.training import ChurnSplits
+    from models.churn import ChurnModel, CutoffChoice
 
 END = dt.date(2026, 11, 25)
 NEW_CUSTOMER_DAYS = 20  # customers this new are reported apart (_new_customers)
@@ -145,6 +149,58 @@ def _new_customers(y: np.ndarray, model: np.ndarray, observable: np.ndarray,
             f"{swapped:.3f}")
 
 
+@dataclass
+class NightTraining:
+    """What the churn training of one night gives (tasks/train.py's steps, without I/O)."""
+
+    model: ChurnModel
+    splits: ChurnSplits
+    choice: CutoffChoice
+    rows: int  # customer-cutoffs built
+    built_seconds: float
+    fit_seconds: float
+
+
+def train_as_the_night(tables: LakeTables, as_of: dt.date, settings: Settings,
+                       trials: int | None = None) -> NightTraining:
+    """Train the churn model on `tables` as the nightly of `as_of` would: the built and
+    the partly labelled cutoffs, the out-of-time choice, tuning, calibration on the latest
+    labelled cutoff, and the scoring cap of the newest rows' usage history."""
+    from features.coverage import event_days
+    from features.cutoffs import (
+        as_of_cutoff,
+        cutoff_candidates,
+        partly_labelled_cutoffs,
+        training_cutoffs,
+    )
+    from features.registry import CHURN_FEATURE_NAMES
+    from features.training import (
+        build_training_set,
+        scoring_history_days,
+        split_train_valid_test,
+    )
+    from models.churn import fit_churn_model
+    from tasks.train import churn_params
+
+    c = settings.churn
+    started = time.perf_counter()
+    cutoffs = training_cutoffs(as_of, c.horizon_days, c.training_cutoffs, c.cutoff_spacing_days)
+    partial = (partly_labelled_cutoffs(as_of, c.horizon_days, c.cutoff_spacing_days)
+               if c.partly_labelled_cutoffs else [])
+    data = build_training_set(tables, cutoffs + partial, c.horizon_days, c.definition,
+                              labels_until=as_of_cutoff(as_of))
+    built = time.perf_counter() - started
+    splits = split_train_valid_test(data, c.validation_share, c.test_share, c.test_cutoffs,
+                                    c.seed)
+    candidates = cutoff_candidates(cutoffs, c.test_cutoffs, list(c.cutoff_candidates))
+    model, _, choice = fit_churn_model(splits.train, splits.valid, splits.calibration,
+                                       candidates, list(CHURN_FEATURE_NAMES),
+                                       churn_params(settings), trials or c.tuning_trials)
+    model.history_days = scoring_history_days(event_days(tables), cutoffs + partial)
+    return NightTraining(model, splits, choice, len(data), built,
+                         time.perf_counter() - started - built)
+
+
 def _keep_last_days(tables: LakeTables, since: pd.Timestamp) -> None:
     """Drop the usage logs and logins before `since` from `tables` (in place)."""
     tables.usagelogs = tables.usagelogs[tables.usagelogs["timestamp"] >= since]
@@ -181,21 +237,8 @@ def main(argv: list[str]) -> None:
 
     from bbx.lake.history import read_tables
     from bbx.settings import load_settings
-    from features.coverage import event_days
     from features.customer import DAYS_PER_MONTH, build_churn_features
-    from features.cutoffs import (
-        as_of_cutoff,
-        cutoff_candidates,
-        partly_labelled_cutoffs,
-        training_cutoffs,
-    )
-    from features.registry import CHURN_FEATURE_NAMES
-    from features.training import (
-        build_training_set,
-        scoring_history_days,
-        split_train_valid_test,
-    )
-    from models.churn import fit_churn_model
+    from features.cutoffs import as_of_cutoff
     from models.metrics import churn_metrics, evaluate_churn
     from simulator.observable import (
         documents_from_lake,
@@ -204,7 +247,6 @@ def main(argv: list[str]) -> None:
     )
     from simulator.truth import churn_probabilities
     from simulator.world import build_world
-    from tasks.train import churn_params
 
     settings = load_settings()
     c = settings.churn
@@ -220,21 +262,8 @@ def main(argv: list[str]) -> None:
         _keep_last_days(tables, cut - pd.Timedelta(days=args.usage_days))
 
     started, cpu = time.perf_counter(), time.process_time()
-    cutoffs = training_cutoffs(as_of, c.horizon_days, c.training_cutoffs, c.cutoff_spacing_days)
-    partial = (partly_labelled_cutoffs(as_of, c.horizon_days, c.cutoff_spacing_days)
-               if c.partly_labelled_cutoffs else [])
-    data = build_training_set(tables, cutoffs + partial, c.horizon_days, c.definition,
-                              labels_until=cut)
-    built = time.perf_counter() - started
-    splits = split_train_valid_test(data, c.validation_share, c.test_share, c.test_cutoffs,
-                                    c.seed)
-    names = list(CHURN_FEATURE_NAMES)
-    candidates = cutoff_candidates(cutoffs, c.test_cutoffs, list(c.cutoff_candidates))
-    model, _, choice = fit_churn_model(splits.train, splits.valid, splits.calibration,
-                                       candidates, names, churn_params(settings),
-                                       args.trials or c.tuning_trials)
-    model.history_days = scoring_history_days(event_days(tables), cutoffs + partial)
-    fit_seconds = time.perf_counter() - started - built
+    night = train_as_the_night(tables, as_of, settings, args.trials)
+    model, splits, choice = night.model, night.splits, night.choice
     headline = evaluate_churn(splits.test["label"].to_numpy(),
                               model.predict_proba(splits.test), model.threshold)
     pooled = evaluate_churn(splits.test_pooled["label"].to_numpy(),
@@ -312,8 +341,8 @@ def main(argv: list[str]) -> None:
           f"{pooled['roc_auc']:.3f} pr_auc {pooled['pr_auc']:.3f}")
     print("scoring history: " + (", ".join(f"{k} {v:g} days" for k, v in
                                            model.history_days.items()) or "uncapped"))
-    print(f"training: {len(data):,} customer-cutoffs built in {built:.0f}s, fit "
-          f"{fit_seconds:.0f}s; total {train_wall:.0f}s wall, {train_cpu:.0f}s CPU")
+    print(f"training: {night.rows:,} customer-cutoffs built in {night.built_seconds:.0f}s, "
+          f"fit {night.fit_seconds:.0f}s; total {train_wall:.0f}s wall, {train_cpu:.0f}s CPU")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({
             "figures": figures, "goals": goals, "headline": headline, "pooled": pooled,
