@@ -304,7 +304,7 @@ def _stage_train_churn(settings, as_of, paths):
         import numpy as np
         import xgboost as xgb
 
-        from features.cutoffs import training_cutoffs
+        from features.cutoffs import as_of_cutoff, partly_labelled_cutoffs, training_cutoffs
         from features.registry import CHURN_FEATURE_NAMES
         from features.training import build_training_set, split_train_valid_test
         from models.churn import booster_params, candidate_params, xgboost_threads
@@ -313,6 +313,8 @@ def _stage_train_churn(settings, as_of, paths):
         c = settings.churn
         cutoffs = training_cutoffs(as_of, c.horizon_days, c.training_cutoffs,
                                    c.cutoff_spacing_days)
+        if c.partly_labelled_cutoffs:  # the same rows as the pipeline builds
+            cutoffs += partly_labelled_cutoffs(as_of, c.horizon_days, c.cutoff_spacing_days)
         candidates = candidate_params(churn_params(settings), max(1, c.tuning_trials))
         names = list(CHURN_FEATURE_NAMES)
         threads = xgboost_threads(c.threads)
@@ -320,7 +322,8 @@ def _stage_train_churn(settings, as_of, paths):
 
         def whole():
             tables = _whole_lake(paths)
-            data = build_training_set(tables, cutoffs, c.horizon_days, c.definition)
+            data = build_training_set(tables, cutoffs, c.horizon_days, c.definition,
+                                      labels_until=as_of_cutoff(as_of))
             del tables
             splits = split_train_valid_test(data, c.validation_share, c.test_share,
                                             c.test_cutoffs, c.seed)
