@@ -167,12 +167,7 @@ def train_as_the_night(tables: LakeTables, as_of: dt.date, settings: Settings,
     the partly labelled cutoffs, the out-of-time choice, tuning, calibration on the latest
     labelled cutoff, and the scoring cap of the newest rows' usage history."""
     from features.coverage import event_days
-    from features.cutoffs import (
-        as_of_cutoff,
-        cutoff_candidates,
-        partly_labelled_cutoffs,
-        training_cutoffs,
-    )
+    from features.cutoffs import as_of_cutoff, cutoff_candidates
     from features.registry import CHURN_FEATURE_NAMES
     from features.training import (
         build_training_set,
@@ -180,13 +175,11 @@ def train_as_the_night(tables: LakeTables, as_of: dt.date, settings: Settings,
         split_train_valid_test,
     )
     from models.churn import fit_churn_model
-    from tasks.train import churn_params
+    from tasks.train import churn_cutoffs, churn_params
 
     c = settings.churn
     started = time.perf_counter()
-    cutoffs = training_cutoffs(as_of, c.horizon_days, c.training_cutoffs, c.cutoff_spacing_days)
-    partial = (partly_labelled_cutoffs(as_of, c.horizon_days, c.cutoff_spacing_days)
-               if c.partly_labelled_cutoffs else [])
+    cutoffs, partial = churn_cutoffs(settings, as_of)
     data = build_training_set(tables, cutoffs + partial, c.horizon_days, c.definition,
                               labels_until=as_of_cutoff(as_of))
     built = time.perf_counter() - started

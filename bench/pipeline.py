@@ -304,17 +304,15 @@ def _stage_train_churn(settings, as_of, paths):
         import numpy as np
         import xgboost as xgb
 
-        from features.cutoffs import as_of_cutoff, partly_labelled_cutoffs, training_cutoffs
+        from features.cutoffs import as_of_cutoff
         from features.registry import CHURN_FEATURE_NAMES
         from features.training import build_training_set, split_train_valid_test
         from models.churn import booster_params, candidate_params, xgboost_threads
-        from tasks.train import churn_params
+        from tasks.train import churn_cutoffs, churn_params
 
         c = settings.churn
-        cutoffs = training_cutoffs(as_of, c.horizon_days, c.training_cutoffs,
-                                   c.cutoff_spacing_days)
-        if c.partly_labelled_cutoffs:  # the same rows as the pipeline builds
-            cutoffs += partly_labelled_cutoffs(as_of, c.horizon_days, c.cutoff_spacing_days)
+        labelled, partial = churn_cutoffs(settings, as_of)  # the pipeline's rows
+        cutoffs = labelled + partial
         candidates = candidate_params(churn_params(settings), max(1, c.tuning_trials))
         names = list(CHURN_FEATURE_NAMES)
         threads = xgboost_threads(c.threads)

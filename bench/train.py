@@ -31,18 +31,18 @@ def _training_matrix(base_customers: int, rows: int, seed: int) -> tuple[pd.Data
     import datetime as dt
 
     from bbx.settings import load_settings
-    from features.cutoffs import as_of_cutoff, partly_labelled_cutoffs, training_cutoffs
+    from features.cutoffs import as_of_cutoff
     from features.training import build_training_set
+    from tasks.train import churn_cutoffs
     from tests.unit.synthetic import make_tables
 
-    c = load_settings().churn
+    settings = load_settings()
+    c = settings.churn
     started = time.perf_counter()
     tables = make_tables(n_customers=base_customers, seed=seed)
     as_of = dt.date(2026, 6, 1)
-    cutoffs = training_cutoffs(as_of, c.horizon_days, c.training_cutoffs, c.cutoff_spacing_days)
-    if c.partly_labelled_cutoffs:  # as the nightly builds them
-        cutoffs += partly_labelled_cutoffs(as_of, c.horizon_days, c.cutoff_spacing_days)
-    base = build_training_set(tables, cutoffs, c.horizon_days, c.definition,
+    labelled, partial = churn_cutoffs(settings, as_of)  # as the nightly builds them
+    base = build_training_set(tables, labelled + partial, c.horizon_days, c.definition,
                               labels_until=as_of_cutoff(as_of))
     build_seconds = time.perf_counter() - started
     rng = np.random.default_rng(seed)

@@ -11,11 +11,11 @@ covered, so every cutoff can be used and the out-of-time check (features/cutoffs
 decides how far back training goes.
 
 Scoring sees more history than any labelled row can: a source that began recording N days
-before as-of covers only N - horizon days at the latest labelled cutoff, and N - 9 at the
-newest partly labelled one (features/cutoffs.py). Where that is less than the window the
-features read, scoring reads only as many days of the source as the newest training rows
-had (`scoring_history_days`, kept with the model), so a model never scores rows with
-more history than it was trained on.
+before as-of covers only N - horizon days at the latest labelled cutoff, and a little more
+at the newest partly labelled one (N - 9 with the defaults; features/cutoffs.py). Where
+that is less than the window the features read, scoring reads only as many days of the
+source as the newest training rows had (`scoring_history_days`, kept with the model), so
+a model never scores rows with more history than it was trained on.
 
 The start is robust to a few back-dated rows (known dirt): it is the day of the
 COVERAGE_QUANTILE quantile of the source's events before the cutoff's day. Computed

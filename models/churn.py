@@ -355,6 +355,8 @@ def _calibrated_model(
     names: list[str],
     scale_pos_weight: float,
 ) -> ChurnModel:
+    whole = ~partly_labelled(valid)  # probabilities are of the whole horizon
+    valid, y_valid = valid.loc[whole], y_valid[whole]
     calibrator = fit_calibrator(booster, best, names, valid, y_valid)
     raw_valid = calibrator.calibrated_classifiers_[0].estimator.predict_proba(valid)[:, 1]
     calibrated = np.clip(calibrator.predict_proba(valid)[:, 1], 0.0, 1.0)
@@ -458,9 +460,7 @@ def tune_churn_model(
         if best_fit is None or score > best_fit[2]:
             best_fit = (booster, best, score)
     assert best_fit is not None
-    whole = ~partly_labelled(valid)  # probabilities are of the whole horizon
-    model = _calibrated_model(best_fit[0], best_fit[1], valid.loc[whole], y_valid[whole],
-                              names, scale_pos_weight)
+    model = _calibrated_model(best_fit[0], best_fit[1], valid, y_valid, names, scale_pos_weight)
     winner = max(history, key=lambda t: t.valid_pr_auc)
     model.info["valid_pr_auc_tuning"] = winner.valid_pr_auc
     model.info["tuning_trials"] = float(len(history))

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 from xgboost import dask as dxgb
 
-from features.training import partly_labelled
 from models.churn import (
     ChurnModel,
     ChurnParams,
@@ -89,9 +88,7 @@ def tune_churn_model_dask(
                 best_fit = (booster, best, score)
     assert best_fit is not None
     # Calibration and threshold on the (small) validation rows, here, as locally.
-    whole = ~partly_labelled(valid)  # probabilities are of the whole horizon
-    model = _calibrated_model(best_fit[0], best_fit[1], valid.loc[whole], y_valid[whole], names,
-                              scale_pos_weight)
+    model = _calibrated_model(best_fit[0], best_fit[1], valid, y_valid, names, scale_pos_weight)
     winner = max(history, key=lambda t: t.valid_pr_auc)
     model.info["valid_pr_auc_tuning"] = winner.valid_pr_auc
     model.info["tuning_trials"] = float(len(history))

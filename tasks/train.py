@@ -74,6 +74,18 @@ class TrainResult:
     champion_version: str = ""
 
 
+def churn_cutoffs(settings: Settings, as_of: dt.date
+                  ) -> tuple[list[pd.Timestamp], list[pd.Timestamp]]:
+    """A night's training cutoffs: the fully labelled ones, and the partly labelled ones
+    after them (empty when `churn.partly_labelled_cutoffs` is off)."""
+    c = settings.churn
+    labelled = training_cutoffs(as_of, c.horizon_days, c.training_cutoffs,
+                                c.cutoff_spacing_days)
+    partial = (partly_labelled_cutoffs(as_of, c.horizon_days, c.cutoff_spacing_days)
+               if c.partly_labelled_cutoffs else [])
+    return labelled, partial
+
+
 def churn_params(settings: Settings) -> ChurnParams:
     c = settings.churn
     return ChurnParams(
@@ -219,10 +231,7 @@ def train_churn_task(
     A dry run registers the version without alias or promotion (`promoted` then says
     what a real night would have decided)."""
     c = settings.churn
-    cutoffs = training_cutoffs(as_of, c.horizon_days, c.training_cutoffs,
-                               c.cutoff_spacing_days)
-    partial = (partly_labelled_cutoffs(as_of, c.horizon_days, c.cutoff_spacing_days)
-               if c.partly_labelled_cutoffs else [])
+    cutoffs, partial = churn_cutoffs(settings, as_of)
     with cluster_client(settings) as client:
         data = churn_training_set(partitions, cutoffs + partial, c.horizon_days, c.definition,
                                   client, labels_until=as_of_cutoff(as_of))
