@@ -25,7 +25,7 @@ import pandas as pd
 
 from features import account
 from features.coverage import COVERAGE_SOURCES, Coverage, EventDays, event_days
-from features.registry import CHURN_CONTEXT_COLUMNS, CHURN_FEATURE_NAMES
+from features.registry import CHURN_CONTEXT_COLUMNS, CHURN_FEATURE_NAMES, CHURN_FEATURES
 from features.subscriptions import (
     DAY,
     DAYS_PER_MONTH,
@@ -330,10 +330,31 @@ def build_churn_features(
     ).items():
         out[name] = values
 
+    _unknown_where_uncovered(out, coverage, cutoff)
     context = pop[["subscription_id", "plan_id", "billing_cycle"]]
     result = pd.concat([context, out[list(CHURN_FEATURE_NAMES)]], axis=1)
     assert tuple(result.columns[: len(CHURN_CONTEXT_COLUMNS)]) == CHURN_CONTEXT_COLUMNS
     return result
+
+
+# The coverage features themselves say "nothing was covered" (0); they stay.
+COVERAGE_FEATURE_NAMES = ("usage_covered_days", "login_covered_days", "ticket_history_months",
+                          "payment_history_months")
+
+
+def _unknown_where_uncovered(out: pd.DataFrame, coverage: Coverage,
+                             cutoff: pd.Timestamp) -> None:
+    """Set to NaN (in place) the features of every event source that had recorded
+    nothing before `cutoff`. Its counts would read 0 and its recency the longest
+    possible, which is what a customer who has gone quiet looks like: rows from before a
+    source began (usage logs kept for weeks, accounts years old) would teach the trees
+    that silence is ordinary. Unknown is what they are."""
+    for source in COVERAGE_SOURCES:
+        if coverage.covered_days(source, cutoff, np.inf) > 0:
+            continue
+        names = [f.name for f in CHURN_FEATURES if f.source_collection == source
+                 and f.name not in COVERAGE_FEATURE_NAMES]
+        out[names] = np.nan
 
 
 def _events_from(tables: LakeTables, coverage: Coverage, sources: list[str]) -> LakeTables:

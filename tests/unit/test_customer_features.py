@@ -467,6 +467,27 @@ def test_windows_before_the_first_recorded_event_are_covered_days_only() -> None
     assert build_churn_features(tables, CUT).loc[A, "usage_covered_days"] == 126.0
 
 
+def test_a_source_that_had_not_begun_is_unknown_not_silent() -> None:
+    """Before usage logs and logins were first recorded (a lake that keeps them for weeks),
+    their features are NaN: zero sessions and the longest recency are what a customer who
+    went quiet looks like. Every other source's features, and the coverage that says
+    nothing was covered, are unchanged."""
+    tables = base_tables()
+    first_usage = tables.usagelogs["timestamp"].min()
+    first_login = tables.auditlogs["timestamp"].min()
+    before = min(first_usage, first_login).floor("D") - D
+    f = build_churn_features(tables, before)
+    usage = [x.name for x in CHURN_FEATURES if x.source_collection in ("usagelogs", "auditlogs")
+             and not x.name.endswith("_covered_days")]
+    assert len(f) and f[usage].isna().all().all()
+    assert (f[["usage_covered_days", "login_covered_days"]] == 0).all().all()
+    assert f["contract_age_months"].notna().all()
+    # Once a source has begun, its silent customers read as silent again.
+    f = build_churn_features(tables, CUT)
+    assert f["sessions_30d"].notna().all() and f["days_since_last_login"].notna().all()
+    assert f["days_since_last_session"].notna().all()
+
+
 def test_point_in_time_on_synthetic_history() -> None:
     tables = make_tables(n_customers=200, seed=5)
     cut = pd.Timestamp("2026-04-01", tz="UTC")
