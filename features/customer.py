@@ -337,19 +337,20 @@ def build_churn_features(
     return result
 
 
-# The coverage features themselves say "nothing was covered" (0); they stay.
-COVERAGE_FEATURE_NAMES = ("usage_covered_days", "login_covered_days", "ticket_history_months",
-                          "payment_history_months")
+# The sources an app keeps for a limited time (usage logs, logins): before they began, a
+# customer's activity is unknown. The coverage features say "nothing covered" (0); they stay.
+ACTIVITY_SOURCES = ("usagelogs", "auditlogs")
+COVERAGE_FEATURE_NAMES = ("usage_covered_days", "login_covered_days")
 
 
 def _unknown_where_uncovered(out: pd.DataFrame, coverage: Coverage,
                              cutoff: pd.Timestamp) -> None:
-    """Set to NaN (in place) the features of every event source that had recorded
-    nothing before `cutoff`. Its counts would read 0 and its recency the longest
-    possible, which is what a customer who has gone quiet looks like: rows from before a
-    source began (usage logs kept for weeks, accounts years old) would teach the trees
-    that silence is ordinary. Unknown is what they are."""
-    for source in COVERAGE_SOURCES:
+    """Set to NaN (in place) the features of an activity source that had recorded nothing
+    before `cutoff`. Its counts would read 0 and its recency the longest possible, which
+    is what a customer who has gone quiet looks like: rows from before usage logs were
+    kept (accounts years old, usage kept for weeks) would teach the trees that silence
+    is ordinary. Unknown is what they are."""
+    for source in ACTIVITY_SOURCES:
         if coverage.covered_days(source, cutoff, np.inf) > 0:
             continue
         names = [f.name for f in CHURN_FEATURES if f.source_collection == source

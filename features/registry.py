@@ -500,9 +500,10 @@ COVERAGE_NOTE: tuple[str, ...] = (
     "(`usage_covered_days`, `login_covered_days`, `ticket_history_months`, "
     "`payment_history_months`) say how much was covered. Chosen over dropping uncovered "
     "cutoffs because a usage history shorter than the longest window (126 days) would "
-    "leave no cutoff at all. A source that had recorded nothing before a cutoff gives its "
-    "features as unknown (NaN), not as zero sessions and the longest recency, which is "
-    "what a customer who went quiet looks like; its coverage features read 0.",
+    "leave no cutoff at all. Where usage logs or logins had recorded nothing before a "
+    "cutoff, their features are unknown (NaN), not zero sessions and the longest "
+    "recency, which is what a customer who went quiet looks like; their coverage "
+    "features read 0.",
     "",
     "How far back training goes is then chosen by an out-of-time check "
     "(`features/cutoffs.py`, `churn.cutoff_candidates`): each candidate number and spacing "

@@ -101,3 +101,22 @@ def test_duplicate_customer_stops(features_file: Path, tmp_path: Path) -> None:
     pd.concat([frame, frame.iloc[:1]]).to_parquet(bad)
     with pytest.raises(DataValidationError, match=r"expect_column_values_to_be_unique\(user_id\)"):
         _validate(bad, tmp_path)
+
+
+def test_no_logins_before_as_of_is_a_warning_not_a_stop(features_file: Path,
+                                                          tmp_path: Path) -> None:
+    """A lake whose logins (or usage logs) hold nothing before as-of gives those features
+    as unknown (features/customer.py): reported, and the night goes on."""
+    frame = pd.read_parquet(features_file)
+    frame[["logins_30d", "days_since_last_login"]] = float("nan")
+    unknown = tmp_path / "no_logins.parquet"
+    frame.to_parquet(unknown)
+    result = _validate(unknown, tmp_path)
+    assert not result.failed_critical
+    assert any("logins_30d" in w for w in result.warnings)
+    # Another count left null is still a broken table.
+    frame = pd.read_parquet(features_file)
+    frame["payment_failures_90d"] = float("nan")
+    frame.to_parquet(unknown)
+    with pytest.raises(DataValidationError, match=r"payment_failures_90d"):
+        _validate(unknown, tmp_path)

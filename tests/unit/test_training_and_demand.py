@@ -310,9 +310,9 @@ def test_training_rows_say_how_much_of_each_window_was_covered() -> None:
     covered = ((data["cutoff"] - first_day) / pd.Timedelta(days=1)).clip(0, 126)
     assert np.allclose(data["usage_covered_days"], covered)
     assert (data["usage_covered_days"] < 21).all()  # the latest cutoff is 30 days back
-    # Nothing is counted from before the first recorded session.
+    # Nothing is counted from before the first recorded session: there, it is unknown.
     early = data[data["usage_covered_days"] == 0]
-    assert (early["usage_gb_90d"] == 0).all() and (early["sessions_30d"] == 0).all()
+    assert len(early) and early["usage_gb_90d"].isna().all() and early["sessions_30d"].isna().all()
 
 
 def test_scoring_reads_the_coverage_the_latest_labelled_rows_had() -> None:
