@@ -97,6 +97,12 @@ class ChurnSettings(_Section):
         "days: labelled over those days, with the window's share of the horizon as an offset "
         "(features/cutoffs.py). They carry the newest leavers and the most usage history.",
     )
+    refit_with_latest_cutoff: bool = Field(
+        description="After the calibration is fitted on the latest labelled cutoff (on "
+        "boosters that never saw it), refit the winning booster with the train customers' "
+        "rows at that cutoff added, and keep the calibration. The test customers there "
+        "are still never trained on; the headline is the refitted model's.",
+    )
     risk_score_horizon_days: int = Field(
         ge=1,
         description="riskScore = chance (0..100) of leaving within this many days at the "

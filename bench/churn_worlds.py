@@ -175,7 +175,7 @@ def train_as_the_night(tables: LakeTables, as_of: dt.date, settings: Settings,
         split_train_valid_test,
     )
     from models.churn import fit_churn_model
-    from tasks.train import churn_cutoffs, churn_params
+    from tasks.train import churn_cutoffs, churn_params, latest_refit_rows
 
     c = settings.churn
     started = time.perf_counter()
@@ -188,7 +188,8 @@ def train_as_the_night(tables: LakeTables, as_of: dt.date, settings: Settings,
     candidates = cutoff_candidates(cutoffs, c.test_cutoffs, list(c.cutoff_candidates))
     model, _, choice = fit_churn_model(splits.train, splits.valid, splits.calibration,
                                        candidates, list(CHURN_FEATURE_NAMES),
-                                       churn_params(settings), trials or c.tuning_trials)
+                                       churn_params(settings), trials or c.tuning_trials,
+                                       latest_refit_rows(settings, splits))
     model.history_days = scoring_history_days(event_days(tables), cutoffs + partial)
     return NightTraining(model, splits, choice, len(data), built,
                          time.perf_counter() - started - built)

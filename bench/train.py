@@ -81,7 +81,7 @@ def main(argv: list[str]) -> None:
     from models.churn import fit_churn_model, xgboost_threads
     from models.metrics import evaluate_churn
     from models.reasons import churn_reasons, reasons_to_json
-    from tasks.train import churn_params
+    from tasks.train import churn_params, latest_refit_rows
 
     settings = load_settings()
     c = settings.churn
@@ -101,7 +101,8 @@ def main(argv: list[str]) -> None:
     candidates = cutoff_candidates(sorted(labelled.unique()), c.test_cutoffs,
                                    list(c.cutoff_candidates))
     model, history, choice = fit_churn_model(splits.train, splits.valid, splits.calibration,
-                                             candidates, names, churn_params(settings), trials)
+                                             candidates, names, churn_params(settings), trials,
+                                             latest_refit_rows(settings, splits))
     metrics = evaluate_churn(splits.test["label"].to_numpy(),
                              model.predict_proba(splits.test), model.threshold)
     train_seconds = time.perf_counter() - started

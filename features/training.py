@@ -128,7 +128,10 @@ class ChurnSplits:
       the out-of-time check that picks the training cutoffs, and the rows the
       calibration and decision threshold are fitted on (the churn rate of now);
     - test: test customers at the latest cutoffs: the headline metric;
-    - test_pooled: test customers at every cutoff (a pooled figure, named as such).
+    - test_pooled: test customers at every cutoff (a pooled figure, named as such);
+    - latest_train: the train customers' rows of `calibration`. Once the calibration is
+      fitted, the final boosters are refitted with them (`churn.refit_with_latest_cutoff`,
+      models.churn.with_calibration_of): the leavers with the newest history.
     """
 
     train: pd.DataFrame
@@ -137,6 +140,7 @@ class ChurnSplits:
     test_cutoffs: tuple[pd.Timestamp, ...]
     calibration: pd.DataFrame
     test_pooled: pd.DataFrame
+    latest_train: pd.DataFrame
 
 
 def customer_split_draw(user_ids: pd.Series, seed: int) -> np.ndarray:
@@ -185,6 +189,7 @@ def split_train_valid_test(
         test_cutoffs=tuple(pd.Timestamp(c) for c in latest),
         calibration=df.loc[in_test_period & ~is_test_customer].copy(),
         test_pooled=df.loc[is_test_customer & ~partial].copy(),
+        latest_train=df.loc[in_test_period & ~is_test_customer & ~is_valid_customer].copy(),
     )
 
 

@@ -7,6 +7,7 @@ draws the random search.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -492,6 +493,37 @@ def recalibrated(model: ChurnModel, calibration: pd.DataFrame) -> ChurnModel:
     )
 
 
+def with_calibration_of(calibrated: ChurnModel, refit: ChurnModel) -> ChurnModel:
+    """`refit`'s booster with `calibrated`'s calibration and decision threshold.
+
+    Why: the calibration must be fitted on rows no booster saw, and the latest labelled
+    cutoff holds those rows, but also the leavers with the newest history, which a short
+    usage history has few others of. So the calibration is fitted on boosters that never
+    saw that cutoff (`recalibrated`), then the same configuration is refitted with its
+    train customers added (`refit`), and the Platt fit is carried over. Both boosters
+    start every row from the same fixed intercept and offsets and are early-stopped on
+    the same validation rows, so their log-odds share a scale; the test customers, whom
+    neither saw, measure how well it carries (the headline's calibration error)."""
+    if not isinstance(calibrated.calibrator, CalibratedClassifierCV):
+        raise TypeError("only a scikit-learn calibration can be carried to another booster")
+    classifier = FrozenEstimator(BoosterClassifier(
+        refit.booster, refit.best_iteration, list(refit.feature_names), margin=True))
+    calibrator = copy.copy(calibrated.calibrator)
+    fitted = copy.copy(calibrator.calibrated_classifiers_[0])
+    fitted.estimator = classifier
+    calibrator.calibrated_classifiers_ = [fitted]
+    calibrator.estimator = classifier  # not the first booster: it is not kept
+    return ChurnModel(
+        booster=refit.booster, calibrator=calibrator, feature_names=list(refit.feature_names),
+        threshold=calibrated.threshold, best_iteration=refit.best_iteration,
+        scale_pos_weight=refit.scale_pos_weight,
+        info=dict(calibrated.info) | {"best_iteration": float(refit.best_iteration),
+                                      "refit_best_iteration_before": float(
+                                          calibrated.best_iteration)},
+        history_days=dict(getattr(calibrated, "history_days", {})),
+    )
+
+
 @dataclass(frozen=True)
 class CutoffChoice:
     """The out-of-time check's verdict: the candidate kept and every candidate's score."""
@@ -556,18 +588,23 @@ def roc_auc_standard_error(auc: float, positives: int, negatives: int) -> float:
 def fit_churn_model(
     train: pd.DataFrame, valid: pd.DataFrame, calibration: pd.DataFrame,
     candidates: dict[str, list[pd.Timestamp]], feature_names: list[str], base: ChurnParams,
-    trials: int,
+    trials: int, latest_train: pd.DataFrame | None = None,
 ) -> tuple[ChurnModel, list[TuningTrial], CutoffChoice]:
     """The churn model of a night: cutoffs chosen out of time, boosters tuned on them and
     on the partly labelled cutoffs after them (when `train` has any: `training_rows`),
-    calibration and threshold fitted on the latest labelled cutoff (`calibration`)."""
+    calibration and threshold fitted on the latest labelled cutoff (`calibration`); with
+    `latest_train` (the train customers' rows there), the winner refitted with them and
+    that calibration carried over (`with_calibration_of`)."""
     choice = select_training_cutoffs(train, valid, calibration, candidates, feature_names,
                                      base)
     chosen = list(choice.cutoffs)
-    model, history = tune_churn_model(
-        training_rows(train, chosen), training_rows(valid, chosen), feature_names, base, trials,
-    )
+    rows, valid_rows = training_rows(train, chosen), training_rows(valid, chosen)
+    model, history = tune_churn_model(rows, valid_rows, feature_names, base, trials)
     model = recalibrated(model, calibration)
+    if latest_train is not None and len(latest_train):
+        refit, _ = tune_churn_model(pd.concat([rows, latest_train]), valid_rows, feature_names,
+                                    history[0].params, trials=1)
+        model = with_calibration_of(model, refit)
     model.info["training_cutoffs"] = float(len(chosen))
     return model, history, choice
 

@@ -39,10 +39,12 @@ from models.churn import (
     ChurnModel,
     ChurnParams,
     LogisticBaseline,
+    TuningTrial,
     recalibrated,
     select_training_cutoffs,
     training_rows,
     tune_churn_model,
+    with_calibration_of,
 )
 from models.heuristic import heuristic_churn_score
 from models.metrics import evaluate_churn, evaluate_ranking
@@ -84,6 +86,12 @@ def churn_cutoffs(settings: Settings, as_of: dt.date
     partial = (partly_labelled_cutoffs(as_of, c.horizon_days, c.cutoff_spacing_days)
                if c.partly_labelled_cutoffs else [])
     return labelled, partial
+
+
+def latest_refit_rows(settings: Settings, splits: ChurnSplits) -> pd.DataFrame | None:
+    """The rows the winner is refitted with once calibrated (the train customers at the
+    latest labelled cutoff), or None when `churn.refit_with_latest_cutoff` is off."""
+    return splits.latest_train if settings.churn.refit_with_latest_cutoff else None
 
 
 def churn_params(settings: Settings) -> ChurnParams:
@@ -281,15 +289,21 @@ def _train_churn(
     train = training_rows(splits.train, chosen)  # and the partly labelled rows
     valid = training_rows(splits.valid, chosen)
     test = splits.test
-    if client is None:
-        model, trials = tune_churn_model(train, valid, names, churn_params(settings),
-                                         c.tuning_trials)
-    else:  # boosters fitted across the cluster
-        from models.churn_dask import tune_churn_model_dask
 
-        model, trials = tune_churn_model_dask(client, train, valid, names,
-                                              churn_params(settings), c.tuning_trials)
+    def tune(rows: pd.DataFrame, params: ChurnParams, budget: int
+             ) -> tuple[ChurnModel, list[TuningTrial]]:
+        if client is None:
+            return tune_churn_model(rows, valid, names, params, budget)
+        from models.churn_dask import tune_churn_model_dask  # boosters across the cluster
+
+        return tune_churn_model_dask(client, rows, valid, names, params, budget)
+
+    model, trials = tune(train, churn_params(settings), c.tuning_trials)
     model = recalibrated(model, splits.calibration)
+    latest = latest_refit_rows(settings, splits)
+    if latest is not None and len(latest):  # the winner again, with that cutoff's leavers
+        train = pd.concat([train, latest])
+        model = with_calibration_of(model, tune(train, trials[0].params, 1)[0])
     model.history_days = dict(history_days or {})  # what scoring may read, as training could
     y_test = test["label"].to_numpy()
     probability = model.predict_proba(test)
@@ -320,6 +334,7 @@ def _train_churn(
             "partly_labelled_cutoffs": ",".join(
                 str(x.date()) for x in sorted(pd.unique(train.loc[partly_labelled(train),
                                                                   "cutoff"]))) or "none",
+            "latest_cutoff_refit_rows": 0 if latest is None else len(latest),
             "cutoffs_built": ",".join(str(x.date()) for x in cutoffs),
             "cutoff_choice": choice.name,
             "test_cutoffs": ",".join(str(x.date()) for x in splits.test_cutoffs),

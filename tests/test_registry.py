@@ -163,6 +163,13 @@ def _assert_headline_metric_is_the_latest_cutoff_alone(
     # The partly labelled cutoffs trained on come after it (their rows: other customers).
     partial = params["partly_labelled_cutoffs"].split(",")
     assert partial and all(pd.Timestamp(d, tz="UTC") > latest for d in partial)
+    # Calibrated there, then refitted with the train customers' rows there: none a test
+    # customer's, and the registered booster is the refitted one.
+    split = split_train_valid_test(data, c.validation_share, c.test_share, c.test_cutoffs,
+                                   c.seed)
+    assert int(params["latest_cutoff_refit_rows"]) == len(split.latest_train) > 0
+    assert set(split.latest_train["user_id"]).isdisjoint(set(test["user_id"]))
+    assert logged["best_iteration"] == model.best_iteration
 
 
 @pytest.mark.slow  # trains and registers real models

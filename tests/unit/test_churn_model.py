@@ -530,3 +530,38 @@ def test_partly_labelled_rows_teach_the_whole_horizons_odds() -> None:
     offsets = label_window_offsets(mixed, 0.05)
     assert np.allclose(offsets[:8000], np.log(0.05 / 0.95))
     assert np.allclose(offsets[8000:] - offsets[0], np.log(0.25))
+
+
+def test_a_refit_booster_keeps_the_calibration_fitted_before_it(fitted) -> None:
+    """The latest labelled cutoff calibrates boosters that never saw it; the winner is then
+    refitted with more rows and scores through that same Platt fit: the same slope and
+    intercept on the refit booster's log-odds, its threshold, and it survives pickling."""
+    from models.churn import recalibrated, with_calibration_of
+
+    model, test = fitted
+    calibrated = recalibrated(model, planted(3000, 41))
+    more = pd.concat([planted(4000, 1), planted(4000, 51)])
+    refit = train_churn_model(more, planted(1500, 2), FEATURES, FAST)
+    carried = with_calibration_of(calibrated, refit)
+    assert carried.booster is refit.booster and carried.threshold == calibrated.threshold
+    assert carried.best_iteration == refit.best_iteration
+    (before,), (after,) = (m.calibrator.calibrated_classifiers_[0].calibrators
+                           for m in (calibrated, carried))
+    assert (after.a_, after.b_) == (before.a_, before.b_)
+    margin = refit.booster.predict(_matrix(refit, test), output_margin=True,
+                                   iteration_range=(0, refit.best_iteration + 1))
+    expected = 1.0 / (1.0 + np.exp(before.a_ * margin + before.b_))  # sklearn's sigmoid
+    p = carried.predict_proba(test)
+    np.testing.assert_allclose(p, expected, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(p, calibrated.predict_proba(test))  # another booster scores
+    # The first booster is not kept inside the carried calibration.
+    assert carried.calibrator.estimator.estimator.booster is refit.booster
+    unpickled = cloudpickle.loads(cloudpickle.dumps(carried))
+    np.testing.assert_allclose(unpickled.predict_proba(test), p, rtol=0, atol=0)
+
+
+def _matrix(model, frame: pd.DataFrame):
+    import xgboost as xgb
+
+    return xgb.DMatrix(frame[model.feature_names].to_numpy(dtype=np.float32),
+                       feature_names=model.feature_names)

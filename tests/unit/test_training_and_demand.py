@@ -84,6 +84,11 @@ def test_train_valid_test_split_by_customer_and_time(training) -> None:
     assert sets[2] <= pooled and pooled.isdisjoint(sets[0] | sets[1])
     assert pooled.isdisjoint(set(splits.calibration["user_id"]))
     assert splits.test_pooled["cutoff"].nunique() == training["cutoff"].nunique()
+    # The rows the winner is refitted with: the train customers' among the calibration's.
+    refit = splits.latest_train
+    assert len(refit) and (refit["cutoff"] == latest).all()
+    assert set(refit["user_id"]) == set(splits.calibration["user_id"]) - sets[1]
+    assert set(refit["user_id"]).isdisjoint(sets[1] | sets[2])
     # Roughly 70/15/15 of the customers.
     customers = training["user_id"].nunique()
     shares = [len(x) / customers for x in sets]
