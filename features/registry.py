@@ -514,7 +514,13 @@ COVERAGE_NOTE: tuple[str, ...] = (
     "back into poorly covered or drifted history loses only when it is clearly worse. "
     "Calibration is fitted on those customers at that latest cutoff, so "
     "it follows the churn rate of now rather than the pooled past; the headline test "
-    "metric is the test customers' at that cutoff alone.",
+    "metric is the test customers' at that cutoff alone. The boosters calibrated there "
+    "never saw it; then the winning configuration is refitted with the train customers' "
+    "rows at that cutoff added and the calibration is carried over "
+    "(`churn.refit_with_latest_cutoff`, `models/churn.py`, `with_calibration_of`): those "
+    "are the fully labelled leavers with the newest history, which a short usage history "
+    "has few others of. The headline is the refitted model's, on test customers neither "
+    "booster saw.",
     "",
     "Partly labelled cutoffs (`churn.partly_labelled_cutoffs`, `features/cutoffs.py`): the "
     "final boosters also train on the weekly cutoffs after the latest labelled one whose "

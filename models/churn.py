@@ -518,7 +518,7 @@ def with_calibration_of(calibrated: ChurnModel, refit: ChurnModel) -> ChurnModel
         threshold=calibrated.threshold, best_iteration=refit.best_iteration,
         scale_pos_weight=refit.scale_pos_weight,
         info=dict(calibrated.info) | {"best_iteration": float(refit.best_iteration),
-                                      "refit_best_iteration_before": float(
+                                      "best_iteration_before_refit": float(
                                           calibrated.best_iteration)},
         history_days=dict(getattr(calibrated, "history_days", {})),
     )
