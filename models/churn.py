@@ -501,9 +501,10 @@ def with_calibration_of(calibrated: ChurnModel, refit: ChurnModel) -> ChurnModel
     usage history has few others of. So the calibration is fitted on boosters that never
     saw that cutoff (`recalibrated`), then the same configuration is refitted with its
     train customers added (`refit`), and the Platt fit is carried over. Both boosters
-    start every row from the same fixed intercept and offsets and are early-stopped on
-    the same validation rows, so their log-odds share a scale; the test customers, whom
-    neither saw, measure how well it carries (the headline's calibration error)."""
+    start every row from a fixed intercept (their training churn rate, nearly the same)
+    and the same offsets, and are early-stopped on the same validation rows, so their
+    log-odds share a scale; the test customers, whom neither saw, measure how well it
+    carries (the headline's calibration error)."""
     if not isinstance(calibrated.calibrator, CalibratedClassifierCV):
         raise TypeError("only a scikit-learn calibration can be carried to another booster")
     classifier = FrozenEstimator(BoosterClassifier(
