@@ -53,6 +53,7 @@ def home_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_api: 
     # Fewer training cutoffs than the default sixteen: promotion, the headline metric and
     # the reasons do not depend on how many, and each cutoff's rows cost a feature build.
     monkeypatch.setenv("BBX_CHURN__TRAINING_CUTOFFS", "6")
+    monkeypatch.setenv("BBX_CHURN__REFIT_WITH_LATEST_CUTOFF", "true")  # the defaults' (suite: off)
     return load_settings()
 
 
