@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -586,25 +587,31 @@ def roc_auc_standard_error(auc: float, positives: int, negatives: int) -> float:
     return float(np.sqrt(max(variance, 0.0)))
 
 
+Tuner = Callable[[pd.DataFrame, pd.DataFrame, list[str], ChurnParams, int],
+                 tuple[ChurnModel, list[TuningTrial]]]
+
+
 def fit_churn_model(
     train: pd.DataFrame, valid: pd.DataFrame, calibration: pd.DataFrame,
     candidates: dict[str, list[pd.Timestamp]], feature_names: list[str], base: ChurnParams,
-    trials: int, latest_train: pd.DataFrame | None = None,
+    trials: int, latest_train: pd.DataFrame | None = None, tune: Tuner | None = None,
 ) -> tuple[ChurnModel, list[TuningTrial], CutoffChoice]:
     """The churn model of a night: cutoffs chosen out of time, boosters tuned on them and
     on the partly labelled cutoffs after them (when `train` has any: `training_rows`),
     calibration and threshold fitted on the latest labelled cutoff (`calibration`); with
     `latest_train` (the train customers' rows there), the winner refitted with them and
-    that calibration carried over (`with_calibration_of`)."""
+    that calibration carried over (`with_calibration_of`). `tune` fits the boosters
+    (default `tune_churn_model`; models/churn_dask.py's across a cluster)."""
+    tune = tune or tune_churn_model
     choice = select_training_cutoffs(train, valid, calibration, candidates, feature_names,
                                      base)
     chosen = list(choice.cutoffs)
     rows, valid_rows = training_rows(train, chosen), training_rows(valid, chosen)
-    model, history = tune_churn_model(rows, valid_rows, feature_names, base, trials)
+    model, history = tune(rows, valid_rows, feature_names, base, trials)
     model = recalibrated(model, calibration)
     if latest_train is not None and len(latest_train):
-        refit, _ = tune_churn_model(pd.concat([rows, latest_train]), valid_rows, feature_names,
-                                    history[0].params, trials=1)
+        refit, _ = tune(pd.concat([rows, latest_train]), valid_rows, feature_names,
+                        history[0].params, 1)
         model = with_calibration_of(model, refit)
     model.info["training_cutoffs"] = float(len(chosen))
     return model, history, choice

@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import mlflow
@@ -39,12 +40,10 @@ from models.churn import (
     ChurnModel,
     ChurnParams,
     LogisticBaseline,
-    TuningTrial,
-    recalibrated,
-    select_training_cutoffs,
+    Tuner,
+    fit_churn_model,
     training_rows,
     tune_churn_model,
-    with_calibration_of,
 )
 from models.heuristic import heuristic_churn_score
 from models.metrics import evaluate_churn, evaluate_ranking
@@ -283,27 +282,21 @@ def _train_churn(
     names = list(CHURN_FEATURE_NAMES)
     # How many cutoffs, how far apart: decided out of time on the latest labelled cutoff.
     candidates = cutoff_candidates(cutoffs, c.test_cutoffs, list(c.cutoff_candidates))
-    choice = select_training_cutoffs(splits.train, splits.valid, splits.calibration,
-                                     candidates, names, churn_params(settings))
+    tune: Tuner = tune_churn_model
+    if client is not None:  # boosters fitted across the cluster
+        from models.churn_dask import tune_churn_model_dask
+
+        tune = partial(tune_churn_model_dask, client)
+    latest = latest_refit_rows(settings, splits)
+    model, trials, choice = fit_churn_model(
+        splits.train, splits.valid, splits.calibration, candidates, names,
+        churn_params(settings), c.tuning_trials, latest, tune)
     chosen = list(choice.cutoffs)
     train = training_rows(splits.train, chosen)  # and the partly labelled rows
+    if latest is not None:  # and the latest cutoff's, which the winner was refitted with
+        train = pd.concat([train, latest])
     valid = training_rows(splits.valid, chosen)
     test = splits.test
-
-    def tune(rows: pd.DataFrame, params: ChurnParams, budget: int
-             ) -> tuple[ChurnModel, list[TuningTrial]]:
-        if client is None:
-            return tune_churn_model(rows, valid, names, params, budget)
-        from models.churn_dask import tune_churn_model_dask  # boosters across the cluster
-
-        return tune_churn_model_dask(client, rows, valid, names, params, budget)
-
-    model, trials = tune(train, churn_params(settings), c.tuning_trials)
-    model = recalibrated(model, splits.calibration)
-    latest = latest_refit_rows(settings, splits)
-    if latest is not None and len(latest):  # the winner again, with that cutoff's leavers
-        train = pd.concat([train, latest])
-        model = with_calibration_of(model, tune(train, trials[0].params, 1)[0])
     model.history_days = dict(history_days or {})  # what scoring may read, as training could
     y_test = test["label"].to_numpy()
     probability = model.predict_proba(test)
