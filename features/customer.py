@@ -38,7 +38,6 @@ from features.subscriptions import (
 CATEGORY_CODES = {"residential": 0.0, "business": 1.0, "enterprise": 2.0}
 CLOSED_TICKET_STATUSES = ("resolved", "closed")
 NETWORK_TICKET_CATEGORIES = ("network", "technical")
-HIGH_PRIORITIES = ("high", "urgent")
 ACCOUNT_TICKET_CATEGORY = "account"  # leaving is handled as an account matter
 # Wind-down detection: leavers taper their use over a few weeks before they go, so the
 # recent weeks are compared with the customer's own usual behaviour just before them.
@@ -269,7 +268,7 @@ def build_churn_features(
     network = tf["category"].isin(NETWORK_TICKET_CATEGORIES).to_numpy(dtype=bool)
     out["network_tickets_30d"] = tickets_all.count(last30_tickets & network)
     last90_tickets = tickets_all.mask(90)
-    urgent = tf["priority"].isin(HIGH_PRIORITIES).to_numpy(dtype=bool)
+    urgent = tf["priority"].isin(account.HIGH_PRIORITIES).to_numpy(dtype=bool)
     out["high_priority_tickets_90d"] = tickets_all.count(last90_tickets & urgent)
     resolution = (
         (utc_series(tf["updated_at"]) - utc_series(tf["created_at"])) / DAY
@@ -315,8 +314,8 @@ def build_churn_features(
 
     for name, values in wind_down_features(usage, gb, logins).items():
         out[name] = values
-    account = tf["category"].eq(ACCOUNT_TICKET_CATEGORY).to_numpy(dtype=bool)
-    out["account_tickets_14d"] = tickets_all.count(tickets_all.mask(14) & account)
+    account_matter = tf["category"].eq(ACCOUNT_TICKET_CATEGORY).to_numpy(dtype=bool)
+    out["account_tickets_14d"] = tickets_all.count(tickets_all.mask(14) & account_matter)
 
     bills = tables.billings
     issued = events_before(bills, bills["created_at"], idx, cutoff, max_days=None)

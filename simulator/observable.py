@@ -527,16 +527,22 @@ def rates_from_lake(world: World, day: int, usagelogs,
                     kept_from_day: int = 0) -> RatesFromDocuments:
     """RatesFromDocuments from the lake's usagelogs (user_id hex, timestamp, download_gb)."""
     rates = RatesFromDocuments(world, day, kept_from_day)
-    rates.add_sessions(_positions(world, usagelogs), _seconds(usagelogs["timestamp"]),
+    rates.add_sessions(_positions(_position_index(world), usagelogs),
+                       _seconds(usagelogs["timestamp"]),
                        usagelogs["download_gb"].to_numpy(float) * BYTES_PER_GB)
     return rates
 
 
-def _positions(world: World, frame) -> np.ndarray:
-    """Each row's customer position in the world (-1: not one of its customers)."""
+def _position_index(world: World):
+    """user_id -> the customer's position in the world, built once per lake read."""
     import pandas as pd
 
-    position = pd.Series(np.arange(world.pop.size), index=world.user_ids)
+    return pd.Series(np.arange(world.pop.size), index=world.user_ids)
+
+
+def _positions(position, frame) -> np.ndarray:
+    """Each row's customer position (`position`: `_position_index`; -1: not one of the
+    world's customers)."""
     return position.reindex(frame["user_id"].to_numpy()).fillna(-1).to_numpy(int)
 
 
@@ -548,7 +554,7 @@ def documents_from_lake(world: World, day: int, usagelogs, auditlogs, supporttic
     import pandas as pd
 
     documents = RecentDocuments(world, day)
-    who = functools.partial(_positions, world)
+    who = functools.partial(_positions, _position_index(world))
     documents.add_sessions(who(usagelogs), _seconds(usagelogs["timestamp"]),
                            usagelogs["download_gb"].to_numpy(float) * BYTES_PER_GB,
                            usagelogs["session_minutes"].to_numpy(float))
