@@ -4,7 +4,8 @@
                              [--io-customers=10000 --io-days=60 --repeats=2 --reads=10000]
                              [--trials=N --memory-limit-gb=6 --lake-cache=DIR --seed=42]
 
-Compute stages (partition, features, churn training, segmentation training, scoring), at
+Compute stages (partition, features, churn training, segmentation training, scoring,
+pricing), at
 each of --customers with --days of history: the simulator writes the raw lake directly
 (bench/_lake_writer.py: the extract's own BSON → Arrow conversion, streamed to
 `lake/raw/<c>/dt=<as_of>/part-0.parquet`; reused from --lake-cache if given), and the
@@ -13,8 +14,10 @@ the lake into hash buckets of customers (bbx.lake.buckets.partition_lake, as
 `partition_lake_task` in flows/nightly.py), which the later stages reuse; "features" is
 each bucket's churn and segmentation features (the first step of the trainings and the
 scoring, shown on its own for its scaling); then tasks.train.train_churn_task,
-tasks.train.train_segmentation_task and the nightly's scoring subflow
-(flows.buckets.score_in_buckets), each handed the partition stage's split. The raw lake
+tasks.train.train_segmentation_task, the nightly's scoring subflow
+(flows.buckets.score_in_buckets) and its pricing of those scores
+(tasks.pricing.price_scores, the price task without the recorded plan anchors: bands
+from the list prices), each handed the partition stage's split. The raw lake
 stands in for the clean one (validation is not timed). Each stage runs in its own
 process, so its peak memory is its own: the kernel's high-water mark (VmHWM, reset at
 the stage's start) of that process. The processes are forked from a multiprocessing
@@ -46,10 +49,14 @@ same data right after each stage:
   sklearn KMeans (same k, n_init, seed) on the median-filled, log, robust-scaled columns;
 - scoring: the lake read whole, then the same scoring in memory: churn features,
   calibrated probabilities, reasons, segment assignment, demand and prices
-  (assemble_scores), with the same champions (loaded untimed).
+  (assemble_scores), with the same champions (loaded untimed);
+- pricing: the lake read whole, then the same pricing once over every customer
+  (tasks.pricing.price_from_pieces: elasticity per segment, the learned weights, prices,
+  arms, fairness, demand by hour), nothing written or tracked.
 The goals: each compute stage's time per customer does not grow from the
 smallest to the largest size; peak memory at the largest size (100k) under 3 GB; the
-pipeline (extract + partition + both trainings + scoring + publish, at --io-customers)
+pipeline (extract + partition + both trainings + scoring + pricing + publish, at
+--io-customers)
 at most 1.3x the sum of its raw baselines. The I/O stages run right after the compute
 stages of the size nearest --io-customers (they publish its scores), before any larger
 size. (Until 2026-11-27 the raw features and scoring were only a pandas read and the raw
@@ -75,10 +82,11 @@ from typing import Any
 
 END = dt.date(2026, 11, 25)  # last simulated day; the runs are for as-of END + 1
 AS_OF = END + dt.timedelta(days=1)
-COMPUTE_STAGES = ("partition", "features", "train churn", "train segmentation", "score")
+COMPUTE_STAGES = ("partition", "features", "train churn", "train segmentation", "score",
+                  "price")
 # The night's stages in the overall ratio (a first night's publish has no previous one).
 PIPELINE_STAGES = ("extract", "partition", "train churn", "train segmentation", "score",
-                   "publish (next night)")
+                   "price", "publish (next night)")
 MEMORY_GOAL_BYTES = 3e9
 OVERALL_GOAL = 1.3
 MB = 1e6
@@ -451,12 +459,55 @@ def _stage_score(settings, as_of, paths):
                        "probabilities, reasons, segments, demand, prices; no parts/Parquet)")
 
 
+def _stage_price(settings, as_of, paths):
+    """The nightly's pricing of the score stage's scores (tasks.pricing.price_scores: the
+    lake bucket by bucket, elasticity per segment, the learned weights, prices, arms,
+    fairness, demand by hour; the prices Parquet and the MLflow run). Raw: the lake read
+    whole and the same pricing once over every customer (`price_from_pieces`), nothing
+    written or tracked."""
+    from bbx import lake
+    from bbx.lake.buckets import partition_lake
+    from tasks import registry
+    from tasks.pricing import lake_pieces, price_from_pieces, price_scores
+
+    partitions = partition_lake(settings, as_of, paths)  # the partition stage's split
+    scores_file = str(lake.scores_path(settings.lake_dir, as_of))  # the score stage's
+
+    def work():
+        result = price_scores(settings, as_of, partitions, scores_file)
+        return {"revenue_uplift": round(result.revenue_uplift, 4),
+                "weights": {k: round(v, 3) for k, v in result.weights.items()}}
+
+    def raw():
+        import pandas as pd
+
+        from features.buckets import first_usage
+
+        registry.configure(settings, registry.SEGMENT_MODEL)
+        segment_model, _ = registry.load_by_alias(registry.SEGMENT_MODEL)
+
+        def whole():
+            tables = _whole_lake(paths)
+            scores = pd.read_parquet(scores_file)
+            pieces = lake_pieces(tables, settings, as_of, first_usage(tables.usagelogs), scores)
+            night = price_from_pieces(settings, as_of, scores, pieces, tables.plans, None,
+                                      segment_model)
+            return round(night.fit.revenue_uplift, 4) if night.fit else None
+
+        wall, cpu, peak, uplift = measured(whole)
+        return wall, cpu, peak, {"raw_revenue_uplift": uplift}
+
+    return work, raw, ("the same pricing in memory on the whole lake (elasticity, learned "
+                       "weights, prices, fairness, demand by hour; nothing written or tracked)")
+
+
 STAGE_FUNCTIONS = {
     "partition": _stage_partition,
     "features": _stage_features,
     "train churn": _stage_train_churn,
     "train segmentation": _stage_train_segmentation,
     "score": _stage_score,
+    "price": _stage_price,
 }
 
 
@@ -478,7 +529,8 @@ def _stage_child(conn, stage: str, paths: dict[str, str], home: str, as_of: str,
         import importlib
         import logging
 
-        import tasks.score  # noqa: F401  imports are not part of the stage
+        import tasks.pricing  # noqa: F401  imports are not part of the stage
+        import tasks.score  # noqa: F401
         import tasks.train  # noqa: F401
         from tasks import registry
 
@@ -508,7 +560,7 @@ def _stage_context():
     """A process of its own per stage (its memory is this stage's alone), forked from a
     server that imported the tasks and their libraries once."""
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["tasks.score", "tasks.train", *WARM_IMPORTS])
+    ctx.set_forkserver_preload(["tasks.score", "tasks.train", "tasks.pricing", *WARM_IMPORTS])
     return ctx
 
 

@@ -195,38 +195,28 @@ def anchor_overrides(settings: Settings) -> dict[str, AnchorOverride]:
             for key, a in settings.pricing.plan_anchors.items()}
 
 
-def price_scores(settings: Settings, as_of: dt.date, partitions: LakePartitions,
-                 scores_file: str, bands: Mapping[str, PlanBand] | None = None,
-                 segment_version: str | None = None,
-                 prices_file: str | None = None) -> PricingResult:
-    """`bands` from plan_anchors_task; None: bands from the settings' anchors, else
-    around tonight's list price (anchor source "list": nothing recorded).
-    `segment_version`: the segmentation version the scores used (default @champion).
-    `prices_file`: where the prices go (default `prices_path`)."""
+@dataclass(frozen=True)
+class PricedNight:
+    """What pricing decided for a night's scores, before anything is written."""
+
+    scores: pd.DataFrame  # the scores with bands, paid price, elasticity and prices
+    weights: PricingWeights
+    fit: WeightFit | None
+    estimates: list  # models.elasticity estimates, one per segment
+    arms: np.ndarray
+    fairness: pd.DataFrame
+    hourly: pd.DataFrame
+    segments: list[dict]
+
+
+def price_from_pieces(settings: Settings, as_of: dt.date, scores: pd.DataFrame,
+                      pieces: _LakePieces, plans: pd.DataFrame,
+                      bands: Mapping[str, PlanBand] | None, segment_model) -> PricedNight:
+    """Price the scores from what was kept of the lake (`pieces`, however it was read):
+    elasticity per segment, learned weights, prices and arms, fairness, demand by hour
+    and segment profiles. No I/O."""
     p = settings.pricing
-    scores = pd.read_parquet(scores_file)
-    registry.configure(settings, registry.SEGMENT_MODEL)
-    if segment_version is None:
-        segment_model, _ = registry.load_by_alias(registry.SEGMENT_MODEL)
-    else:
-        segment_model = registry.load_version(registry.SEGMENT_MODEL, segment_version)
-
-    # 0. The lake bucket by bucket (one bucket's raw events in memory at a time); the
-    # cohort cutoff needs the first usage over all buckets first (a key+timestamp pass).
-    cutoff = as_of_cutoff(as_of)
-    first_seen = pd.Series([_bucket_first_usage(partitions, b)
-                            for b in range(partitions.buckets)]).min()
-    cohort = cohort_cutoff(cutoff, first_seen, settings.segmentation.elasticity_followup_days)
-    pieces = _LakePieces()
-    customers = pd.Index(scores["user_id"].astype(str))
-    subscriptions = (pd.Index(scores["subscription_id"].astype(str))
-                     if "subscription_id" in scores.columns else None)
-    for b in range(partitions.buckets):
-        pieces.add(read_bucket(partitions, b), cutoff, cohort, customers,
-                   p.demand_baseline_days, subscriptions)
-
     # The band each plan's prices keep to, and what each customer pays per cycle today.
-    plans = read_table("plans", partitions.shared["plans"])
     if bands is None:
         bands = plan_bands(plans, {}, anchor_overrides(settings), p.min_ratio, p.max_ratio)
     scores = customer_bands(scores, bands, plans)
@@ -265,13 +255,58 @@ def price_scores(settings: Settings, as_of: dt.date, partitions: LakePartitions,
     # 5. Demand by hour and segment profiles for the admin screens.
     hourly = hourly_profile_from_load(pieces.hourly_load, p.demand_baseline_days)
     features = combine_segmentation_features(pieces.features, pieces.terms)
-    segment_docs = segment_documents(features, scores, as_of)
+    return PricedNight(scores, weights, fit, estimates, arms, fairness, hourly,
+                       segment_documents(features, scores, as_of))
+
+
+def lake_pieces(tables: LakeTables, settings: Settings, as_of: dt.date,
+                first_seen: pd.Timestamp, scores: pd.DataFrame,
+                pieces: _LakePieces | None = None) -> _LakePieces:
+    """Add one part of the lake (a bucket, or the whole lake) to `pieces`; `first_seen` is
+    the whole lake's first usage (the cohort's start depends on it)."""
+    pieces = pieces if pieces is not None else _LakePieces()
+    cutoff = as_of_cutoff(as_of)
+    cohort = cohort_cutoff(cutoff, first_seen, settings.segmentation.elasticity_followup_days)
+    subscriptions = (pd.Index(scores["subscription_id"].astype(str))
+                     if "subscription_id" in scores.columns else None)
+    pieces.add(tables, cutoff, cohort, pd.Index(scores["user_id"].astype(str)),
+               settings.pricing.demand_baseline_days, subscriptions)
+    return pieces
+
+
+def price_scores(settings: Settings, as_of: dt.date, partitions: LakePartitions,
+                 scores_file: str, bands: Mapping[str, PlanBand] | None = None,
+                 segment_version: str | None = None,
+                 prices_file: str | None = None) -> PricingResult:
+    """`bands` from plan_anchors_task; None: bands from the settings' anchors, else
+    around tonight's list price (anchor source "list": nothing recorded).
+    `segment_version`: the segmentation version the scores used (default @champion).
+    `prices_file`: where the prices go (default `prices_path`)."""
+    p = settings.pricing
+    scores = pd.read_parquet(scores_file)
+    registry.configure(settings, registry.SEGMENT_MODEL)
+    if segment_version is None:
+        segment_model, _ = registry.load_by_alias(registry.SEGMENT_MODEL)
+    else:
+        segment_model = registry.load_version(registry.SEGMENT_MODEL, segment_version)
+
+    # The lake bucket by bucket (one bucket's raw events in memory at a time); the
+    # cohort cutoff needs the first usage over all buckets first (a key+timestamp pass).
+    first_seen = pd.Series([_bucket_first_usage(partitions, b)
+                            for b in range(partitions.buckets)]).min()
+    pieces = _LakePieces()
+    for b in range(partitions.buckets):
+        lake_pieces(read_bucket(partitions, b), settings, as_of, first_seen, scores, pieces)
+    plans = read_table("plans", partitions.shared["plans"])
+    night = price_from_pieces(settings, as_of, scores, pieces, plans, bands, segment_model)
 
     prices = Path(prices_file) if prices_file else lake.prices_path(settings.lake_dir, as_of)
-    write_parquet_atomically(pa.Table.from_pandas(price_table(scores), preserve_index=False),
-                             prices)
-    run_id = _track(settings, as_of, weights, fit, estimates, fairness, hourly, arms)
-    _artifacts(as_of, weights, fit, estimates, fairness, p.fairness_max_gap)
+    write_parquet_atomically(pa.Table.from_pandas(price_table(night.scores),
+                                                  preserve_index=False), prices)
+    weights, fit, arms = night.weights, night.fit, night.arms
+    run_id = _track(settings, as_of, weights, fit, night.estimates, night.fairness,
+                    night.hourly, arms)
+    _artifacts(as_of, weights, fit, night.estimates, night.fairness, p.fairness_max_gap)
     return PricingResult(
         path=str(prices),
         scores_path=scores_file,
@@ -282,10 +317,10 @@ def price_scores(settings: Settings, as_of: dt.date, partitions: LakePartitions,
         churn_dynamic=float(fit.churn_dynamic) if fit else float("nan"),
         treatment_customers=int((arms == TREATMENT).sum()),
         control_customers=int((arms != TREATMENT).sum()),
-        fairness_flags=int(fairness["flagged"].sum()),
-        elasticity=posterior,
-        segments=segment_docs,
-        demand_profile=demand_profile_documents(hourly),
+        fairness_flags=int(night.fairness["flagged"].sum()),
+        elasticity={e.segment: e.posterior for e in night.estimates},
+        segments=night.segments,
+        demand_profile=demand_profile_documents(night.hourly),
         mlflow_run_id=run_id,
     )
 

@@ -66,7 +66,7 @@ def test_pipeline_bench_prints_every_stage_and_figure(tmp_path: Path, prefect_ap
     summary = out.split("== per stage", 1)[1]
     number = r"[\d,]+(?:\.\d+)?"
     for stage, size in [*((s, c) for s in ("features", "train churn", "train segmentation",
-                                            "score") for c in ("150", "250")),
+                                            "score", "price") for c in ("150", "250")),
                         ("extract", "150"), ("publish \\(first night\\)", "150"),
                         ("publish \\(next night\\)", "150")]:
         # stage, customers, wall, CPU, rows, rows/s, peak MB | raw wall, CPU, MB, two ratios
@@ -82,7 +82,8 @@ def test_pipeline_bench_prints_every_stage_and_figure(tmp_path: Path, prefect_ap
                      summary)
     goals = summary.split("== goals", 1)[1]
     for goal in ("linear partition", "linear features", "linear train churn",
-                 "linear train segmentation", "linear score", "memory at 250 customers",
+                 "linear train segmentation", "linear score", "linear price",
+                 "memory at 250 customers",
                  "overall ("):
         assert re.search(rf"^{re.escape(goal)}.*: (OK|MISSED)$", goals, re.M), goal
     # The churn model's size (rounds kept by early stopping) at both sizes.
