@@ -43,8 +43,10 @@ same data right after each stage:
 - features: the lake read whole into pandas, then the same pure feature builders
   (features/) on every customer at once;
 - churn training: the lake read whole, the same point-in-time rows (build_training_set)
-  and split, then xgboost.train on plain DMatrix with the same parameters and early
-  stopping, once per tuning trial the pipeline ran;
+  and split, then the same model fit (models.churn.fit_churn_model: the out-of-time
+  cutoff check's boosters, the tuning trials, the refit with the latest cutoff; until
+  2026-12-03 only the tuning trials on plain DMatrix, which left the cutoff check and the
+  refit, added since, counted as overhead);
 - segmentation training: the lake read whole, the same segmentation features, then one
   sklearn KMeans (same k, n_init, seed) on the median-filled, log, robust-scaled columns;
 - scoring: the lake read whole, then the same scoring in memory: churn features,
@@ -309,51 +311,39 @@ def _stage_train_churn(settings, as_of, paths):
                 "boosting_rounds": _boosting_rounds(result.run_id)}
 
     def raw():
-        import numpy as np
-        import xgboost as xgb
-
-        from features.cutoffs import as_of_cutoff
+        from features.cutoffs import as_of_cutoff, cutoff_candidates
         from features.registry import CHURN_FEATURE_NAMES
         from features.training import build_training_set, split_train_valid_test
-        from models.churn import booster_params, candidate_params, xgboost_threads
-        from tasks.train import churn_cutoffs, churn_params
+        from models.churn import fit_churn_model
+        from tasks.train import churn_cutoffs, churn_params, latest_refit_rows
 
         c = settings.churn
         labelled, partial = churn_cutoffs(settings, as_of)  # the pipeline's rows
-        cutoffs = labelled + partial
-        candidates = candidate_params(churn_params(settings), max(1, c.tuning_trials))
-        names = list(CHURN_FEATURE_NAMES)
-        threads = xgboost_threads(c.threads)
+        candidates = cutoff_candidates(labelled, c.test_cutoffs, list(c.cutoff_candidates))
         sizes: dict[str, int] = {}
 
         def whole():
             tables = _whole_lake(paths)
-            data = build_training_set(tables, cutoffs, c.horizon_days, c.definition,
-                                      labels_until=as_of_cutoff(as_of))
+            data = build_training_set(tables, labelled + partial, c.horizon_days,
+                                      c.definition, labels_until=as_of_cutoff(as_of))
             del tables
             splits = split_train_valid_test(data, c.validation_share, c.test_share,
                                             c.test_cutoffs, c.seed)
             del data
-            y_train = splits.train["label"].to_numpy(float)
-            dtrain = xgb.DMatrix(splits.train[names].to_numpy(np.float32), label=y_train,
-                                 feature_names=names, nthread=threads)
-            dvalid = xgb.DMatrix(splits.valid[names].to_numpy(np.float32),
-                                 label=splits.valid["label"].to_numpy(float),
-                                 feature_names=names, nthread=threads)
-            sizes.update(train_rows=len(y_train), valid_rows=len(splits.valid))
-            pos = y_train.sum()
-            weight = float(np.sqrt((len(y_train) - pos) / pos))
-            for p in candidates:
-                xgb.train({**booster_params(p, weight), "nthread": threads}, dtrain,
-                          num_boost_round=p.n_estimators, evals=[(dvalid, "valid")],
-                          early_stopping_rounds=p.early_stopping_rounds, verbose_eval=False)
-            return len(candidates)
+            sizes.update(train_rows=len(splits.train), valid_rows=len(splits.valid))
+            # The same model fit as the pipeline's: the out-of-time cutoff check, the
+            # tuning trials and the refit with the latest cutoff.
+            latest = latest_refit_rows(settings, splits)
+            _, trials, choice = fit_churn_model(
+                splits.train, splits.valid, splits.calibration, candidates,
+                list(CHURN_FEATURE_NAMES), churn_params(settings), c.tuning_trials, latest)
+            return len(choice.scores) + len(trials) + int(latest is not None)
 
         wall, cpu, peak, count = measured(whole)
         return wall, cpu, peak, {"raw_fits": count, **sizes}
 
-    return work, raw, ("whole-lake point-in-time rows (same builder) + xgboost.train, "
-                       "same params/early stopping, x trials")
+    return work, raw, ("whole-lake point-in-time rows (same builder) + the same model fit "
+                       "(models.churn.fit_churn_model: cutoff check, trials, refit)")
 
 
 def _boosting_rounds(run_id: str) -> int:
