@@ -5,8 +5,7 @@
                              [--trials=N --memory-limit-gb=6 --lake-cache=DIR --seed=42]
 
 Compute stages (partition, features, churn training, segmentation training, scoring,
-pricing), at
-each of --customers with --days of history: the simulator writes the raw lake directly
+pricing), at each of --customers with --days of history: the simulator writes the raw lake directly
 (bench/_lake_writer.py: the extract's own BSON → Arrow conversion, streamed to
 `lake/raw/<c>/dt=<as_of>/part-0.parquet`; reused from --lake-cache if given), and the
 pipeline's own task functions run on it through `.fn`: "partition" is the flow's split of
@@ -458,7 +457,7 @@ def _stage_price(settings, as_of, paths):
     from bbx import lake
     from bbx.lake.buckets import partition_lake
     from tasks import registry
-    from tasks.pricing import lake_pieces, price_from_pieces, price_scores
+    from tasks.pricing import LakePieces, add_lake_pieces, price_from_pieces, price_scores
 
     partitions = partition_lake(settings, as_of, paths)  # the partition stage's split
     scores_file = str(lake.scores_path(settings.lake_dir, as_of))  # the score stage's
@@ -479,7 +478,9 @@ def _stage_price(settings, as_of, paths):
         def whole():
             tables = _whole_lake(paths)
             scores = pd.read_parquet(scores_file)
-            pieces = lake_pieces(tables, settings, as_of, first_usage(tables.usagelogs), scores)
+            pieces = LakePieces()
+            add_lake_pieces(pieces, tables, settings, as_of, first_usage(tables.usagelogs),
+                            scores)
             night = price_from_pieces(settings, as_of, scores, pieces, tables.plans, None,
                                       segment_model)
             return round(night.fit.revenue_uplift, 4) if night.fit else None

@@ -59,7 +59,7 @@ from features.demand import hourly_profile_from_load
 from features.price_history import price_response_history
 from features.segmentation import build_segmentation_features
 from models.ab import TREATMENT, assign_arms, fairness_report
-from models.elasticity import estimate_segment_elasticity, estimates_table
+from models.elasticity import ElasticityEstimate, estimate_segment_elasticity, estimates_table
 from models.plan_prices import (
     AnchorOverride,
     PlanBand,
@@ -147,7 +147,7 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 @dataclass
-class _LakePieces:
+class LakePieces:
     """What pricing keeps of the lake: per-customer rows and network-wide sums."""
 
     history: list[pd.DataFrame] = field(default_factory=list)
@@ -180,7 +180,7 @@ class _LakePieces:
                                                                   baseline_days)
 
 
-def _elasticity_history(pieces: _LakePieces, segment_model) -> pd.DataFrame:
+def _elasticity_history(pieces: LakePieces, segment_model) -> pd.DataFrame:
     """The cohort with its segment then and what followed (empty without a cohort)."""
     if not pieces.history:
         return pd.DataFrame(columns=HISTORY_COLUMNS)
@@ -202,7 +202,7 @@ class PricedNight:
     scores: pd.DataFrame  # the scores with bands, paid price, elasticity and prices
     weights: PricingWeights
     fit: WeightFit | None
-    estimates: list  # models.elasticity estimates, one per segment
+    estimates: list[ElasticityEstimate]  # one per segment
     arms: np.ndarray
     fairness: pd.DataFrame
     hourly: pd.DataFrame
@@ -210,7 +210,7 @@ class PricedNight:
 
 
 def price_from_pieces(settings: Settings, as_of: dt.date, scores: pd.DataFrame,
-                      pieces: _LakePieces, plans: pd.DataFrame,
+                      pieces: LakePieces, plans: pd.DataFrame,
                       bands: Mapping[str, PlanBand] | None, segment_model) -> PricedNight:
     """Price the scores from what was kept of the lake (`pieces`, however it was read):
     elasticity per segment, learned weights, prices and arms, fairness, demand by hour
@@ -259,19 +259,16 @@ def price_from_pieces(settings: Settings, as_of: dt.date, scores: pd.DataFrame,
                        segment_documents(features, scores, as_of))
 
 
-def lake_pieces(tables: LakeTables, settings: Settings, as_of: dt.date,
-                first_seen: pd.Timestamp, scores: pd.DataFrame,
-                pieces: _LakePieces | None = None) -> _LakePieces:
+def add_lake_pieces(pieces: LakePieces, tables: LakeTables, settings: Settings,
+                    as_of: dt.date, first_seen: pd.Timestamp, scores: pd.DataFrame) -> None:
     """Add one part of the lake (a bucket, or the whole lake) to `pieces`; `first_seen` is
     the whole lake's first usage (the cohort's start depends on it)."""
-    pieces = pieces if pieces is not None else _LakePieces()
     cutoff = as_of_cutoff(as_of)
     cohort = cohort_cutoff(cutoff, first_seen, settings.segmentation.elasticity_followup_days)
     subscriptions = (pd.Index(scores["subscription_id"].astype(str))
                      if "subscription_id" in scores.columns else None)
     pieces.add(tables, cutoff, cohort, pd.Index(scores["user_id"].astype(str)),
                settings.pricing.demand_baseline_days, subscriptions)
-    return pieces
 
 
 def price_scores(settings: Settings, as_of: dt.date, partitions: LakePartitions,
@@ -294,9 +291,9 @@ def price_scores(settings: Settings, as_of: dt.date, partitions: LakePartitions,
     # cohort cutoff needs the first usage over all buckets first (a key+timestamp pass).
     first_seen = pd.Series([_bucket_first_usage(partitions, b)
                             for b in range(partitions.buckets)]).min()
-    pieces = _LakePieces()
+    pieces = LakePieces()
     for b in range(partitions.buckets):
-        lake_pieces(read_bucket(partitions, b), settings, as_of, first_seen, scores, pieces)
+        add_lake_pieces(pieces, read_bucket(partitions, b), settings, as_of, first_seen, scores)
     plans = read_table("plans", partitions.shared["plans"])
     night = price_from_pieces(settings, as_of, scores, pieces, plans, bands, segment_model)
 
